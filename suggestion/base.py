@@ -1,0 +1,140 @@
+"""The algorithm interface: what a researcher implements to add a suggestion algorithm.
+
+An algorithm is a plain object over numpy; it never sees protobuf or gRPC::
+
+    @dataclass(frozen=True)
+    class MySettings:
+        random_state: int | None = setting(None, ge=0)
+
+    @register
+    class MyAlgorithm(Algorithm):
+        name = "my-algorithm"
+        settings_class = MySettings
+
+        def suggest(self, history: History, count: int) -> list[Point]:
+            rng = self.rng(history)
+            return self.space.sample(rng, count)
+
+The service builds the algorithm from the experiment (search space, direction, budget) and its
+typed settings, and calls :meth:`Algorithm.suggest` with the *whole* trial history on every
+request. An algorithm must give the same answer for the same request in a fresh process (use
+:meth:`Algorithm.rng`, which derives its stream from the seed and the history); caching across
+calls is allowed only as a speed-up.
+"""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from katib.suggestion.history import Direction, History
+from katib.suggestion.space import Point, SearchSpace
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """What an algorithm may know about the experiment besides its settings."""
+
+    name: str
+    space: SearchSpace
+    direction: Direction = Direction.MINIMIZE
+    objective_metric: str = ""
+    max_trial_count: int | None = None
+    parallel_trial_count: int | None = None
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """Settings of an algorithm that takes none."""
+
+
+class Algorithm(ABC):
+    """Base class of every suggestion algorithm.
+
+    Subclasses set :attr:`name` (Katib's algorithm name) and :attr:`settings_class` (a frozen
+    dataclass built with :func:`katib.suggestion.settings.setting`), and implement
+    :meth:`suggest`. Override :meth:`check` to reject experiments the algorithm cannot handle.
+    """
+
+    name: ClassVar[str]
+    settings_class: ClassVar[type] = NoSettings
+    #: False for algorithms that ignore objective values (random, grid, sobol).
+    uses_objective: ClassVar[bool] = True
+
+    def __init__(self, experiment: ExperimentInfo, settings: Any) -> None:
+        self.experiment = experiment
+        self.space = experiment.space
+        self.settings = settings
+
+    @classmethod
+    def check(cls, experiment: ExperimentInfo, settings: Any) -> None:
+        """Raise ``InvalidArgument``/``FailedPrecondition`` if the experiment is unusable."""
+
+    @abstractmethod
+    def suggest(self, history: History, count: int) -> list[Point]:
+        """Return up to ``count`` new points; fewer only when the search space is exhausted."""
+
+    @property
+    def seed(self) -> int | None:
+        """The user's ``random_state`` setting, if the algorithm has one."""
+        return getattr(self.settings, "random_state", None)
+
+    def rng(self, history: History, salt: str = "") -> np.random.Generator:
+        """A generator derived from the seed and the history, so restarts repeat answers.
+
+        Without a seed the stream is fresh entropy on every call.
+        """
+        if self.seed is None:
+            return np.random.default_rng()
+        names = "\n".join(sorted(t.name for t in history.trials))
+        digest = zlib.crc32(f"{salt}\n{names}".encode())
+        return np.random.default_rng([self.seed, len(history.trials), digest])
+
+
+def draw_distinct(
+    space: SearchSpace,
+    rng: np.random.Generator,
+    draw: Callable[[int], list[Point]],
+    count: int,
+    taken: set[tuple[str, ...]],
+    max_rounds: int = 20,
+) -> list[Point]:
+    """Up to ``count`` points from ``draw`` that are distinct and not in ``taken``.
+
+    Continuous spaces return ``draw(count)`` (collisions have probability zero). Finite spaces
+    reject repeats; when draws keep colliding (a nearly exhausted space) the remaining points are
+    enumerated and chosen uniformly, so the result is short only when the space is exhausted.
+    """
+    if count <= 0:
+        return []
+    if space.cardinality is None:
+        return draw(count)
+    seen = set(taken)
+    chosen: list[Point] = []
+    for _ in range(max_rounds):
+        for point in draw(count - len(chosen)):
+            key = space.key(point)
+            if key not in seen:
+                seen.add(key)
+                chosen.append(point)
+        if len(chosen) == count:
+            return chosen
+    if space.cardinality > 1_000_000:
+        return chosen
+    rest = [p for p in enumerate_space(space) if space.key(p) not in seen]
+    picks = rng.permutation(len(rest))[: count - len(chosen)]
+    return chosen + [rest[i] for i in picks]
+
+
+def enumerate_space(space: SearchSpace) -> list[Point]:
+    """Every point of a finite space, first parameter varying slowest."""
+    grids = [p.grid() for p in space.params]
+    points: list[Point] = [{}]
+    for spec, values in zip(space.params, grids, strict=True):
+        points = [{**pt, spec.name: v} for pt in points for v in values]
+    return points

@@ -1,0 +1,147 @@
+"""Protobuf <-> domain conversion for the suggestion service (the only module that does it).
+
+Errors in the experiment name the offending field, e.g.
+``experiment.spec.parameter_specs.parameters[1] ('lr'): min (2) must not exceed max (1)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from katib.api import api_pb2 as pb
+from katib.api.errors import InvalidArgument
+from katib.suggestion.base import ExperimentInfo
+from katib.suggestion.history import Direction, History, Trial, TrialState, parse_objective
+from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, Point, SearchSpace
+
+logger = logging.getLogger(__name__)
+
+_TYPES = {
+    pb.DOUBLE: ParameterType.DOUBLE,
+    pb.INT: ParameterType.INT,
+    pb.DISCRETE: ParameterType.DISCRETE,
+    pb.CATEGORICAL: ParameterType.CATEGORICAL,
+}
+_DISTRIBUTIONS = {
+    pb.DISTRIBUTION_UNSPECIFIED: Distribution.UNIFORM,
+    pb.UNIFORM: Distribution.UNIFORM,
+    pb.LOG_UNIFORM: Distribution.LOG_UNIFORM,
+    pb.NORMAL: Distribution.NORMAL,
+    pb.LOG_NORMAL: Distribution.LOG_NORMAL,
+}
+_CONDITIONS = {
+    pb.TrialStatus.CREATED: TrialState.PENDING,
+    pb.TrialStatus.RUNNING: TrialState.PENDING,
+    pb.TrialStatus.SUCCEEDED: TrialState.SUCCEEDED,
+    pb.TrialStatus.EARLYSTOPPED: TrialState.EARLY_STOPPED,
+    pb.TrialStatus.METRICSUNAVAILABLE: TrialState.METRICS_UNAVAILABLE,
+    pb.TrialStatus.FAILED: TrialState.FAILED,
+    pb.TrialStatus.KILLED: TrialState.FAILED,
+    pb.TrialStatus.UNKNOWN: TrialState.FAILED,
+}
+
+
+def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
+    """Build the search space, reporting every bad parameter at once."""
+    where = "experiment.spec.parameter_specs.parameters"
+    if not specs:
+        raise InvalidArgument(f"{where}: the experiment has no parameters")
+    params: list[ParameterSpec] = []
+    problems: list[str] = []
+    for i, spec in enumerate(specs):
+        field = f"{where}[{i}] ({spec.name!r})"
+        ptype = _TYPES.get(spec.parameter_type)
+        if ptype is None:
+            problems.append(f"{field}: parameter_type must be DOUBLE, INT, DISCRETE or CATEGORICAL")
+            continue
+        fs = spec.feasible_space
+        try:
+            params.append(
+                ParameterSpec.from_strings(
+                    spec.name,
+                    ptype,
+                    low=fs.min,
+                    high=fs.max,
+                    step=fs.step,
+                    choices=list(fs.list),
+                    distribution=_DISTRIBUTIONS.get(fs.distribution, Distribution.UNIFORM),
+                )
+            )
+        except InvalidArgument as exc:
+            problems.extend(f"{where}[{i}]: {p}" for p in exc.problems)
+    if problems:
+        raise InvalidArgument(problems)
+    try:
+        return SearchSpace(tuple(params))
+    except InvalidArgument as exc:
+        raise InvalidArgument([f"{where}: {p}" for p in exc.problems]) from None
+
+
+def experiment_from_proto(experiment: pb.Experiment) -> tuple[ExperimentInfo, str, list[tuple[str, str]]]:
+    """The experiment as domain objects, plus the algorithm name and its setting pairs."""
+    spec = experiment.spec
+    algorithm = spec.algorithm.algorithm_name
+    if not algorithm:
+        raise InvalidArgument("experiment.spec.algorithm.algorithm_name must not be empty")
+    settings = [(s.name, s.value) for s in spec.algorithm.algorithm_settings]
+    space = space_from_proto(spec.parameter_specs.parameters)
+    objective = spec.objective
+    direction = Direction.MAXIMIZE if objective.type == pb.MAXIMIZE else Direction.MINIMIZE
+    info = ExperimentInfo(
+        name=experiment.name,
+        space=space,
+        direction=direction,
+        objective_metric=objective.objective_metric_name,
+        max_trial_count=spec.max_trial_count or None,
+        parallel_trial_count=spec.parallel_trial_count or None,
+    )
+    return info, algorithm, settings
+
+
+def check_objective(experiment: pb.Experiment) -> None:
+    """Model-based algorithms need a direction and a metric name."""
+    objective = experiment.spec.objective
+    problems = []
+    if objective.type not in (pb.MINIMIZE, pb.MAXIMIZE):
+        problems.append("experiment.spec.objective.type must be MINIMIZE or MAXIMIZE")
+    if not objective.objective_metric_name:
+        problems.append("experiment.spec.objective.objective_metric_name must not be empty")
+    if problems:
+        raise InvalidArgument(problems)
+
+
+def history_from_proto(trials: Sequence[pb.Trial], info: ExperimentInfo) -> History:
+    """Decode every trial once; assignments that don't fit the space are kept but unusable."""
+    decoded = []
+    for trial in trials:
+        assignments = {a.name: a.value for a in trial.spec.parameter_assignments.assignments}
+        point: Point | None
+        try:
+            point = info.space.parse(assignments)
+        except ValueError as exc:
+            logger.warning("trial %s ignored for modelling: %s", trial.name, exc)
+            point = None
+        metrics = {m.name: m.value for m in trial.status.observation.metrics}
+        value = parse_objective(metrics.get(info.objective_metric, ""))
+        decoded.append(
+            Trial(
+                name=trial.name,
+                point=point,
+                state=_CONDITIONS.get(trial.status.condition, TrialState.FAILED),
+                value=value,
+                metrics=metrics,
+                labels=dict(trial.spec.labels),
+            )
+        )
+    return History(direction=info.direction, trials=tuple(decoded))
+
+
+def reply_from_points(space: SearchSpace, points: Sequence[Point]) -> pb.GetSuggestionsReply:
+    """Points as Katib assignments (value strings in spec order)."""
+    reply = pb.GetSuggestionsReply()
+    for point in points:
+        item = reply.parameter_assignments.add()
+        for name, value in space.format(point):
+            item.assignments.add(name=name, value=value)
+    return reply

@@ -1,0 +1,88 @@
+"""The gRPC servicer: a thin adapter from Katib's ``Suggestion`` API to :class:`Algorithm`.
+
+Each request is decoded once (:mod:`katib.suggestion.proto`), the algorithm is built from the
+experiment and its typed settings, and its points are encoded back. Status codes come only from
+:func:`katib.api.errors.grpc_errors`. The servicer keeps no state between calls, so any replica or
+a restarted process answers the same request the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+
+from katib.api import api_pb2 as pb
+from katib.api import api_pb2_grpc
+from katib.api.errors import InvalidArgument, grpc_errors
+from katib.suggestion import registry
+from katib.suggestion.base import Algorithm, ExperimentInfo
+from katib.suggestion.proto import (
+    check_objective,
+    experiment_from_proto,
+    history_from_proto,
+    reply_from_points,
+)
+from katib.suggestion.settings import parse_settings
+
+logger = logging.getLogger(__name__)
+
+#: Upper bound on ``current_request_number``; far above any sane parallelism.
+MAX_REQUEST = 10_000
+
+
+class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
+    """Serve ``GetSuggestions`` and ``ValidateAlgorithmSettings`` for a set of algorithms.
+
+    ``algorithms=None`` serves every registered algorithm; otherwise only the named ones (a
+    request for another name is INVALID_ARGUMENT).
+    """
+
+    def __init__(self, algorithms: Iterable[str] | None = None) -> None:
+        self.algorithms = None if algorithms is None else sorted(set(algorithms))
+        for name in self.algorithms or ():
+            registry.get(name)  # fail fast on typos at start-up
+
+    def prepare(self, experiment: pb.Experiment) -> tuple[type[Algorithm], ExperimentInfo, Any]:
+        """Decode and validate an experiment: the algorithm class, experiment and settings."""
+        info, name, pairs = experiment_from_proto(experiment)
+        if self.algorithms is not None and name not in self.algorithms:
+            raise InvalidArgument(
+                f"unknown algorithm name {name!r}; this service serves: "
+                f"{', '.join(self.algorithms)}"
+            )
+        cls = registry.get(name)
+        settings = parse_settings(cls.settings_class, pairs, name)
+        if cls.uses_objective:
+            check_objective(experiment)
+        cls.check(info, settings)
+        return cls, info, settings
+
+    @grpc_errors
+    def ValidateAlgorithmSettings(
+        self, request: pb.ValidateAlgorithmSettingsRequest, context: grpc.ServicerContext
+    ) -> pb.ValidateAlgorithmSettingsReply:
+        """OK if the experiment's space and settings suit the algorithm, else INVALID_ARGUMENT."""
+        self.prepare(request.experiment)
+        return pb.ValidateAlgorithmSettingsReply()
+
+    @grpc_errors
+    def GetSuggestions(
+        self, request: pb.GetSuggestionsRequest, context: grpc.ServicerContext
+    ) -> pb.GetSuggestionsReply:
+        """Up to ``current_request_number`` new assignments; fewer once the space is exhausted."""
+        count = request.current_request_number
+        if not 0 <= count <= MAX_REQUEST:
+            raise InvalidArgument(
+                f"current_request_number must be between 0 and {MAX_REQUEST}, got {count}"
+            )
+        cls, info, settings = self.prepare(request.experiment)
+        history = history_from_proto(request.trials, info)
+        points = cls(info, settings).suggest(history, count) if count else []
+        if len(points) > count:
+            raise RuntimeError(f"{cls.name} returned {len(points)} points for {count} requested")
+        reply = reply_from_points(info.space, points)
+        reply.algorithm.CopyFrom(request.experiment.spec.algorithm)
+        return reply

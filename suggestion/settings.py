@@ -1,0 +1,154 @@
+"""Typed algorithm settings, parsed once from Katib's ``(name, value)`` string pairs.
+
+Each algorithm declares a frozen dataclass whose fields use :func:`setting`::
+
+    @dataclass(frozen=True)
+    class TPESettings:
+        gamma: float = setting(0.25, gt=0, lt=1, doc="quantile of good trials")
+        n_ei_candidates: int = setting(24, ge=1, aliases=("n_EI_candidates",))
+
+:func:`parse_settings` converts and range-checks every pair, rejects unknown names and raises one
+:class:`~katib.api.errors.InvalidArgument` listing every problem. ``ValidateAlgorithmSettings`` and
+``GetSuggestions`` both call it, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar, Union
+
+from katib.api.errors import InvalidArgument
+
+T = TypeVar("T")
+
+_NONE_WORDS = {"none", "null", ""}
+_TRUE_WORDS = {"true", "1", "yes", "on"}
+_FALSE_WORDS = {"false", "0", "no", "off"}
+
+
+def setting(
+    default: Any,
+    *,
+    doc: str = "",
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: Iterable[str] | None = None,
+    aliases: Iterable[str] = (),
+) -> Any:
+    """Declare a settings field: its default, valid range or choices, and accepted aliases."""
+    meta = {
+        "doc": doc,
+        "ge": ge,
+        "gt": gt,
+        "le": le,
+        "lt": lt,
+        "choices": tuple(choices) if choices is not None else None,
+        "aliases": tuple(aliases),
+    }
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def parse_settings(cls: type[T], pairs: Sequence[tuple[str, str]], algorithm: str) -> T:
+    """Build ``cls`` from setting pairs; later pairs with the same name win (Katib's overlay)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    lookup = {f.name: f.name for f in fields.values()}
+    for f in fields.values():
+        for alias in f.metadata.get("aliases", ()):
+            lookup[alias] = f.name
+    hints = typing.get_type_hints(cls)
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for name, text in pairs:
+        target = lookup.get(name)
+        if target is None:
+            known = ", ".join(sorted(lookup)) or "none"
+            problems.append(
+                f"unknown setting {name!r} for algorithm {algorithm!r} (known settings: {known})"
+            )
+            continue
+        try:
+            values[target] = _convert(text, hints[target], fields[target].metadata)
+        except ValueError as exc:
+            problems.append(f"setting {name!r}: {exc}")
+    if problems:
+        raise InvalidArgument(problems)
+    return cls(**values)
+
+
+def describe_settings(cls: type) -> list[dict[str, Any]]:
+    """Name, type, default, range and doc of each setting (for docs and ``--help``)."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        rows.append({"name": f.name, "type": _type_name(hints[f.name]), "default": f.default,
+                     **meta})
+    return rows
+
+
+def _convert(text: str, hint: Any, meta: typing.Mapping[str, Any]) -> Any:
+    base, optional = _unwrap_optional(hint)
+    raw = text.strip()
+    if optional and raw.lower() in _NONE_WORDS:
+        return None
+    value: Any
+    if base is bool:
+        if raw.lower() not in _TRUE_WORDS | _FALSE_WORDS:
+            raise ValueError(f"expected true or false, got {text!r}")
+        value = raw.lower() in _TRUE_WORDS
+    elif base is int:
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+        if not number.is_integer():
+            raise ValueError(f"expected an integer, got {text!r}")
+        value = int(number)
+    elif base is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"expected a finite number, got {text!r}")
+    else:
+        value = raw
+    _check_range(value, meta)
+    return value
+
+
+def _check_range(value: Any, meta: typing.Mapping[str, Any]) -> None:
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    low = ("[", meta["ge"]) if meta.get("ge") is not None else ("(", meta.get("gt"))
+    high = ("]", meta["le"]) if meta.get("le") is not None else (")", meta.get("lt"))
+    ok = (
+        (low[1] is None or (value >= low[1] if low[0] == "[" else value > low[1]))
+        and (high[1] is None or (value <= high[1] if high[0] == "]" else value < high[1]))
+    )
+    if not ok:
+        lo = "-inf" if low[1] is None else f"{low[1]:g}"
+        hi = "inf" if high[1] is None else f"{high[1]:g}"
+        raise ValueError(f"must be in {low[0]}{lo}, {hi}{high[0]}, got {value:g}")
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else str), len(args) < len(typing.get_args(hint))
+    return hint, False
+
+
+def _type_name(hint: Any) -> str:
+    base, optional = _unwrap_optional(hint)
+    name = getattr(base, "__name__", str(base))
+    return f"{name} | None" if optional else name

@@ -1,0 +1,433 @@
+"""Search spaces: typed parameter specs and the one encoder to the unit hypercube.
+
+Every algorithm works on the same representation. A point is a ``dict`` from parameter name to a
+plain Python value (``float`` for double and discrete, ``int`` for int, ``str`` for categorical).
+The encoder maps points to ``U``, an ``(n, d)`` float64 array in ``[0, 1]`` with one column per
+parameter, in spec order:
+
+* numeric parameters are first warped (``ln`` for the log distributions), then mapped through the
+  CDF of their prior over the bounds: linear for uniform, a truncated normal with
+  ``mu = (min + max) / 2`` and ``sigma = (max - min) / 6`` (in the warped space) for the normal
+  ones. Uniform sampling in ``U`` therefore samples the declared distribution, never outside
+  ``[min, max]``;
+* ints and stepped doubles are widened by half a step on each side before the CDF, so rounding
+  gives every grid value a fair share of ``[0, 1]``;
+* discrete and categorical parameters use the index of the value: value ``i`` of ``k`` owns the
+  cell ``[i / k, (i + 1) / k)``. Algorithms that want one-hot encodings build them from
+  :attr:`ParameterSpec.cardinality`.
+
+The decoder clips to ``[0, 1]`` and rounds to the nearest feasible value, so any ``U`` decodes to a
+valid point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from katib.api.errors import InvalidArgument
+
+Point = dict[str, Any]
+
+#: Relative slack when counting how many steps fit between min and max.
+_STEP_EPS = 1e-9
+
+
+class ParameterType(str, Enum):
+    """Katib's parameter types."""
+
+    DOUBLE = "double"
+    INT = "int"
+    DISCRETE = "discrete"
+    CATEGORICAL = "categorical"
+
+
+class Distribution(str, Enum):
+    """Prior distribution of a numeric parameter over ``[min, max]``."""
+
+    UNIFORM = "uniform"
+    LOG_UNIFORM = "logUniform"
+    NORMAL = "normal"
+    LOG_NORMAL = "logNormal"
+
+    @property
+    def is_log(self) -> bool:
+        """Whether values are warped by ``ln`` before the prior applies."""
+        return self in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL)
+
+    @property
+    def is_normal(self) -> bool:
+        """Whether the prior is a (truncated) normal."""
+        return self in (Distribution.NORMAL, Distribution.LOG_NORMAL)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter of a search space, validated at construction.
+
+    Numeric parameters (double, int) use ``low``/``high``/``step``/``distribution``; discrete and
+    categorical parameters use ``choices`` (the strings as written in the experiment; discrete
+    ones must be numbers and are kept sorted by value).
+
+    >>> ParameterSpec("lr", ParameterType.DOUBLE, low=1e-4, high=1e-1,
+    ...               distribution=Distribution.LOG_UNIFORM).cardinality is None
+    True
+    """
+
+    name: str
+    type: ParameterType
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    distribution: Distribution = Distribution.UNIFORM
+    choices: tuple[str, ...] = ()
+    _decimals: int = field(default=15, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise InvalidArgument(problems)
+        if self.type is ParameterType.INT and self.step is None:
+            object.__setattr__(self, "step", 1.0)
+        if self.step is not None and self.low is not None:
+            places = decimals_of(repr(self.low), repr(self.step))
+            object.__setattr__(self, "_decimals", places)
+        if self.type is ParameterType.DISCRETE:
+            ordered = tuple(sorted(self.choices, key=float))
+            object.__setattr__(self, "choices", ordered)
+
+    def _problems(self) -> list[str]:
+        where = f"parameter {self.name!r}"
+        if not self.name:
+            return ["parameter name must not be empty"]
+        if self.type in (ParameterType.DISCRETE, ParameterType.CATEGORICAL):
+            return self._list_problems(where)
+        problems: list[str] = []
+        if self.choices:
+            problems.append(f"{where}: a {self.type.value} parameter takes min/max, not a list")
+        if self.low is None or self.high is None:
+            return [*problems, f"{where}: min and max are required for {self.type.value}"]
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            return [*problems, f"{where}: min and max must be finite numbers"]
+        if self.low > self.high:
+            problems.append(f"{where}: min ({self.low:g}) must not exceed max ({self.high:g})")
+        if self.type is ParameterType.INT:
+            for label, value in (("min", self.low), ("max", self.high), ("step", self.step)):
+                if value is not None and value != int(value):
+                    problems.append(f"{where}: {label} ({value:g}) must be an integer")
+        if self.step is not None and not (math.isfinite(self.step) and self.step > 0):
+            problems.append(f"{where}: step ({self.step:g}) must be a positive number")
+        if self.distribution.is_log and self.low <= 0:
+            problems.append(
+                f"{where}: min ({self.low:g}) must be positive for distribution "
+                f"{self.distribution.value}"
+            )
+        return problems
+
+    def _list_problems(self, where: str) -> list[str]:
+        problems = []
+        if self.low is not None or self.high is not None or self.step is not None:
+            problems.append(f"{where}: a {self.type.value} parameter takes a list, not min/max/step")
+        if self.distribution is not Distribution.UNIFORM:
+            problems.append(f"{where}: distribution applies only to double and int parameters")
+        if not self.choices:
+            problems.append(f"{where}: list must not be empty")
+        elif len(set(self.choices)) != len(self.choices):
+            problems.append(f"{where}: list has duplicate values")
+        if self.type is ParameterType.DISCRETE:
+            bad = [c for c in self.choices if _parse_float(c) is None]
+            if bad:
+                problems.append(f"{where}: discrete values must be numbers, got {bad[0]!r}")
+            elif len({float(c) for c in self.choices}) != len(self.choices):
+                problems.append(f"{where}: list has duplicate values")
+        return problems
+
+    @classmethod
+    def from_strings(
+        cls,
+        name: str,
+        type: ParameterType,
+        *,
+        low: str = "",
+        high: str = "",
+        step: str = "",
+        choices: Sequence[str] = (),
+        distribution: Distribution = Distribution.UNIFORM,
+    ) -> ParameterSpec:
+        """Build a spec from the strings of a Katib ``feasibleSpace``; every problem is reported."""
+        problems = []
+        numbers: dict[str, float | None] = {}
+        for label, text in (("min", low), ("max", high), ("step", step)):
+            numbers[label] = None if text.strip() == "" else _parse_float(text)
+            if text.strip() and numbers[label] is None:
+                problems.append(f"parameter {name!r}: {label} {text!r} is not a finite number")
+        if problems:
+            raise InvalidArgument(problems)
+        spec = cls(
+            name,
+            type,
+            low=numbers["min"],
+            high=numbers["max"],
+            step=numbers["step"],
+            distribution=distribution,
+            choices=tuple(choices),
+        )
+        if step.strip() and low.strip():
+            object.__setattr__(spec, "_decimals", decimals_of(low, step))
+        return spec
+
+    # -- shape -----------------------------------------------------------------------------
+
+    @property
+    def is_numeric_range(self) -> bool:
+        """True for double and int parameters (min/max); false for list parameters."""
+        return self.type in (ParameterType.DOUBLE, ParameterType.INT)
+
+    @property
+    def n_steps(self) -> int | None:
+        """Index of the last grid value ``low + n_steps * step``, or ``None`` if continuous."""
+        if not self.is_numeric_range or self.step is None:
+            return None
+        assert self.low is not None and self.high is not None
+        return int(math.floor((self.high - self.low) / self.step * (1 + _STEP_EPS) + _STEP_EPS))
+
+    @property
+    def cardinality(self) -> int | None:
+        """Number of feasible values, or ``None`` for a continuous double."""
+        if not self.is_numeric_range:
+            return len(self.choices)
+        n = self.n_steps
+        return None if n is None else n + 1
+
+    def grid(self) -> list[Any]:
+        """Every feasible value in increasing order (finite parameters only)."""
+        if not self.is_numeric_range:
+            return [self._value_of_index(i) for i in range(len(self.choices))]
+        n = self.n_steps
+        if n is None:
+            raise InvalidArgument(
+                f"parameter {self.name!r}: a double parameter needs a step to be enumerated"
+            )
+        return [self._snap(np.array([float(k)]))[0] for k in range(n + 1)]
+
+    # -- encoding --------------------------------------------------------------------------
+
+    def encode(self, values: Sequence[Any]) -> np.ndarray:
+        """Map feasible values to ``[0, 1]`` (shape ``(n,)``)."""
+        if not self.is_numeric_range:
+            k = len(self.choices)
+            idx = np.array([self.index_of(v) for v in values], dtype=float)
+            return (idx + 0.5) / k
+        x = np.asarray(values, dtype=float)
+        a, b = self._warped_bounds()
+        if b <= a:
+            return np.full(x.shape, 0.5)
+        t = np.log(np.maximum(x, 1e-300)) if self.distribution.is_log else x
+        return np.clip(self._cdf(t, a, b), 0.0, 1.0)
+
+    def decode(self, u: np.ndarray) -> list[Any]:
+        """Map ``u`` (shape ``(n,)``, clipped to ``[0, 1]``) to feasible values."""
+        u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
+        if not self.is_numeric_range:
+            k = len(self.choices)
+            idx = np.minimum(np.floor(u * k), k - 1).astype(int)
+            return [self._value_of_index(int(i)) for i in idx]
+        assert self.low is not None and self.high is not None
+        a, b = self._warped_bounds()
+        t = self._inverse_cdf(u, a, b) if b > a else np.full(u.shape, a)
+        x = np.exp(t) if self.distribution.is_log else t
+        if self.step is None:
+            return [float(v) for v in np.clip(x, self.low, self.high)]
+        return self._snap(np.rint((x - self.low) / self.step))
+
+    def _snap(self, k: np.ndarray) -> list[Any]:
+        assert self.low is not None and self.step is not None and self.n_steps is not None
+        k = np.clip(k, 0, self.n_steps)
+        x = self.low + k * self.step
+        if self.type is ParameterType.INT:
+            return [int(round(v)) for v in x]
+        return [round(float(v), self._decimals) for v in x]
+
+    def _warped_bounds(self) -> tuple[float, float]:
+        assert self.low is not None and self.high is not None
+        lo, hi = self.low, self.high
+        if self.step is not None:
+            assert self.n_steps is not None
+            hi = lo + self.n_steps * self.step + self.step / 2
+            lo = lo - self.step / 2
+            if self.distribution.is_log and lo <= 0:
+                lo = self.low
+        if self.distribution.is_log:
+            return math.log(lo), math.log(hi)
+        return lo, hi
+
+    def _normal_params(self) -> tuple[float, float]:
+        assert self.low is not None and self.high is not None
+        warp: Callable[[float], float] = math.log if self.distribution.is_log else float
+        lo, hi = warp(self.low), warp(self.high)
+        return (lo + hi) / 2, max((hi - lo) / 6, 1e-12)
+
+    def _cdf(self, t: np.ndarray, a: float, b: float) -> np.ndarray:
+        if not self.distribution.is_normal:
+            return (t - a) / (b - a)
+        from scipy.special import ndtr
+
+        mu, sigma = self._normal_params()
+        fa, fb = ndtr((a - mu) / sigma), ndtr((b - mu) / sigma)
+        return np.asarray((ndtr((t - mu) / sigma) - fa) / (fb - fa))
+
+    def _inverse_cdf(self, u: np.ndarray, a: float, b: float) -> np.ndarray:
+        if not self.distribution.is_normal:
+            return a + u * (b - a)
+        from scipy.special import ndtr, ndtri
+
+        mu, sigma = self._normal_params()
+        fa, fb = ndtr((a - mu) / sigma), ndtr((b - mu) / sigma)
+        p = np.clip(fa + u * (fb - fa), 1e-300, 1 - 1e-16)
+        return np.asarray(np.clip(mu + sigma * ndtri(p), a, b))
+
+    # -- values ----------------------------------------------------------------------------
+
+    def _value_of_index(self, i: int) -> Any:
+        choice = self.choices[i]
+        return float(choice) if self.type is ParameterType.DISCRETE else choice
+
+    def index_of(self, value: Any) -> int:
+        """Index of a discrete or categorical value in :attr:`choices` (``ValueError`` if absent)."""
+        if self.type is ParameterType.CATEGORICAL:
+            return self.choices.index(str(value))
+        target = float(value)
+        for i, choice in enumerate(self.choices):
+            if math.isclose(float(choice), target, rel_tol=1e-9, abs_tol=1e-12):
+                return i
+        raise ValueError(f"{value!r} is not in the list of parameter {self.name!r}")
+
+    def parse(self, text: str) -> Any:
+        """Parse an assignment string (as Katib stores it) into a feasible value.
+
+        Raises ``ValueError`` when the text is not a value of this parameter.
+        """
+        if not self.is_numeric_range:
+            return self._value_of_index(self.index_of(text))
+        number = _parse_float(text)
+        if number is None:
+            raise ValueError(f"{text!r} is not a number for parameter {self.name!r}")
+        if self.type is ParameterType.INT:
+            if number != int(number):
+                raise ValueError(f"{text!r} is not an integer for parameter {self.name!r}")
+            return int(number)
+        return number
+
+    def format(self, value: Any) -> str:
+        """The assignment string for a value: shortest round-trip form, list values verbatim."""
+        if not self.is_numeric_range:
+            return self.choices[self.index_of(value)]
+        if self.type is ParameterType.INT:
+            return str(int(value))
+        return repr(float(value))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """An ordered collection of uniquely named parameters.
+
+    >>> space = SearchSpace((ParameterSpec("x", ParameterType.INT, low=1, high=3),
+    ...                      ParameterSpec("c", ParameterType.CATEGORICAL, choices=("a", "b"))))
+    >>> space.decode(np.array([[0.0, 0.99]]))
+    [{'x': 1, 'c': 'b'}]
+    """
+
+    params: tuple[ParameterSpec, ...]
+
+    def __post_init__(self) -> None:
+        if not self.params:
+            raise InvalidArgument("the search space has no parameters")
+        names = [p.name for p in self.params]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InvalidArgument(f"parameter names must be unique; repeated: {', '.join(dupes)}")
+
+    @property
+    def names(self) -> list[str]:
+        """Parameter names in spec order (the column order of ``U``)."""
+        return [p.name for p in self.params]
+
+    @property
+    def dim(self) -> int:
+        """Number of parameters (columns of ``U``)."""
+        return len(self.params)
+
+    @property
+    def cardinality(self) -> int | None:
+        """Number of distinct points, or ``None`` if any parameter is continuous."""
+        total = 1
+        for p in self.params:
+            c = p.cardinality
+            if c is None:
+                return None
+            total *= c
+        return total
+
+    def __getitem__(self, name: str) -> ParameterSpec:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def encode(self, points: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Points to ``U`` of shape ``(len(points), dim)``."""
+        if not points:
+            return np.empty((0, self.dim))
+        return np.column_stack([p.encode([pt[p.name] for pt in points]) for p in self.params])
+
+    def decode(self, u: np.ndarray) -> list[Point]:
+        """``U`` of shape ``(n, dim)`` to feasible points (clipped and rounded)."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        columns = [p.decode(u[:, j]) for j, p in enumerate(self.params)]
+        return [dict(zip(self.names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[Point]:
+        """``n`` independent draws from the parameters' prior distributions."""
+        return self.decode(rng.random((n, self.dim)))
+
+    def parse(self, assignments: Mapping[str, str]) -> Point:
+        """Assignment strings to a point; ``ValueError`` if a parameter is missing or invalid."""
+        missing = [n for n in self.names if n not in assignments]
+        if missing:
+            raise ValueError(f"missing parameters: {', '.join(missing)}")
+        return {p.name: p.parse(assignments[p.name]) for p in self.params}
+
+    def format(self, point: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """A point as ``(name, value string)`` pairs in spec order."""
+        return [(p.name, p.format(point[p.name])) for p in self.params]
+
+    def key(self, point: Mapping[str, Any]) -> tuple[str, ...]:
+        """A canonical, hashable identity for de-duplicating points."""
+        return tuple(p.format(point[p.name]) for p in self.params)
+
+
+def decimals_of(*texts: str) -> int:
+    """Decimal places needed to print sums of these numbers exactly (at most 15)."""
+    places = 0
+    for text in texts:
+        try:
+            exponent = Decimal(text.strip()).as_tuple().exponent
+        except (InvalidOperation, AttributeError):
+            return 15
+        if isinstance(exponent, int):
+            places = max(places, -exponent)
+    return min(places, 15)
+
+
+def _parse_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
