@@ -47,7 +47,7 @@ class InvalidArgument(KatibError):
 
 
 class FailedPrecondition(KatibError):
-    """A well-formed request this component does not support (e.g. a space an algorithm can't use)."""
+    """A well-formed request this component cannot serve (e.g. a space an algorithm can't use)."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
 

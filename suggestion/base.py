@@ -74,6 +74,7 @@ class Algorithm(ABC):
     @classmethod
     def check(cls, experiment: ExperimentInfo, settings: Any) -> None:
         """Raise ``InvalidArgument``/``FailedPrecondition`` if the experiment is unusable."""
+        return None
 
     @abstractmethod
     def suggest(self, history: History, count: int) -> list[Point]:
@@ -91,9 +92,9 @@ class Algorithm(ABC):
         """
         if self.seed is None:
             return np.random.default_rng()
-        names = "\n".join(sorted(t.name for t in history.trials))
+        names = "\n".join(sorted(history.names))
         digest = zlib.crc32(f"{salt}\n{names}".encode())
-        return np.random.default_rng([self.seed, len(history.trials), digest])
+        return np.random.default_rng([self.seed, len(history), digest])
 
 
 def draw_distinct(
@@ -101,10 +102,10 @@ def draw_distinct(
     rng: np.random.Generator,
     draw: Callable[[int], list[Point]],
     count: int,
-    taken: set[tuple[str, ...]],
+    history: History,
     max_rounds: int = 20,
 ) -> list[Point]:
-    """Up to ``count`` points from ``draw`` that are distinct and not in ``taken``.
+    """Up to ``count`` points from ``draw``, distinct and not already in ``history``.
 
     Continuous spaces return ``draw(count)`` (collisions have probability zero). Finite spaces
     reject repeats; when draws keep colliding (a nearly exhausted space) the remaining points are
@@ -114,7 +115,7 @@ def draw_distinct(
         return []
     if space.cardinality is None:
         return draw(count)
-    seen = set(taken)
+    seen = history.taken_keys(space)
     chosen: list[Point] = []
     for _ in range(max_rounds):
         for point in draw(count - len(chosen)):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from functools import cached_property
 
 import numpy as np
@@ -20,14 +20,14 @@ from katib.suggestion.space import Point, SearchSpace
 logger = logging.getLogger(__name__)
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     """Objective direction."""
 
     MINIMIZE = "minimize"
     MAXIMIZE = "maximize"
 
 
-class TrialState(str, Enum):
+class TrialState(StrEnum):
     """A trial's condition, as the suggestion service sees it."""
 
     PENDING = "pending"  # created or running: its point is taken, its value unknown
@@ -62,17 +62,43 @@ class Trial:
         )
 
 
-@dataclass(frozen=True)
 class History:
     """Every trial of an experiment plus the objective direction.
 
     Algorithms use :attr:`completed` (trials with values), :attr:`pending` (points taken but not
     evaluated yet: diversify against them) and :attr:`failed` (points that failed; not retried by
-    the algorithms that enumerate).
+    the algorithms that enumerate). Trials may be supplied lazily through ``loader`` with their
+    ``names`` up front, so algorithms that only need the count (random or Sobol search over a
+    continuous space) never pay for decoding thousands of trials.
     """
 
-    direction: Direction
-    trials: tuple[Trial, ...] = ()
+    def __init__(
+        self,
+        direction: Direction | str,
+        trials: Sequence[Trial] = (),
+        *,
+        loader: Callable[[], Sequence[Trial]] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        self.direction = Direction(direction)
+        if loader is None:
+            self.__dict__["trials"] = tuple(trials)
+        self._loader = loader
+        self._names = None if names is None else tuple(names)
+
+    @cached_property
+    def trials(self) -> tuple[Trial, ...]:
+        """Every trial, decoded, in request order."""
+        assert self._loader is not None
+        return tuple(self._loader())
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """Every trial's name, in request order."""
+        return self._names if self._names is not None else tuple(t.name for t in self.trials)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
     @cached_property
     def completed(self) -> tuple[Trial, ...]:

@@ -53,7 +53,9 @@ def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
         field = f"{where}[{i}] ({spec.name!r})"
         ptype = _TYPES.get(spec.parameter_type)
         if ptype is None:
-            problems.append(f"{field}: parameter_type must be DOUBLE, INT, DISCRETE or CATEGORICAL")
+            problems.append(
+                f"{field}: parameter_type must be DOUBLE, INT, DISCRETE or CATEGORICAL"
+            )
             continue
         fs = spec.feasible_space
         try:
@@ -78,7 +80,9 @@ def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
         raise InvalidArgument([f"{where}: {p}" for p in exc.problems]) from None
 
 
-def experiment_from_proto(experiment: pb.Experiment) -> tuple[ExperimentInfo, str, list[tuple[str, str]]]:
+def experiment_from_proto(
+    experiment: pb.Experiment,
+) -> tuple[ExperimentInfo, str, list[tuple[str, str]]]:
     """The experiment as domain objects, plus the algorithm name and its setting pairs."""
     spec = experiment.spec
     algorithm = spec.algorithm.algorithm_name
@@ -112,29 +116,34 @@ def check_objective(experiment: pb.Experiment) -> None:
 
 
 def history_from_proto(trials: Sequence[pb.Trial], info: ExperimentInfo) -> History:
-    """Decode every trial once; assignments that don't fit the space are kept but unusable."""
-    decoded = []
-    for trial in trials:
-        assignments = {a.name: a.value for a in trial.spec.parameter_assignments.assignments}
-        point: Point | None
-        try:
-            point = info.space.parse(assignments)
-        except ValueError as exc:
-            logger.warning("trial %s ignored for modelling: %s", trial.name, exc)
-            point = None
-        metrics = {m.name: m.value for m in trial.status.observation.metrics}
-        value = parse_objective(metrics.get(info.objective_metric, ""))
-        decoded.append(
-            Trial(
-                name=trial.name,
-                point=point,
-                state=_CONDITIONS.get(trial.status.condition, TrialState.FAILED),
-                value=value,
-                metrics=metrics,
-                labels=dict(trial.spec.labels),
-            )
-        )
-    return History(direction=info.direction, trials=tuple(decoded))
+    """The request's trials as a :class:`History`, decoded only when an algorithm reads them.
+
+    Assignments that don't fit the space are kept (for counting) with ``point=None``.
+    """
+    return History(
+        info.direction,
+        loader=lambda: [_trial_from_proto(t, info) for t in trials],
+        names=[t.name for t in trials],
+    )
+
+
+def _trial_from_proto(trial: pb.Trial, info: ExperimentInfo) -> Trial:
+    assignments = {a.name: a.value for a in trial.spec.parameter_assignments.assignments}
+    point: Point | None
+    try:
+        point = info.space.parse(assignments)
+    except ValueError as exc:
+        logger.warning("trial %s ignored for modelling: %s", trial.name, exc)
+        point = None
+    metrics = {m.name: m.value for m in trial.status.observation.metrics}
+    return Trial(
+        name=trial.name,
+        point=point,
+        state=_CONDITIONS.get(trial.status.condition, TrialState.FAILED),
+        value=parse_objective(metrics.get(info.objective_metric, "")),
+        metrics=metrics,
+        labels=dict(trial.spec.labels),
+    )
 
 
 def reply_from_points(space: SearchSpace, points: Sequence[Point]) -> pb.GetSuggestionsReply:

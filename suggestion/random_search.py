@@ -40,6 +40,9 @@ class RandomSearch(Algorithm):
         """``count`` random points, distinct from each other and from the history."""
         rng = self.rng(history)
         return draw_distinct(
-            self.space, rng, lambda n: self.space.sample(rng, n), count,
-            history.taken_keys(self.space),
+            self.space,
+            rng,
+            lambda n: self.space.sample(rng, n),
+            count,
+            history,
         )

@@ -50,9 +50,7 @@ def get(name: str) -> type[Algorithm]:
         return _registered[name]
     target = _BUILTIN.get(name) or _plugins().get(name)
     if target is None:
-        raise InvalidArgument(
-            f"unknown algorithm name {name!r}; available: {', '.join(names())}"
-        )
+        raise InvalidArgument(f"unknown algorithm name {name!r}; available: {', '.join(names())}")
     module_name, _, attr = target.partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
     if not (isinstance(cls, type) and issubclass(cls, Algorithm)):

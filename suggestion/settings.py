@@ -86,8 +86,9 @@ def describe_settings(cls: type) -> list[dict[str, Any]]:
     rows = []
     for f in dataclasses.fields(cls):
         meta = dict(f.metadata)
-        rows.append({"name": f.name, "type": _type_name(hints[f.name]), "default": f.default,
-                     **meta})
+        rows.append(
+            {"name": f.name, "type": _type_name(hints[f.name]), "default": f.default, **meta}
+        )
     return rows
 
 
@@ -130,9 +131,8 @@ def _check_range(value: Any, meta: typing.Mapping[str, Any]) -> None:
         return
     low = ("[", meta["ge"]) if meta.get("ge") is not None else ("(", meta.get("gt"))
     high = ("]", meta["le"]) if meta.get("le") is not None else (")", meta.get("lt"))
-    ok = (
-        (low[1] is None or (value >= low[1] if low[0] == "[" else value > low[1]))
-        and (high[1] is None or (value <= high[1] if high[0] == "]" else value < high[1]))
+    ok = (low[1] is None or (value >= low[1] if low[0] == "[" else value > low[1])) and (
+        high[1] is None or (value <= high[1] if high[0] == "]" else value < high[1])
     )
     if not ok:
         lo = "-inf" if low[1] is None else f"{low[1]:g}"

@@ -49,13 +49,12 @@ class SobolSearch(Algorithm):
 
         seed = self.seed if self.seed is not None else zlib.crc32(self.experiment.name.encode())
         engine = qmc.Sobol(d=self.space.dim, scramble=True, seed=seed)
-        if history.trials:
-            engine.fast_forward(len(history.trials))
+        if len(history):
+            engine.fast_forward(len(history))
 
         def draw(n: int) -> list[Point]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # balance warning for n != 2**m
                 return self.space.decode(engine.random(n))
 
-        return draw_distinct(self.space, self.rng(history), draw, count,
-                             history.taken_keys(self.space))
+        return draw_distinct(self.space, self.rng(history), draw, count, history)

@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ Point = dict[str, Any]
 _STEP_EPS = 1e-9
 
 
-class ParameterType(str, Enum):
+class ParameterType(StrEnum):
     """Katib's parameter types."""
 
     DOUBLE = "double"
@@ -48,7 +48,7 @@ class ParameterType(str, Enum):
     CATEGORICAL = "categorical"
 
 
-class Distribution(str, Enum):
+class Distribution(StrEnum):
     """Prior distribution of a numeric parameter over ``[min, max]``."""
 
     UNIFORM = "uniform"
@@ -88,6 +88,7 @@ class ParameterSpec:
     distribution: Distribution = Distribution.UNIFORM
     choices: tuple[str, ...] = ()
     _decimals: int = field(default=15, repr=False, compare=False)
+    _lookup: dict[Any, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -101,6 +102,10 @@ class ParameterSpec:
         if self.type is ParameterType.DISCRETE:
             ordered = tuple(sorted(self.choices, key=float))
             object.__setattr__(self, "choices", ordered)
+        # Lookup tables: parsing thousands of trials per request must stay cheap.
+        object.__setattr__(self, "_lookup", {c: i for i, c in enumerate(self.choices)})
+        if self.type is ParameterType.DISCRETE:
+            self._lookup.update({float(c): i for i, c in enumerate(self.choices)})
 
     def _problems(self) -> list[str]:
         where = f"parameter {self.name!r}"
@@ -133,7 +138,9 @@ class ParameterSpec:
     def _list_problems(self, where: str) -> list[str]:
         problems = []
         if self.low is not None or self.high is not None or self.step is not None:
-            problems.append(f"{where}: a {self.type.value} parameter takes a list, not min/max/step")
+            problems.append(
+                f"{where}: a {self.type.value} parameter takes a list, not min/max/step"
+            )
         if self.distribution is not Distribution.UNIFORM:
             problems.append(f"{where}: distribution applies only to double and int parameters")
         if not self.choices:
@@ -160,7 +167,7 @@ class ParameterSpec:
         choices: Sequence[str] = (),
         distribution: Distribution = Distribution.UNIFORM,
     ) -> ParameterSpec:
-        """Build a spec from the strings of a Katib ``feasibleSpace``; every problem is reported."""
+        """A spec from the strings of a Katib ``feasibleSpace``; reports every problem."""
         problems = []
         numbers: dict[str, float | None] = {}
         for label, text in (("min", low), ("max", high), ("step", step)):
@@ -187,7 +194,7 @@ class ParameterSpec:
     @property
     def is_numeric_range(self) -> bool:
         """True for double and int parameters (min/max); false for list parameters."""
-        return self.type in (ParameterType.DOUBLE, ParameterType.INT)
+        return self.type is ParameterType.DOUBLE or self.type is ParameterType.INT
 
     @property
     def n_steps(self) -> int | None:
@@ -195,7 +202,7 @@ class ParameterSpec:
         if not self.is_numeric_range or self.step is None:
             return None
         assert self.low is not None and self.high is not None
-        return int(math.floor((self.high - self.low) / self.step * (1 + _STEP_EPS) + _STEP_EPS))
+        return math.floor((self.high - self.low) / self.step * (1 + _STEP_EPS) + _STEP_EPS)
 
     @property
     def cardinality(self) -> int | None:
@@ -251,7 +258,7 @@ class ParameterSpec:
         k = np.clip(k, 0, self.n_steps)
         x = self.low + k * self.step
         if self.type is ParameterType.INT:
-            return [int(round(v)) for v in x]
+            return [round(v) for v in x]
         return [round(float(v), self._decimals) for v in x]
 
     def _warped_bounds(self) -> tuple[float, float]:
@@ -299,7 +306,10 @@ class ParameterSpec:
         return float(choice) if self.type is ParameterType.DISCRETE else choice
 
     def index_of(self, value: Any) -> int:
-        """Index of a discrete or categorical value in :attr:`choices` (``ValueError`` if absent)."""
+        """Index of a list value in :attr:`choices`; ``ValueError`` if absent."""
+        found = self._lookup.get(value)
+        if found is not None:
+            return found
         if self.type is ParameterType.CATEGORICAL:
             return self.choices.index(str(value))
         target = float(value)

@@ -26,8 +26,18 @@ def katib_stubs_dir() -> Path:
     wheels = target / "wheel"
     wheels.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-         "-d", str(wheels), KATIB_SDK],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(wheels),
+            KATIB_SDK,
+        ],
         check=True,
     )
     (wheel,) = wheels.glob("kubeflow_katib-*.whl")
@@ -47,7 +57,10 @@ def run_with_katib_stubs(script: str, *args: str, timeout: float = 60) -> str:
     env = {**os.environ, "PYTHONPATH": str(katib_stubs_dir())}
     result = subprocess.run(
         [sys.executable, "-c", script, *args],
-        env=env, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise AssertionError(f"katib-stub client failed:\n{result.stdout}\n{result.stderr}")

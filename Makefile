@@ -1,0 +1,32 @@
+# Set-up and everyday commands. Everything installs into .venv; nothing else is needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= test,lint
+
+.PHONY: install test lint type bench-latency clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run the test suite (the command CI runs).
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+type: install
+	$(VENV)/bin/mypy api suggestion
+
+bench-latency: install
+	$(PY) -m benchmarks.suggestion_latency --algorithm random --algorithm sobol
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,188 @@
+"""Conformance suite every registered suggestion algorithm must pass, over real gRPC.
+
+New algorithms join automatically: the suite is parametrised over ``registry.names()``.
+Algorithms whose ``check`` rejects a continuous space (grid) run on the finite space.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from katib.api import api_pb2 as pb
+from katib.api import api_pb2_grpc
+from katib.api.errors import KatibError
+from katib.api.server import start
+from katib.suggestion import registry
+from katib.suggestion.proto import space_from_proto
+from katib.suggestion.server import services
+from katib.suggestion.service import SuggestionServicer
+from tests.suggestion.requests import (
+    FINITE,
+    MIXED,
+    TINY,
+    Param,
+    assignments,
+    experiment,
+    request,
+    trial,
+)
+
+ALGORITHMS = registry.names()
+SEED = {"random_state": "7"}
+
+
+def params_for(algorithm: str) -> list[Param]:
+    """The mixed space when the algorithm accepts it, else the finite one."""
+    try:
+        SuggestionServicer().prepare(experiment(algorithm, MIXED, SEED))
+    except KatibError:
+        return FINITE
+    return MIXED
+
+
+def history(
+    algorithm: str,
+    stub: api_pb2_grpc.SuggestionStub,
+    rounds: int = 3,
+    params: list[Param] | None = None,
+) -> list[pb.Trial]:
+    """Trials produced by the algorithm itself, in every state, evaluated on a toy loss."""
+    exp = experiment(algorithm, params or params_for(algorithm), SEED)
+    space = space_from_proto(exp.spec.parameter_specs.parameters)
+    trials: list[pb.Trial] = []
+    conditions = [
+        pb.TrialStatus.SUCCEEDED,
+        pb.TrialStatus.SUCCEEDED,
+        pb.TrialStatus.FAILED,
+        pb.TrialStatus.RUNNING,
+        pb.TrialStatus.METRICSUNAVAILABLE,
+        pb.TrialStatus.EARLYSTOPPED,
+    ]
+    for r in range(rounds):
+        for a in assignments(stub.GetSuggestions(request(exp, trials, 4))):
+            i = len(trials)
+            condition = conditions[i % len(conditions)]
+            point = space.encode([space.parse(a)])[0]
+            loss = (
+                float(((point - 0.3) ** 2).sum())
+                if condition in (pb.TrialStatus.SUCCEEDED, pb.TrialStatus.EARLYSTOPPED)
+                else None
+            )
+            trials.append(trial(f"t{r}-{i}", a.items(), condition, loss))
+    return trials
+
+
+def assert_in_space(params: list[Param], suggested: list[dict[str, str]]) -> None:
+    space = space_from_proto(experiment("random", params).spec.parameter_specs.parameters)
+    for a in suggested:
+        assert set(a) == set(space.names)
+        point = space.parse(a)  # raises if a list value or an int is off
+        for spec in space.params:
+            value = point[spec.name]
+            if spec.is_numeric_range:
+                assert spec.low <= value <= spec.high, (spec.name, value)
+                if spec.step is not None:
+                    k = (value - spec.low) / spec.step
+                    assert abs(k - round(k)) < 1e-6, (spec.name, value)
+            assert spec.format(value) == a[spec.name], "values must print canonically"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+class TestConformance:
+    def test_suggestions_lie_in_the_space(self, algorithm, suggestion_stub):
+        params = params_for(algorithm)
+        trials = history(algorithm, suggestion_stub)
+        reply = suggestion_stub.GetSuggestions(
+            request(experiment(algorithm, params, SEED), trials, 6)
+        )
+        assert_in_space(params, assignments(reply))
+
+    @pytest.mark.parametrize("count", [1, 4, 9])
+    def test_requested_count_is_honoured(self, algorithm, count, suggestion_stub):
+        exp = experiment(algorithm, params_for(algorithm), SEED)
+        assert (
+            len(suggestion_stub.GetSuggestions(request(exp, [], count)).parameter_assignments)
+            == count
+        )
+
+    def test_same_seed_same_suggestions(self, algorithm, suggestion_stub):
+        trials = history(algorithm, suggestion_stub)
+        req = request(experiment(algorithm, params_for(algorithm), SEED), trials, 5)
+        first = assignments(suggestion_stub.GetSuggestions(req))
+        assert first == assignments(suggestion_stub.GetSuggestions(req))
+
+    def test_different_seed_different_suggestions(self, algorithm, suggestion_stub):
+        params = params_for(algorithm)
+        trials = history(algorithm, suggestion_stub)
+        one = experiment(algorithm, params, {"random_state": "1"})
+        two = experiment(algorithm, params, {"random_state": "2"})
+        a = assignments(suggestion_stub.GetSuggestions(request(one, trials, 5)))
+        b = assignments(suggestion_stub.GetSuggestions(request(two, trials, 5)))
+        if algorithm == "grid":  # an unseeded grid is lexicographic; seeds shuffle it
+            a = assignments(suggestion_stub.GetSuggestions(request(one, [], 5)))
+            b = assignments(suggestion_stub.GetSuggestions(request(two, [], 5)))
+        assert a != b
+
+    def test_no_duplicates_in_a_batch(self, algorithm, suggestion_stub):
+        exp = experiment(algorithm, FINITE, SEED)
+        trials = history(algorithm, suggestion_stub, rounds=2, params=FINITE)
+        got = assignments(suggestion_stub.GetSuggestions(request(exp, trials, 40)))
+        keys = [tuple(sorted(a.items())) for a in got]
+        assert len(keys) == 40 and len(set(keys)) == 40
+
+    def test_exhausted_space_returns_fewer(self, algorithm, suggestion_stub):
+        exp = experiment(algorithm, TINY, SEED)
+        got = assignments(suggestion_stub.GetSuggestions(request(exp, [], 10)))
+        assert len(got) == 4 and len({tuple(sorted(a.items())) for a in got}) == 4
+        done = [trial(f"t{i}", a.items(), loss=float(i)) for i, a in enumerate(got)]
+        assert assignments(suggestion_stub.GetSuggestions(request(exp, done, 3))) == []
+
+    def test_restarted_service_answers_identically(self, algorithm, suggestion_stub):
+        trials = history(algorithm, suggestion_stub)
+        req = request(experiment(algorithm, params_for(algorithm), SEED), trials, 4)
+        before = assignments(suggestion_stub.GetSuggestions(req))
+        fresh = start(services([algorithm]), port=0)
+        try:
+            with grpc.insecure_channel(fresh.address) as channel:
+                after = assignments(api_pb2_grpc.SuggestionStub(channel).GetSuggestions(req))
+        finally:
+            fresh.stop(grace=0)
+        assert before == after
+
+    def test_maximise_and_mixed_trial_states(self, algorithm, suggestion_stub):
+        params = params_for(algorithm)
+        trials = history(algorithm, suggestion_stub)
+        trials.append(trial("foreign", [("nope", "1")], loss=0.0))  # does not fit the space
+        exp = experiment(algorithm, params, SEED, maximize=True)
+        assert_in_space(
+            params, assignments(suggestion_stub.GetSuggestions(request(exp, trials, 3)))
+        )
+
+    def test_unknown_setting_is_invalid_argument(self, algorithm, suggestion_stub):
+        exp = experiment(algorithm, params_for(algorithm), {"no_such_setting": "1"})
+        for call in (
+            lambda: suggestion_stub.ValidateAlgorithmSettings(
+                pb.ValidateAlgorithmSettingsRequest(experiment=exp)
+            ),
+            lambda: suggestion_stub.GetSuggestions(request(exp)),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                call()
+            assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "no_such_setting" in err.value.details()
+
+    def test_bad_space_is_invalid_argument(self, algorithm, suggestion_stub):
+        params = [("x", pb.INT, {"min": "5", "max": "1"}), ("y", pb.CATEGORICAL, {"list": []})]
+        with pytest.raises(grpc.RpcError) as err:
+            suggestion_stub.ValidateAlgorithmSettings(
+                pb.ValidateAlgorithmSettingsRequest(experiment=experiment(algorithm, params))
+            )
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "'x'" in err.value.details() and "'y'" in err.value.details()
+
+    def test_valid_experiment_validates(self, algorithm, suggestion_stub):
+        exp = experiment(algorithm, params_for(algorithm), SEED)
+        suggestion_stub.ValidateAlgorithmSettings(
+            pb.ValidateAlgorithmSettingsRequest(experiment=exp)
+        )
