@@ -58,6 +58,10 @@ def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
             )
             continue
         fs = spec.feasible_space
+        distribution = _DISTRIBUTIONS.get(fs.distribution)
+        if distribution is None:
+            problems.append(f"{field}: unknown distribution {fs.distribution}")
+            continue
         try:
             params.append(
                 ParameterSpec.from_strings(
@@ -67,7 +71,7 @@ def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
                     high=fs.max,
                     step=fs.step,
                     choices=list(fs.list),
-                    distribution=_DISTRIBUTIONS.get(fs.distribution, Distribution.UNIFORM),
+                    distribution=distribution,
                 )
             )
         except InvalidArgument as exc:
