@@ -22,6 +22,7 @@ from katib.suggestion.base import Algorithm, ExperimentInfo
 from katib.suggestion.history import History
 from katib.suggestion.proto import (
     check_objective,
+    experiment_fingerprint,
     experiment_from_proto,
     history_from_proto,
     reply_from_points,
@@ -95,7 +96,9 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
                 f"current_request_number must be between 0 and {MAX_REQUEST}, got {count}"
             )
         cls, info, settings = self.prepare(request.experiment)
-        history = history_from_proto(request.trials, info)
+        history = history_from_proto(
+            request.trials, info, experiment_fingerprint(request.experiment)
+        )
         points = cls(info, settings).suggest(history, count) if count else []
         if len(points) > count:
             raise RuntimeError(f"{cls.name} returned {len(points)} points for {count} requested")

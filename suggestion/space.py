@@ -92,6 +92,8 @@ class ParameterSpec:
     _step_text: str = field(default="", repr=False, compare=False)
     _lookup: dict[Any, int] = field(default_factory=dict, repr=False, compare=False)
     _n_steps: int | None = field(default=None, repr=False, compare=False)
+    _accept: tuple[float, float] = field(default=(0.0, 0.0), repr=False, compare=False)
+    _values: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -101,6 +103,10 @@ class ParameterSpec:
             object.__setattr__(self, "step", 1.0)
         if self.step is not None and self.low is not None:
             self._init_steps()
+        if self.low is not None and self.high is not None:
+            # History values may carry rounding noise; accept them a hair outside the bounds.
+            slack = 1e-9 * max(self.high - self.low, abs(self.low), abs(self.high), 1e-300)
+            object.__setattr__(self, "_accept", (self.low - slack, self.high + slack))
         if self.type is ParameterType.DISCRETE:
             ordered = tuple(sorted(self.choices, key=float))
             object.__setattr__(self, "choices", ordered)
@@ -152,7 +158,9 @@ class ParameterSpec:
                 if value is not None and value != int(value):
                     problems.append(f"{where}: {label} ({value:g}) must be an integer")
                 elif value is not None and abs(value) >= _MAX_STEPS:
-                    problems.append(f"{where}: {label} ({value:g}) must be below 2^53 in magnitude")
+                    problems.append(
+                        f"{where}: {label} ({value:g}) must be below 2^53 in magnitude"
+                    )
         if self.step is not None and not (math.isfinite(self.step) and self.step > 0):
             problems.append(f"{where}: step ({self.step:g}) must be a positive number")
         elif self.step is not None and (self.high - self.low) / self.step > _MAX_STEPS:
@@ -235,11 +243,19 @@ class ParameterSpec:
         """The ``k``-th feasible value of a finite parameter (exact decimal arithmetic)."""
         if not self.is_numeric_range:
             return self._value_of_index(k)
+        cached = self._values.get(k)
+        if cached is not None:
+            return cached
         exact = Decimal(self._low_text) + k * Decimal(self._step_text)
-        if self.type is ParameterType.INT:
-            return int(exact)
         assert self.low is not None and self.high is not None
-        return min(max(float(exact), self.low), self.high)
+        value = (
+            int(exact)
+            if self.type is ParameterType.INT
+            else min(max(float(exact), self.low), self.high)
+        )
+        if len(self._values) < 100_000:
+            self._values[k] = value
+        return value
 
     @property
     def cardinality(self) -> int | None:
@@ -362,8 +378,8 @@ class ParameterSpec:
         if number is None:
             raise ValueError(f"{text!r} is not a number for parameter {self.name!r}")
         assert self.low is not None and self.high is not None
-        slack = 1e-9 * max(self.high - self.low, abs(self.low), abs(self.high), 1e-300)
-        if not self.low - slack <= number <= self.high + slack:
+        accept_low, accept_high = self._accept
+        if not accept_low <= number <= accept_high:
             raise ValueError(f"{text!r} is outside [min, max] of parameter {self.name!r}")
         if self.type is ParameterType.INT:
             try:
