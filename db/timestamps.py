@@ -1,0 +1,96 @@
+"""RFC 3339 timestamps as exact integers: microseconds since 1970-01-01T00:00:00Z.
+
+Every backend stores a log entry's time as one signed 64-bit integer ``time_us`` (UTC
+microseconds since the Unix epoch), so ordering and inclusive range filters are exact integer
+comparisons on SQLite, PostgreSQL and MySQL alike, with no time-zone or text-collation surprises.
+
+- Input: ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`` (``t``/space also accepted as separator,
+  ``z`` as zone). Offsets are applied, so ``2024-01-01T10:00:00.5+02:00`` and
+  ``2024-01-01T08:00:00.5Z`` are the same instant. Fractions beyond microseconds are truncated
+  (as Katib's MySQL backend does); Python's ``datetime`` cannot hold more anyway.
+- The zero time ``0001-01-01T00:00:00Z`` (:data:`ZERO_TIME_US`) marks entries reported without a
+  timestamp. It sorts before every real time.
+- Output: UTC, ``Z`` suffix, fraction with trailing zeros removed and omitted when zero (Go's
+  ``time.RFC3339Nano`` layout, which Katib clients parse).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+#: ``0001-01-01T00:00:00Z`` (Go's zero ``time.Time``): the time of entries without a timestamp.
+ZERO_TIME_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // _ONE_US
+#: ``9999-12-31T23:59:59.999999Z``: the latest representable time.
+MAX_TIME_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - EPOCH) // _ONE_US
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+
+
+def parse_rfc3339(text: str) -> int:
+    """Parse an RFC 3339 timestamp into UTC microseconds since the epoch.
+
+    Raises ``ValueError`` with a message naming the problem when ``text`` is not a valid
+    RFC 3339 date-time with a zone, or lies outside years 0001-9999 once converted to UTC.
+
+    >>> parse_rfc3339("2024-01-01T10:00:00.5+02:00") == parse_rfc3339("2024-01-01T08:00:00.5Z")
+    True
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"timestamp {text!r} is not RFC 3339 (expected e.g. 2024-01-01T08:00:00.5Z "
+            "or 2024-01-01T10:00:00+02:00)"
+        )
+    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+    fraction = match.group(7) or ""
+    micro = int((fraction + "000000")[:6])
+    if match.group(8):
+        offset = timedelta(0)
+    else:
+        off_h, off_m = int(match.group(10)), int(match.group(11))
+        if off_h > 23 or off_m > 59:
+            raise ValueError(f"timestamp {text!r} has an invalid UTC offset")
+        offset = timedelta(hours=off_h, minutes=off_m)
+        if match.group(9) == "-":
+            offset = -offset
+    try:
+        local = datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone(offset))
+    except ValueError as exc:
+        raise ValueError(f"timestamp {text!r} is not a valid date-time: {exc}") from None
+    time_us = (local - EPOCH) // _ONE_US
+    if not ZERO_TIME_US <= time_us <= MAX_TIME_US:
+        raise ValueError(f"timestamp {text!r} lies outside years 0001-9999 in UTC")
+    return time_us
+
+
+def format_rfc3339(time_us: int) -> str:
+    """Format UTC microseconds since the epoch as RFC 3339 in UTC (``Z``), trimming the fraction.
+
+    >>> format_rfc3339(parse_rfc3339("2024-01-01T10:00:00.500+02:00"))
+    '2024-01-01T08:00:00.5Z'
+    """
+    moment = to_datetime(time_us)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.year < 1000:  # strftime does not zero-pad years below 1000 on every platform
+        text = f"{moment.year:04d}{text[text.index('-'):]}"
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def to_datetime(time_us: int) -> datetime:
+    """UTC microseconds since the epoch -> timezone-aware UTC ``datetime``."""
+    return EPOCH + timedelta(microseconds=time_us)
+
+
+def from_datetime(moment: datetime) -> int:
+    """``datetime`` -> UTC microseconds since the epoch. A naive ``datetime`` is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // _ONE_US
