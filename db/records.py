@@ -30,7 +30,7 @@ MAX_REPORTED_PROBLEMS = 20
 
 @dataclass(frozen=True, slots=True)
 class LogRow:
-    """One stored observation: when (UTC microseconds since the epoch), which metric, what value."""
+    """One stored observation: when (UTC µs since the epoch), which metric, what value."""
 
     time_us: int
     metric_name: str

@@ -205,7 +205,8 @@ class SqlStore(ObservationStore):
         with self._use() as conn, closing(conn.cursor()) as cursor:
             cursor.execute(sql, params)
             fetched = cursor.fetchall()
-        return [LogRow(int(t), self._decode(name), self._decode(value)) for t, name, value in fetched]
+        decode = self._decode
+        return [LogRow(int(t), decode(name), decode(value)) for t, name, value in fetched]
 
     def delete(self, trial_name: str) -> int:
         """See :meth:`ObservationStore.delete`."""

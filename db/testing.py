@@ -3,7 +3,7 @@
 Each server runs on 127.0.0.1 on a free port from a fresh data directory under the system temp
 directory, and is removed by :meth:`stop` (also registered with :mod:`atexit`). PostgreSQL
 refuses to run as root, so as root its commands run as the ``postgres`` user (``runuser``).
-Missing binaries raise :class:`ServerBinariesMissing`, which tells to run
+Missing binaries raise :class:`MissingServerBinariesError`, which tells to run
 ``.ci/install-db-servers``; tests must fail on it, not skip.
 
 >>> server = PostgresServer.start()                      # doctest: +SKIP
@@ -31,7 +31,7 @@ INSTALL_HINT = "run .ci/install-db-servers (apt-get install -y postgresql mariad
 START_TIMEOUT_S = 60.0
 
 
-class ServerBinariesMissing(RuntimeError):
+class MissingServerBinariesError(RuntimeError):
     """The database server binaries are not installed."""
 
 
@@ -51,7 +51,9 @@ def postgres_bin_dir() -> Path:
     )
     found = candidates[0] if candidates else shutil.which("initdb")
     if not found:
-        raise ServerBinariesMissing(f"PostgreSQL server binaries (initdb) not found; {INSTALL_HINT}")
+        raise MissingServerBinariesError(
+            f"PostgreSQL server binaries (initdb) not found; {INSTALL_HINT}"
+        )
     return Path(found).parent
 
 
@@ -63,7 +65,7 @@ def mariadb_binaries() -> tuple[str, str]:
     )
     server = shutil.which("mariadbd", path=search) or shutil.which("mysqld", path=search)
     if not install or not server:
-        raise ServerBinariesMissing(f"MariaDB server binaries not found; {INSTALL_HINT}")
+        raise MissingServerBinariesError(f"MariaDB server binaries not found; {INSTALL_HINT}")
     return install, server
 
 
@@ -126,8 +128,12 @@ class PostgresServer:
         self._stopped = True
         pg_ctl = [str(self._bin_dir / "pg_ctl"), "-D", str(self.base / "data")]
         if (self.base / "data" / "postmaster.pid").exists():
-            subprocess.run([*self._run_as, *pg_ctl, "-m", "fast", "-w", "stop"], check=False,
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                [*self._run_as, *pg_ctl, "-m", "fast", "-w", "stop"],
+                check=False,
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -148,14 +154,34 @@ class MariaDBServer:
         install, binary = mariadb_binaries()
         base = Path(tempfile.mkdtemp(prefix="katib-mariadb-"))
         data = base / "data"
-        _run([install, "--no-defaults", "--user=root", f"--datadir={data}", "--skip-test-db",
-              "--auth-root-authentication-method=normal", "--skip-name-resolve"])
+        _run(
+            [
+                install,
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={data}",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+                "--skip-name-resolve",
+            ]
+        )
         port = free_port()
-        args = [binary, "--no-defaults", "--user=root", f"--datadir={data}",
-                f"--socket={base / 'mysqld.sock'}", f"--pid-file={base / 'mysqld.pid'}",
-                f"--log-error={base / 'server.log'}", f"--port={port}",
-                "--bind-address=127.0.0.1", "--skip-grant-tables", "--skip-name-resolve",
-                "--skip-log-bin", "--innodb-buffer-pool-size=256M", "--max-connections=300"]
+        args = [
+            binary,
+            "--no-defaults",
+            "--user=root",
+            f"--datadir={data}",
+            f"--socket={base / 'mysqld.sock'}",
+            f"--pid-file={base / 'mysqld.pid'}",
+            f"--log-error={base / 'server.log'}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            "--skip-grant-tables",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=256M",
+            "--max-connections=300",
+        ]
         if not durable:
             args += ["--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0"]
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -28,7 +28,8 @@ ZERO_TIME_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // _ONE_US
 MAX_TIME_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - EPOCH) // _ONE_US
 
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"  # date, time, fraction
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"  # zone: Z or +HH:MM
 )
 
 
@@ -78,7 +79,7 @@ def format_rfc3339(time_us: int) -> str:
     moment = to_datetime(time_us)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if moment.year < 1000:  # strftime does not zero-pad years below 1000 on every platform
-        text = f"{moment.year:04d}{text[text.index('-'):]}"
+        text = f"{moment.year:04d}{text[text.index('-') :]}"
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return text + "Z"
