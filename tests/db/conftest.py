@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from katib.db.store import ObservationStore, open_store
 from katib.db.testing import MariaDBServer, MissingServerBinariesError, PostgresServer
 
