@@ -87,18 +87,13 @@ class DBClient:
         ``timestamp`` is a ``datetime``, an RFC 3339 string, or ``None``/``""`` (untimed);
         ``value`` is sent as ``str(value)`` unless it already is a string.
         """
-        metric_logs = [
-            api_pb2.MetricLog(
-                time_stamp=to_rfc3339(stamp),
-                metric=api_pb2.Metric(
-                    name=name, value=value if isinstance(value, str) else str(value)
-                ),
-            )
-            for stamp, name, value in logs
-        ]
-        request = api_pb2.ReportObservationLogRequest(
-            trial_name=trial_name, observation_log=api_pb2.ObservationLog(metric_logs=metric_logs)
-        )
+        request = api_pb2.ReportObservationLogRequest(trial_name=trial_name)
+        add = request.observation_log.metric_logs.add
+        for stamp, name, value in logs:
+            log = add()
+            log.time_stamp = to_rfc3339(stamp)
+            log.metric.name = name
+            log.metric.value = value if isinstance(value, str) else str(value)
         self._call(self._stub.ReportObservationLog, request)
 
     def get(

@@ -95,6 +95,9 @@ class MysqlStore(SqlStore):
                 cursor.execute("SELECT RELEASE_LOCK(%s)", (MIGRATION_LOCK_NAME,))
                 cursor.fetchall()
 
+    def _rows(self, fetched: list[Any]) -> list[LogRow]:
+        return [LogRow(time_us, name.decode(), value) for time_us, name, value in fetched]
+
     def _insert(self, cursor: Any, trial_name: str, rows: Sequence[LogRow]) -> None:
         cursor.executemany(
             f"INSERT INTO {TABLE} (trial_name, time_us, metric_name, value) "

@@ -57,16 +57,14 @@ class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
         start = parse_time_bound("start_time", request.start_time)
         end = parse_time_bound("end_time", request.end_time)
         rows = self.store.query(request.trial_name, request.metric_name, start, end)
-        logs = [
-            api_pb2.MetricLog(
-                time_stamp=format_rfc3339(row.time_us),
-                metric=api_pb2.Metric(name=row.metric_name, value=row.value),
-            )
-            for row in rows
-        ]
-        return api_pb2.GetObservationLogReply(
-            observation_log=api_pb2.ObservationLog(metric_logs=logs)
-        )
+        reply = api_pb2.GetObservationLogReply()
+        add = reply.observation_log.metric_logs.add
+        for row in rows:  # add() + assignment is several times faster than nested constructors
+            log = add()
+            log.time_stamp = format_rfc3339(row.time_us)
+            log.metric.name = row.metric_name
+            log.metric.value = row.value
+        return reply
 
     @grpc_errors
     def DeleteObservationLog(

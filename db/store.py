@@ -168,9 +168,10 @@ class SqlStore(ObservationStore):
     def _insert(self, cursor: Any, trial_name: str, rows: Sequence[LogRow]) -> None:
         """Insert ``rows`` with the fewest round trips the driver allows (inside a transaction)."""
 
-    def _decode(self, value: Any) -> str:
-        """Turn a name column value read from the driver into ``str``."""
-        return value if isinstance(value, str) else bytes(value).decode()
+    def _rows(self, fetched: list[Any]) -> list[LogRow]:
+        """Driver rows ``(time_us, metric_name, value)`` -> :class:`LogRow` (hook for drivers that
+        return names as bytes)."""
+        return list(map(LogRow._make, fetched))
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -205,8 +206,7 @@ class SqlStore(ObservationStore):
         with self._use() as conn, closing(conn.cursor()) as cursor:
             cursor.execute(sql, params)
             fetched = cursor.fetchall()
-        decode = self._decode
-        return [LogRow(int(t), decode(name), decode(value)) for t, name, value in fetched]
+        return self._rows(fetched)
 
     def delete(self, trial_name: str) -> int:
         """See :meth:`ObservationStore.delete`."""

@@ -16,11 +16,13 @@ comparisons on SQLite, PostgreSQL and MySQL alike, with no time-zone or text-col
 
 from __future__ import annotations
 
+import functools
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 #: ``0001-01-01T00:00:00Z`` (Go's zero ``time.Time``): the time of entries without a timestamp.
 ZERO_TIME_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // _ONE_US
@@ -49,22 +51,22 @@ def parse_rfc3339(text: str) -> int:
             "or 2024-01-01T10:00:00+02:00)"
         )
     year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
-    fraction = match.group(7) or ""
-    micro = int((fraction + "000000")[:6])
-    if match.group(8):
-        offset = timedelta(0)
-    else:
+    offset_s = 0
+    if not match.group(8):
         off_h, off_m = int(match.group(10)), int(match.group(11))
         if off_h > 23 or off_m > 59:
             raise ValueError(f"timestamp {text!r} has an invalid UTC offset")
-        offset = timedelta(hours=off_h, minutes=off_m)
-        if match.group(9) == "-":
-            offset = -offset
+        offset_s = (off_h * 3600 + off_m * 60) * (-1 if match.group(9) == "-" else 1)
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"timestamp {text!r} is not a valid date-time: time out of range")
     try:
-        local = datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone(offset))
+        days = _days_since_epoch(year, month, day)
     except ValueError as exc:
         raise ValueError(f"timestamp {text!r} is not a valid date-time: {exc}") from None
-    time_us = (local - EPOCH) // _ONE_US
+    fraction = match.group(7) or ""
+    micro = int((fraction + "000000")[:6])
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_s
+    time_us = seconds * 1_000_000 + micro
     if not ZERO_TIME_US <= time_us <= MAX_TIME_US:
         raise ValueError(f"timestamp {text!r} lies outside years 0001-9999 in UTC")
     return time_us
@@ -76,13 +78,27 @@ def format_rfc3339(time_us: int) -> str:
     >>> format_rfc3339(parse_rfc3339("2024-01-01T10:00:00.500+02:00"))
     '2024-01-01T08:00:00.5Z'
     """
-    moment = to_datetime(time_us)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.year < 1000:  # strftime does not zero-pad years below 1000 on every platform
-        text = f"{moment.year:04d}{text[text.index('-') :]}"
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}".rstrip("0")
+    seconds, micro = divmod(time_us, 1_000_000)
+    days, second_of_day = divmod(seconds, 86400)
+    hour, rest = divmod(second_of_day, 3600)
+    minute, second = divmod(rest, 60)
+    text = f"{_date_text(days)}T{hour:02d}:{minute:02d}:{second:02d}"
+    if micro:
+        text += f".{micro:06d}".rstrip("0")
     return text + "Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _days_since_epoch(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a date (``ValueError`` if the date does not exist)."""
+    return date(year, month, day).toordinal() - _EPOCH_ORDINAL
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_text(days: int) -> str:
+    """``YYYY-MM-DD`` of the day ``days`` after 1970-01-01."""
+    day = date.fromordinal(days + _EPOCH_ORDINAL)
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
 
 
 def to_datetime(time_us: int) -> datetime:
