@@ -147,8 +147,12 @@ class SqlStore(ObservationStore):
             self._connect, connect_timeout, self.retryable_errors, self.description
         )
         self._adopt(first)
-        with self._use():
-            self._migrate(first)
+        try:
+            with self._use():
+                self._migrate(first)
+        except BaseException:
+            self.close()
+            raise
 
     # -- what a backend provides ------------------------------------------------------------
 
