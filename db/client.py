@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from katib.api import api_pb2, api_pb2_grpc
 from katib.api.errors import InvalidArgument, NotFound, Unavailable
 from katib.api.server import GRPC_OPTIONS

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 
 import grpc
+
 from katib.api import api_pb2, api_pb2_grpc
 from katib.api.errors import grpc_errors
 from katib.db.records import check_trial_name, parse_time_bound, validate_report

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from katib.db.store import ObservationStore, open_store
 from katib.db.testing import MariaDBServer, MissingServerBinariesError, PostgresServer
 

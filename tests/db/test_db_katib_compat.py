@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from katib.api.server import RunningServer, start
 from katib.db.server import build_service
 from katib.db.store import open_store

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from katib.api import api_pb2, api_pb2_grpc
 from katib.api.errors import InvalidArgument
 from katib.api.server import RunningServer, start

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from contextlib import closing
 
 import pytest
+
 from katib.api.errors import InvalidArgument
 from katib.db.records import MAX_VALUE_BYTES, LogRow, validate_report
 from katib.db.store import TABLE, VERSION_TABLE, ObservationStore, SqlStore, open_store

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from katib.api.errors import InvalidArgument
 from katib.db.config import DatabaseConfig, config_from_env, parse_url, resolve_config
 from katib.db.records import validate_report
