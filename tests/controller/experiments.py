@@ -60,7 +60,7 @@ def experiment(
                           "algorithmSettings": [{"name": "random_state", "value": "7"}]},
             "parallelTrialCount": parallel,
             "maxTrialCount": max_trials,
-            "maxFailedTrialCount": 3,
+            "maxFailedTrialCount": min(3, max_trials),
             "parameters": [
                 {"name": "x", "parameterType": "double",
                  "feasibleSpace": {"min": "0", "max": "1"}},
