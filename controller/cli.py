@@ -57,8 +57,9 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
     try:
         spec = load_experiment(_read(args.file))
-        endpoints = start_local(Path("."), suggestion_address=args.suggestion_address,
-                                db_address="unused")
+        endpoints = start_local(
+            Path("."), suggestion_address=args.suggestion_address, db_address="unused"
+        )
         client = SuggestionClient(endpoints.suggestion)
         try:
             client.validate(spec)
@@ -71,8 +72,11 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     except KatibError as exc:
         console.print(f"[red]{args.file}: {exc}[/red]", highlight=False)
         return EXIT_INVALID
-    console.print(f"[green]{args.file}: valid[/green] (experiment {spec.name!r}, algorithm "
-                  f"{spec.algorithm.algorithm_name!r})", highlight=False)
+    console.print(
+        f"[green]{args.file}: valid[/green] (experiment {spec.name!r}, algorithm "
+        f"{spec.algorithm.algorithm_name!r})",
+        highlight=False,
+    )
     return EXIT_OK
 
 
@@ -85,12 +89,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         _print_problems(console, args.file, exc)
         return EXIT_INVALID
     results = Path(args.results) if args.results else Path("results") / spec.name
-    console.print(f"experiment {spec.name!r}: {spec.algorithm.algorithm_name}, "
-                  f"results in {results}", highlight=False)
+    console.print(
+        f"experiment {spec.name!r}: {spec.algorithm.algorithm_name}, results in {results}",
+        highlight=False,
+    )
     view = ProgressView(spec, console) if not args.quiet else None
     runner = ExperimentRunner(
-        spec, raw, results, experiment_dir=Path(args.file).resolve().parent,
-        suggestion_address=args.suggestion_address, db_address=args.db_address,
+        spec,
+        raw,
+        results,
+        experiment_dir=Path(args.file).resolve().parent,
+        suggestion_address=args.suggestion_address,
+        db_address=args.db_address,
         on_progress=view,
     )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -101,8 +111,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         else:
             result = runner.run()
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted; run again with --results {results} to resume"
-                      "[/yellow]", highlight=False)
+        console.print(
+            f"[yellow]interrupted; run again with --results {results} to resume[/yellow]",
+            highlight=False,
+        )
         return EXIT_INTERRUPTED
     except InvalidArgument as exc:
         _print_problems(console, args.file, exc)
@@ -128,8 +140,11 @@ def _print_outcome(
     if trials:
         console.print(trials_table(spec, trials, limit=BEST_ROWS))
     style = "green" if decision.condition is rec.Condition.SUCCEEDED else "red"
-    console.print(f"[{style}]{spec.name}: {decision.condition} ({decision.reason})[/{style}] "
-                  f"{decision.message}", highlight=False)
+    console.print(
+        f"[{style}]{spec.name}: {decision.condition} ({decision.reason})[/{style}] "
+        f"{decision.message}",
+        highlight=False,
+    )
     console.print(counts_line(decision.counts), highlight=False)
     console.print(best_line(spec, trials, decision.best_trial), highlight=False)
 
@@ -139,8 +154,11 @@ def _open(directory: str) -> tuple[Experiment, dict[str, Any], list[Any]]:
         raw = store.get("experiment")
         status = store.get("status") or {}
         trials = store.trials()
-    return load_experiment(raw, algorithms=[raw["spec"]["algorithm"]["algorithmName"]]), \
-        status, trials
+    return (
+        load_experiment(raw, algorithms=[raw["spec"]["algorithm"]["algorithmName"]]),
+        status,
+        trials,
+    )
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
@@ -151,10 +169,15 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_INVALID
     condition = status.get("condition", "Created")
-    console.print(f"{spec.name}: {condition} ({status.get('reason', '')}) "
-                  f"{status.get('message', '')}", highlight=False)
-    console.print(f"started {status.get('start_time') or '-'}, completed "
-                  f"{status.get('completion_time') or '-'}", highlight=False)
+    console.print(
+        f"{spec.name}: {condition} ({status.get('reason', '')}) {status.get('message', '')}",
+        highlight=False,
+    )
+    console.print(
+        f"started {status.get('start_time') or '-'}, completed "
+        f"{status.get('completion_time') or '-'}",
+        highlight=False,
+    )
     console.print(counts_line(rec.Counts.of(trials)), highlight=False)
     console.print(best_line(spec, trials, status.get("best_trial")), highlight=False)
     return EXIT_FAILED if condition == rec.Condition.FAILED else EXIT_OK
@@ -181,11 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", help="results directory (default results/<experiment name>)")
     run.add_argument("--quiet", action="store_true", help="no live progress")
     for command in (run, validate := sub.add_parser("validate", help="check an Experiment")):
-        command.add_argument("--suggestion-address", metavar="HOST:PORT",
-                             help="use this suggestion service instead of an in-process one")
+        command.add_argument(
+            "--suggestion-address",
+            metavar="HOST:PORT",
+            help="use this suggestion service instead of an in-process one",
+        )
     validate.add_argument("file", help="Experiment YAML")
-    run.add_argument("--db-address", metavar="HOST:PORT",
-                     help="use this DB manager instead of an in-process one")
+    run.add_argument(
+        "--db-address",
+        metavar="HOST:PORT",
+        help="use this DB manager instead of an in-process one",
+    )
     status = sub.add_parser("status", help="show an experiment's status")
     status.add_argument("dir", help="results directory")
     trials = sub.add_parser("trials", help="list an experiment's trials")
@@ -197,13 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=160)
-    handlers = {"run": cmd_run, "validate": cmd_validate, "status": cmd_status,
-                "trials": cmd_trials}
+    handlers = {
+        "run": cmd_run,
+        "validate": cmd_validate,
+        "status": cmd_status,
+        "trials": cmd_trials,
+    }
     return handlers[args.command](args, console)
 
 

@@ -13,6 +13,7 @@ flushed to the DB service every :data:`FLUSH_SECONDS` and at exit. Exit code 0 i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
@@ -108,8 +109,13 @@ class LocalBackend:
         log_fd = os.open(workdir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             popen = subprocess.Popen(
-                argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         except OSError as exc:
             os.write(log_fd, f"cannot start {argv[0]!r}: {exc}\n".encode())
@@ -240,10 +246,8 @@ class LocalBackend:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def process_start_tick(pid: int) -> int:

@@ -42,17 +42,23 @@ def parse_parameters(problems: Problems, raw: list[Any], where: str) -> tuple[Pa
         fields.unknown_keys(problems, item, ("name", "parameterType", "feasibleSpace"), at)
         name = fields.string(problems, item, "name", f"{at}.name", required=True)
         if name in seen:
-            problems.add(f"{at}.name", f"duplicate parameter name {name!r} (also {where}"
-                         f"[{seen[name]}]); parameter names must be unique")
+            problems.add(
+                f"{at}.name",
+                f"duplicate parameter name {name!r} (also {where}"
+                f"[{seen[name]}]); parameter names must be unique",
+            )
         seen.setdefault(name, i)
-        type_text = fields.string(problems, item, "parameterType", f"{at}.parameterType",
-                                  required=True)
+        type_text = fields.string(
+            problems, item, "parameterType", f"{at}.parameterType", required=True
+        )
         try:
             ptype = ParameterType(type_text)
         except ValueError:
             if type_text:
-                problems.add(f"{at}.parameterType", f"{type_text!r} is not one of "
-                             "double, int, discrete, categorical")
+                problems.add(
+                    f"{at}.parameterType",
+                    f"{type_text!r} is not one of double, int, discrete, categorical",
+                )
             continue
         space = _feasible_space(problems, item, ptype, f"{at}.feasibleSpace")
         if space is not None:
@@ -83,8 +89,10 @@ def _feasible_space(
         try:
             distribution = Distribution(dist_text)
         except ValueError:
-            problems.add(f"{at}.distribution", f"{dist_text!r} is not one of "
-                         "uniform, logUniform, normal, logNormal")
+            problems.add(
+                f"{at}.distribution",
+                f"{dist_text!r} is not one of uniform, logUniform, normal, logNormal",
+            )
     if ptype in (ParameterType.INT, ParameterType.DOUBLE):
         _check_range(problems, ptype, low, high, step, distribution, at)
         if "list" in raw:
@@ -95,8 +103,9 @@ def _feasible_space(
             if key in raw:
                 problems.add(f"{at}.{key}", f"a {ptype} parameter takes a list, not {key}")
         _check_list(problems, ptype, values, at)
-    return FeasibleSpace(min=low, max=high, step=step, list=tuple(values),
-                         distribution=distribution)
+    return FeasibleSpace(
+        min=low, max=high, step=step, list=tuple(values), distribution=distribution
+    )
 
 
 def _check_range(
@@ -122,9 +131,9 @@ def _check_range(
             bounds[key] = value
     if len(bounds) == 2 and not bounds["min"] < bounds["max"]:
         problems.add(f"{at}.min", f"min ({low}) must be less than max ({high})")
-    if distribution in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL):
-        if "min" in bounds and bounds["min"] <= 0:
-            problems.add(f"{at}.min", f"must be > 0 for a {distribution} distribution, got {low}")
+    log_scale = distribution in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL)
+    if log_scale and "min" in bounds and bounds["min"] <= 0:
+        problems.add(f"{at}.min", f"must be > 0 for a {distribution} distribution, got {low}")
     if step:
         step_value = parse(step)
         if step_value is None:
@@ -140,14 +149,19 @@ def _check_list(problems: Problems, ptype: ParameterType, values: list[str], at:
     seen: set[str] = set()
     for j, value in enumerate(values):
         if ptype is ParameterType.DISCRETE and fields.number(value) is None:
-            problems.add(f"{at}.list[{j}]", f"discrete values must be numbers, got {value!r}; "
-                         "use a categorical parameter for strings")
+            problems.add(
+                f"{at}.list[{j}]",
+                f"discrete values must be numbers, got {value!r}; "
+                "use a categorical parameter for strings",
+            )
         if value in seen:
             problems.add(f"{at}.list[{j}]", f"duplicate value {value!r}")
         seen.add(value)
 
 
-def parse_collector(problems: Problems, spec: Mapping[str, Any], where: str) -> MetricsCollectorSpec:
+def parse_collector(
+    problems: Problems, spec: Mapping[str, Any], where: str
+) -> MetricsCollectorSpec:
     """``spec.metricsCollectorSpec`` with Katib's per-kind defaults (reference section 4)."""
     raw = fields.mapping(problems, spec, "metricsCollectorSpec", where) or {}
     fields.unknown_keys(problems, raw, ("source", "collector"), where)
@@ -156,12 +170,17 @@ def parse_collector(problems: Problems, spec: Mapping[str, Any], where: str) -> 
     try:
         kind = CollectorKind(kind_text)
     except ValueError:
-        problems.add(f"{where}.collector.kind", f"{kind_text!r} is not one of "
-                     f"{', '.join(k.value for k in CollectorKind)}")
+        problems.add(
+            f"{where}.collector.kind",
+            f"{kind_text!r} is not one of {', '.join(k.value for k in CollectorKind)}",
+        )
         return MetricsCollectorSpec()
     if kind not in LOCAL_COLLECTORS:
-        problems.add(f"{where}.collector.kind", f"{kind} collectors are not supported by local "
-                     f"runs; use {', '.join(k.value for k in LOCAL_COLLECTORS)}")
+        problems.add(
+            f"{where}.collector.kind",
+            f"{kind} collectors are not supported by local "
+            f"runs; use {', '.join(k.value for k in LOCAL_COLLECTORS)}",
+        )
     source = fields.mapping(problems, raw, "source", f"{where}.source") or {}
     filters = _filters(problems, source, f"{where}.source.filter")
     path = _file_system_path(problems, kind, source, f"{where}.source.fileSystemPath")
@@ -173,7 +192,8 @@ def parse_collector(problems: Problems, spec: Mapping[str, Any], where: str) -> 
 def _filters(problems: Problems, source: Mapping[str, Any], at: str) -> tuple[str, ...]:
     raw = fields.mapping(problems, source, "filter", at) or {}
     result = []
-    for i, item in enumerate(fields.sequence(problems, raw, "metricsFormat", f"{at}.metricsFormat")):
+    formats = fields.sequence(problems, raw, "metricsFormat", f"{at}.metricsFormat")
+    for i, item in enumerate(formats):
         path = f"{at}.metricsFormat[{i}]"
         if not isinstance(item, str) or not item:
             problems.add(path, "must be a non-empty regular expression")

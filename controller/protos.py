@@ -96,8 +96,9 @@ def experiment(spec: Experiment, overlay: Mapping[str, str] | None = None) -> pb
             objective=objective_spec(spec),
             algorithm=pb.AlgorithmSpec(
                 algorithm_name=spec.algorithm.algorithm_name,
-                algorithm_settings=[pb.AlgorithmSetting(name=s.name, value=s.value)
-                                    for s in settings],
+                algorithm_settings=[
+                    pb.AlgorithmSetting(name=s.name, value=s.value) for s in settings
+                ],
             ),
             parallel_trial_count=spec.parallel_trial_count,
             max_trial_count=spec.max_trial_count or 0,
@@ -145,8 +146,9 @@ def trial(spec: Experiment, record: TrialRecord) -> pb.Trial:
         spec=pb.TrialSpec(
             objective=objective_spec(spec),
             parameter_assignments=pb.TrialSpec.ParameterAssignments(
-                assignments=[pb.ParameterAssignment(name=k, value=v)
-                             for k, v in record.assignments]
+                assignments=[
+                    pb.ParameterAssignment(name=k, value=v) for k, v in record.assignments
+                ]
             ),
             labels=dict(record.labels),
         ),
@@ -164,18 +166,23 @@ def trial(spec: Experiment, record: TrialRecord) -> pb.Trial:
 
 
 def trials(spec: Experiment, records: Sequence[TrialRecord]) -> list[pb.Trial]:
+    """The ``trials`` of a GetSuggestions request (see :func:`sent_trials`)."""
+    return [trial(spec, record) for record in sent_trials(spec, records)]
+
+
+def sent_trials(spec: Experiment, records: Sequence[TrialRecord]) -> list[TrialRecord]:
     """Every trial in any state, with its condition.
 
     Katib leaves out MetricsUnavailable trials; we send them (with their condition) so a
     service can avoid re-suggesting them. EarlyStopped trials without an objective value are
     left out as in Katib.
     """
-    result = []
+    result: list[TrialRecord] = []
     for record in records:
         if (
             record.condition is TrialCondition.EARLY_STOPPED
             and record.objective_value(spec.objective) is None
         ):
             continue
-        result.append(trial(spec, record))
+        result.append(record)
     return result

@@ -161,19 +161,31 @@ def _outcome(
     if counts.trials == 0:
         return Condition.RUNNING, Reason.RUNNING, "Experiment is running"
     if goal_reached(spec, best):
-        return Condition.SUCCEEDED, Reason.GOAL_REACHED, "Experiment has succeeded because " \
-            "Objective goal has reached"
+        return (
+            Condition.SUCCEEDED,
+            Reason.GOAL_REACHED,
+            "Experiment has succeeded because Objective goal has reached",
+        )
     failed = counts.failed + counts.metrics_unavailable
     limit = spec.max_failed_trial_count
     if limit is not None and failed > 0 and failed >= limit:
-        return Condition.FAILED, Reason.FAILED, "Experiment has failed because max failed " \
-            "count has reached"
+        return (
+            Condition.FAILED,
+            Reason.FAILED,
+            "Experiment has failed because max failed count has reached",
+        )
     if spec.max_trial_count is not None and counts.completed >= spec.max_trial_count:
-        return Condition.SUCCEEDED, Reason.MAX_TRIALS_REACHED, "Experiment has succeeded " \
-            "because max trial count has reached"
+        return (
+            Condition.SUCCEEDED,
+            Reason.MAX_TRIALS_REACHED,
+            "Experiment has succeeded because max trial count has reached",
+        )
     if state.exhausted and counts.active == 0:
-        return Condition.SUCCEEDED, Reason.SUGGESTION_END_REACHED, "Experiment has succeeded " \
-            "because the search space is exhausted"
+        return (
+            Condition.SUCCEEDED,
+            Reason.SUGGESTION_END_REACHED,
+            "Experiment has succeeded because the search space is exhausted",
+        )
     return Condition.RUNNING, Reason.RUNNING, "Experiment is running"
 
 
@@ -187,9 +199,7 @@ def requests_needed(spec: Experiment, counts: Counts, state: SuggestionState) ->
     return max(0, required - counts.active)
 
 
-def reconcile(
-    spec: Experiment, trials: Sequence[TrialRecord], state: SuggestionState
-) -> Decision:
+def reconcile(spec: Experiment, trials: Sequence[TrialRecord], state: SuggestionState) -> Decision:
     """One reconcile step. Trials are in creation order."""
     counts = Counts.of(trials)
     best = best_trial(spec, trials)
@@ -200,8 +210,13 @@ def reconcile(
         return Decision(condition, reason, message, counts, best_name, stop=active)
     pending = tuple(t.name for t in trials if t.condition is TrialCondition.CREATED)
     return Decision(
-        condition, reason, message, counts, best_name,
-        request=requests_needed(spec, counts, state), start=pending,
+        condition,
+        reason,
+        message,
+        counts,
+        best_name,
+        request=requests_needed(spec, counts, state),
+        start=pending,
     )
 
 

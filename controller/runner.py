@@ -82,6 +82,8 @@ class ExperimentRunner:
         self.state = rec.SuggestionState()
         self.overlay: dict[str, str] = {}
         self.status: dict[str, Any] = {}
+        self._dirty: dict[str, TrialRecord] = {}
+        self._status_dirty = False
 
     def run(self) -> RunResult:
         """Run (or resume) the experiment; ``KeyboardInterrupt`` stops it resumably."""
@@ -102,27 +104,37 @@ class ExperimentRunner:
         """Load earlier records; a non-empty note means there is nothing to run."""
         stored = self.store.get("experiment")
         if stored is None or not self.store.trials():  # nothing ran yet: start afresh
-            self.status = {"condition": rec.Condition.CREATED, "reason": rec.Reason.CREATED,
-                           "start_time": now().isoformat()}
+            self.status = {
+                "condition": rec.Condition.CREATED,
+                "reason": rec.Reason.CREATED,
+                "start_time": now().isoformat(),
+            }
             self.store.put(experiment=self.raw, status=self.status, suggestion={})
             return ""
         _check_same_experiment(stored, self.raw, self.results_dir)
         self.trials = {t.name: t for t in self.store.trials()}
         self.status = self.store.get("status") or {}
         saved = self.store.get("suggestion") or {}
-        self.state = rec.SuggestionState(exhausted=bool(saved.get("exhausted")),
-                                         failed_message=saved.get("failed_message", ""))
+        self.state = rec.SuggestionState(
+            exhausted=bool(saved.get("exhausted")), failed_message=saved.get("failed_message", "")
+        )
         self.overlay = dict(saved.get("settings") or {})
         condition = rec.Condition(self.status.get("condition", rec.Condition.CREATED))
         if condition in (rec.Condition.SUCCEEDED, rec.Condition.FAILED):
             reason = self.status.get("reason", "")
             if not rec.can_restart(self.spec, condition, reason, len(self.trials)):
-                return (f"experiment {self.spec.name!r} already completed ({condition}, {reason}); "
-                        f"resumePolicy {self.spec.resume_policy} does not restart it")
-            self.status.update(condition=rec.Condition.RESTARTING,
-                               reason=rec.Reason.RESTARTING, completion_time=None)
-            logger.info("restarting %s with maxTrialCount %s", self.spec.name,
-                        self.spec.max_trial_count)
+                return (
+                    f"experiment {self.spec.name!r} already completed ({condition}, "
+                    f"{reason}); resumePolicy {self.spec.resume_policy} does not restart it"
+                )
+            self.status.update(
+                condition=rec.Condition.RESTARTING,
+                reason=rec.Reason.RESTARTING,
+                completion_time=None,
+            )
+            logger.info(
+                "restarting %s with maxTrialCount %s", self.spec.name, self.spec.max_trial_count
+            )
         self.store.put(experiment=self.raw, status=self.status)
         return ""
 
@@ -134,9 +146,16 @@ class ExperimentRunner:
             kill_leftover(int(trial.extra.get("pid", 0)), int(trial.extra.get("start_tick", 0)))
             db.delete(trial.name)
             logger.info("trial %s was interrupted; it will run again", trial.name)
-            self._save(replace(trial, condition=TrialCondition.CREATED, reason="TrialRestarted",
-                               message="Re-run after the controller was interrupted",
-                               extra={}))
+            self._save(
+                replace(
+                    trial,
+                    condition=TrialCondition.CREATED,
+                    reason="TrialRestarted",
+                    message="Re-run after the controller was interrupted",
+                    extra={},
+                )
+            )
+        self._flush()
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -144,7 +163,10 @@ class ExperimentRunner:
         db = ObservationLog(endpoints.db)
         client = SuggestionClient(endpoints.suggestion)
         backend = LocalBackend(
-            self.spec, self.results_dir, db.report, env={"KATIB_DB_MANAGER_ADDRESS": endpoints.db},
+            self.spec,
+            self.results_dir,
+            db.report,
+            env={"KATIB_DB_MANAGER_ADDRESS": endpoints.db},
             experiment_dir=self.experiment_dir,
         )
         try:
@@ -171,9 +193,15 @@ class ExperimentRunner:
                 self.on_progress(decision, list(self.trials.values()))
             if decision.completed:
                 for done in backend.stop(list(decision.stop)):
-                    self._save(tr.kill(self.trials[done.name], "TrialKilled",
-                                       f"Stopped because the experiment {decision.condition}",
-                                       now()))
+                    self._save(
+                        tr.kill(
+                            self.trials[done.name],
+                            "TrialKilled",
+                            f"Stopped because the experiment {decision.condition}",
+                            now(),
+                        )
+                    )
+                self._flush()
                 trials = list(self.trials.values())
                 final = replace(decision, counts=rec.Counts.of(trials), stop=())
                 return RunResult(decision=final, trials=trials)
@@ -181,8 +209,10 @@ class ExperimentRunner:
                 continue
             for name in decision.start:
                 self._start(backend, self.trials[name])
+            self._flush()
             for done in backend.poll(POLL_SECONDS):
                 self._complete(db, done)
+            self._flush()
 
     def _suggest(self, client: SuggestionClient, count: int) -> int:
         """Ask for ``count`` trials and record them as Created; returns how many came."""
@@ -201,15 +231,16 @@ class ExperimentRunner:
             if not name or name in self.trials:
                 name = self._new_name()
             record = TrialRecord(
-                name=name, index=len(self.trials),
+                name=name,
+                index=len(self.trials),
                 assignments=tuple((a.name, a.value) for a in item.assignments),
                 labels=tuple(sorted(item.labels.items())),
                 message="Trial is created",
             )
-            self.trials[name] = record
+            self._save(record)
             records.append(record)
         self.state = rec.after_suggestions(self.state, count, len(records))
-        self.store.save(records, suggestion=self._suggestion_record())
+        self._flush(suggestion=self._suggestion_record())  # recorded before any trial starts
         return len(records)
 
     def _start(self, backend: LocalBackend, trial: TrialRecord) -> None:
@@ -217,9 +248,15 @@ class ExperimentRunner:
             info = backend.start(trial)
         except (OSError, KeyError, ValueError) as exc:
             moment = now()
-            self._save(replace(tr.start(trial, moment), condition=TrialCondition.FAILED,
-                               reason="TrialFailed", message=f"cannot start the trial: {exc}",
-                               completion_time=moment))
+            self._save(
+                replace(
+                    tr.start(trial, moment),
+                    condition=TrialCondition.FAILED,
+                    reason="TrialFailed",
+                    message=f"cannot start the trial: {exc}",
+                    completion_time=moment,
+                )
+            )
             return
         self._save(replace(tr.start(trial, now()), extra=info))
 
@@ -238,28 +275,55 @@ class ExperimentRunner:
         """Stop running trials and leave them to be re-run on resume."""
         for done in backend.stop(backend.running):
             trial = self.trials[done.name]
-            self._save(replace(trial, condition=TrialCondition.CREATED, reason="TrialRestarted",
-                               message="Interrupted; re-run on resume", extra={}))
+            self._save(
+                replace(
+                    trial,
+                    condition=TrialCondition.CREATED,
+                    reason="TrialRestarted",
+                    message="Interrupted; re-run on resume",
+                    extra={},
+                )
+            )
+        self._flush()
         logger.info("interrupted; run again with the same results directory to resume")
 
     # -- records ---------------------------------------------------------------------------------
 
     def _save(self, trial: TrialRecord) -> None:
+        """Record a change in memory; :meth:`_flush` persists the batch in one transaction."""
         self.trials[trial.name] = trial
-        self.store.save([trial])
+        self._dirty[trial.name] = trial
+
+    def _flush(self, **values: Any) -> None:
+        if self._status_dirty:
+            values["status"] = self.status
+        if self._dirty or values:
+            self.store.save(list(self._dirty.values()), **values)
+        self._dirty.clear()
+        self._status_dirty = False
 
     def _save_status(self, decision: rec.Decision) -> None:
-        status = dict(self.status, condition=decision.condition, reason=decision.reason,
-                      message=decision.message, best_trial=decision.best_trial)
+        status = dict(
+            self.status,
+            condition=decision.condition,
+            reason=decision.reason,
+            message=decision.message,
+            best_trial=decision.best_trial,
+        )
         if decision.completed and not status.get("completion_time"):
             status["completion_time"] = now().isoformat()
         if status != self.status:
             self.status = status
-            self.store.put(status=status)
+            self._status_dirty = True
+            if decision.completed:
+                self._flush()
 
     def _suggestion_record(self) -> dict[str, Any]:
-        return {"exhausted": self.state.exhausted, "failed_message": self.state.failed_message,
-                "settings": self.overlay}
+        return {
+            "exhausted": self.state.exhausted,
+            "failed_message": self.state.failed_message,
+            "settings": self.overlay,
+        }
 
     def _new_name(self) -> str:
         while True:
@@ -272,9 +336,14 @@ class ExperimentRunner:
         trials = list(self.trials.values())
         decision = rec.reconcile(self.spec, trials, self.state)
         if note:  # completed earlier: report the stored outcome, not a fresh evaluation
-            decision = replace(decision, condition=rec.Condition(self.status["condition"]),
-                               reason=rec.Reason(self.status["reason"]),
-                               message=self.status.get("message", ""), start=(), request=0)
+            decision = replace(
+                decision,
+                condition=rec.Condition(self.status["condition"]),
+                reason=rec.Reason(self.status["reason"]),
+                message=self.status.get("message", ""),
+                start=(),
+                request=0,
+            )
         return RunResult(decision=replace(decision, stop=()), trials=trials, note=note)
 
 

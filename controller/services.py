@@ -83,6 +83,7 @@ class SuggestionClient:
         self.address = address
         self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
         self._stub = api_pb2_grpc.SuggestionStub(self._channel)
+        self._trial_cache: dict[str, tuple[TrialRecord, pb.Trial]] = {}
 
     def validate(self, spec: Experiment) -> None:
         """ValidateAlgorithmSettings; ``InvalidArgument`` with the service's message if invalid.
@@ -96,8 +97,11 @@ class SuggestionClient:
             code = exc.code()
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 return
-            if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN,
-                        grpc.StatusCode.FAILED_PRECONDITION):
+            if code in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.UNKNOWN,
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ):
                 raise InvalidArgument(f"Validation failed: {exc.details()}") from None
             raise FailedPrecondition(
                 f"ValidateAlgorithmSettings failed: {code.name}: {exc.details()}"
@@ -113,7 +117,7 @@ class SuggestionClient:
         """GetSuggestions for ``count`` new trials; the reply may hold fewer (exhausted)."""
         request = pb.GetSuggestionsRequest(
             experiment=protos.experiment(spec, overlay),
-            trials=protos.trials(spec, trials),
+            trials=self._trials(spec, trials),
             current_request_number=count,
             total_request_number=len(trials) + count,
         )
@@ -129,6 +133,17 @@ class SuggestionClient:
                 f"for a request of {count}"
             )
         return reply
+
+    def _trials(self, spec: Experiment, records: Sequence[TrialRecord]) -> list[pb.Trial]:
+        """Trial messages, rebuilt only for records that changed since the last request."""
+        result = []
+        for record in protos.sent_trials(spec, records):
+            cached = self._trial_cache.get(record.name)
+            if cached is None or cached[0] is not record:
+                cached = (record, protos.trial(spec, record))
+                self._trial_cache[record.name] = cached
+            result.append(cached[1])
+        return result
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
         """Call with a deadline, retrying while the service is unavailable."""

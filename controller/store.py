@@ -57,9 +57,7 @@ class ResultsStore:
 
     def save(self, records: Iterable[TrialRecord], **values: Any) -> None:
         """Upsert trial records and meta values atomically."""
-        trial_rows = [
-            (r.name, r.index, json.dumps(trial_records.to_dict(r))) for r in records
-        ]
+        trial_rows = [(r.name, r.index, json.dumps(trial_records.to_dict(r))) for r in records]
         meta_rows = [(key, json.dumps(value)) for key, value in values.items()]
         with self._conn:
             self._conn.execute("BEGIN")

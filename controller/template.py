@@ -78,9 +78,7 @@ def iter_strings(obj: Any) -> Iterator[str]:
             yield from iter_strings(value)
 
 
-def meta_value(
-    field: str, trial_spec: Mapping[str, Any], trial_name: str, namespace: str
-) -> str:
+def meta_value(field: str, trial_spec: Mapping[str, Any], trial_name: str, namespace: str) -> str:
     """The value of ``${trialSpec.<field>}``; ``KeyError`` with a message if it has none."""
     metadata = trial_spec.get("metadata") or {}
     if field == "Name":

@@ -167,21 +167,33 @@ def finish(
     """
     done = replace(trial, exit_code=exit_code, completion_time=now, observation=observation)
     if exit_code != 0:
-        return replace(done, condition=TrialCondition.FAILED, reason="TrialFailed",
-                       message=f"Trial process exited with code {exit_code}")
+        return replace(
+            done,
+            condition=TrialCondition.FAILED,
+            reason="TrialFailed",
+            message=f"Trial process exited with code {exit_code}",
+        )
     value = done.objective_value(objective)
     if value is None or value == UNAVAILABLE:
-        return replace(done, condition=TrialCondition.METRICS_UNAVAILABLE,
-                       reason="MetricsUnavailable",
-                       message=f"Metric {objective.objective_metric_name!r} was not reported")
-    return replace(done, condition=TrialCondition.SUCCEEDED, reason="TrialSucceeded",
-                   message="Trial has succeeded")
+        return replace(
+            done,
+            condition=TrialCondition.METRICS_UNAVAILABLE,
+            reason="MetricsUnavailable",
+            message=f"Metric {objective.objective_metric_name!r} was not reported",
+        )
+    return replace(
+        done,
+        condition=TrialCondition.SUCCEEDED,
+        reason="TrialSucceeded",
+        message="Trial has succeeded",
+    )
 
 
 def kill(trial: TrialRecord, reason: str, message: str, now: datetime) -> TrialRecord:
     """The trial after the controller stopped it."""
-    return replace(trial, condition=TrialCondition.KILLED, reason=reason, message=message,
-                   completion_time=now)
+    return replace(
+        trial, condition=TrialCondition.KILLED, reason=reason, message=message, completion_time=now
+    )
 
 
 def to_dict(trial: TrialRecord) -> dict[str, Any]:

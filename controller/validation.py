@@ -45,8 +45,16 @@ MAX_NAME_LENGTH = 40
 EARLY_STOPPING_ALGORITHMS: dict[str, object] = {}
 
 _SPEC_FIELDS = (
-    "parameters", "nasConfig", "objective", "algorithm", "earlyStopping", "parallelTrialCount",
-    "maxTrialCount", "maxFailedTrialCount", "metricsCollectorSpec", "resumePolicy",
+    "parameters",
+    "nasConfig",
+    "objective",
+    "algorithm",
+    "earlyStopping",
+    "parallelTrialCount",
+    "maxTrialCount",
+    "maxFailedTrialCount",
+    "metricsCollectorSpec",
+    "resumePolicy",
     "trialTemplate",
 )
 
@@ -82,20 +90,26 @@ def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Exp
     if algorithm is not None and algorithm.algorithm_name:
         known = _algorithm_names() if algorithms is None else sorted(algorithms)
         if algorithm.algorithm_name not in known:
-            problems.add("spec.algorithm.algorithmName", f"unknown algorithm "
-                         f"{algorithm.algorithm_name!r}; available: {', '.join(known)}")
+            problems.add(
+                "spec.algorithm.algorithmName",
+                f"unknown algorithm {algorithm.algorithm_name!r}; available: {', '.join(known)}",
+            )
     early = _algorithm(problems, spec, "earlyStopping", required=False)
     if early is not None and early.algorithm_name not in EARLY_STOPPING_ALGORITHMS:
-        problems.add("spec.earlyStopping.algorithmName", f"early stopping "
-                     f"{early.algorithm_name!r} is not available (no early-stopping service is "
-                     "installed); remove spec.earlyStopping")
+        problems.add(
+            "spec.earlyStopping.algorithmName",
+            f"early stopping "
+            f"{early.algorithm_name!r} is not available (no early-stopping service is "
+            "installed); remove spec.earlyStopping",
+        )
     counts = _counts(problems, spec)
     policy_text = fields.string(problems, spec, "resumePolicy", "spec.resumePolicy") or "Never"
     try:
         policy = ResumePolicy(policy_text)
     except ValueError:
-        problems.add("spec.resumePolicy", f"{policy_text!r} is not one of Never, LongRunning, "
-                     "FromVolume")
+        problems.add(
+            "spec.resumePolicy", f"{policy_text!r} is not one of Never, LongRunning, FromVolume"
+        )
         policy = ResumePolicy.NEVER
     raw_params = fields.sequence(problems, spec, "parameters", "spec.parameters")
     nas = fields.mapping(problems, spec, "nasConfig", "spec.nasConfig")
@@ -107,11 +121,19 @@ def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Exp
     if problems or objective is None or algorithm is None or trial_template is None:
         raise InvalidArgument(problems.items or ["the experiment is invalid"])
     return Experiment(
-        name=name, namespace=namespace, objective=objective, algorithm=algorithm,
-        parameters=parameters, trial_template=trial_template,
-        parallel_trial_count=counts[0], max_trial_count=counts[1],
-        max_failed_trial_count=counts[2], resume_policy=policy, metrics_collector=collector,
-        early_stopping=early, nas_config=nas,
+        name=name,
+        namespace=namespace,
+        objective=objective,
+        algorithm=algorithm,
+        parameters=parameters,
+        trial_template=trial_template,
+        parallel_trial_count=counts[0],
+        max_trial_count=counts[1],
+        max_failed_trial_count=counts[2],
+        resume_policy=policy,
+        metrics_collector=collector,
+        early_stopping=early,
+        nas_config=nas,
         labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
     )
 
@@ -125,11 +147,15 @@ def _algorithm_names() -> list[str]:
 def _name(problems: Problems, metadata: Mapping[str, Any]) -> str:
     name = fields.string(problems, metadata, "name", "metadata.name", required=True)
     if name and not NAME_PATTERN.match(name):
-        problems.add("metadata.name", f"{name!r} must consist of lower-case letters, digits and "
-                     "'-', start with a letter and end with a letter or digit")
+        problems.add(
+            "metadata.name",
+            f"{name!r} must consist of lower-case letters, digits and "
+            "'-', start with a letter and end with a letter or digit",
+        )
     if len(name) > MAX_NAME_LENGTH:
-        problems.add("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters, "
-                     f"got {len(name)}")
+        problems.add(
+            "metadata.name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}"
+        )
     return name
 
 
@@ -138,23 +164,30 @@ def _objective(problems: Problems, spec: Mapping[str, Any]) -> Objective | None:
     raw = fields.mapping(problems, spec, "objective", at, required=True)
     if raw is None:
         return None
-    fields.unknown_keys(problems, raw, ("type", "goal", "objectiveMetricName",
-                                        "additionalMetricNames", "metricStrategies"), at)
+    fields.unknown_keys(
+        problems,
+        raw,
+        ("type", "goal", "objectiveMetricName", "additionalMetricNames", "metricStrategies"),
+        at,
+    )
     type_text = fields.string(problems, raw, "type", f"{at}.type", required=True)
-    metric = fields.string(problems, raw, "objectiveMetricName", f"{at}.objectiveMetricName",
-                           required=True)
+    metric = fields.string(
+        problems, raw, "objectiveMetricName", f"{at}.objectiveMetricName", required=True
+    )
     goal = raw.get("goal")
     if goal is not None and (isinstance(goal, bool) or fields.number(goal) is None):
         problems.add(f"{at}.goal", f"must be a number, got {goal!r}")
         goal = None
     additional = [
         fields.string(problems, {"v": v}, "v", f"{at}.additionalMetricNames[{i}]", required=True)
-        for i, v in enumerate(fields.sequence(problems, raw, "additionalMetricNames",
-                                              f"{at}.additionalMetricNames"))
+        for i, v in enumerate(
+            fields.sequence(problems, raw, "additionalMetricNames", f"{at}.additionalMetricNames")
+        )
     ]
     if metric and metric in additional:
-        problems.add(f"{at}.additionalMetricNames", f"must not contain the objective metric "
-                     f"{metric!r}")
+        problems.add(
+            f"{at}.additionalMetricNames", f"must not contain the objective metric {metric!r}"
+        )
     if len(set(additional)) != len(additional):
         problems.add(f"{at}.additionalMetricNames", "must not repeat a metric")
     try:
@@ -165,9 +198,11 @@ def _objective(problems: Problems, spec: Mapping[str, Any]) -> Objective | None:
         return None
     strategies = _strategies(problems, raw, otype, [metric, *additional], f"{at}.metricStrategies")
     return Objective(
-        type=otype, objective_metric_name=metric,
+        type=otype,
+        objective_metric_name=metric,
         goal=None if goal is None else float(goal),
-        additional_metric_names=tuple(additional), metric_strategies=strategies,
+        additional_metric_names=tuple(additional),
+        metric_strategies=strategies,
     )
 
 
@@ -183,8 +218,10 @@ def _strategies(
         name = fields.string(problems, item, "name", f"{path}.name", required=True)
         value = fields.string(problems, item, "value", f"{path}.value", required=True)
         if name and name not in metrics:
-            problems.add(f"{path}.name", f"{name!r} is neither the objective metric nor an "
-                         "additional metric")
+            problems.add(
+                f"{path}.name",
+                f"{name!r} is neither the objective metric nor an additional metric",
+            )
         elif name in explicit:
             problems.add(f"{path}.name", f"duplicate strategy for {name!r}")
         try:
@@ -206,16 +243,19 @@ def _algorithm(
     fields.unknown_keys(problems, raw, ("algorithmName", "algorithmSettings"), at)
     name = fields.string(problems, raw, "algorithmName", f"{at}.algorithmName", required=True)
     settings = []
-    for i, item in enumerate(fields.sequence(problems, raw, "algorithmSettings",
-                                             f"{at}.algorithmSettings")):
+    for i, item in enumerate(
+        fields.sequence(problems, raw, "algorithmSettings", f"{at}.algorithmSettings")
+    ):
         path = f"{at}.algorithmSettings[{i}]"
         if not isinstance(item, Mapping):
             problems.add(path, "must be a mapping with name and value")
             continue
-        settings.append(Setting(
-            fields.string(problems, item, "name", f"{path}.name", required=True),
-            fields.string(problems, item, "value", f"{path}.value", scalar=True),
-        ))
+        settings.append(
+            Setting(
+                fields.string(problems, item, "name", f"{path}.name", required=True),
+                fields.string(problems, item, "value", f"{path}.value", scalar=True),
+            )
+        )
     return AlgorithmSpec(algorithm_name=name, algorithm_settings=tuple(settings))
 
 
@@ -232,11 +272,15 @@ def _counts(problems: Problems, spec: Mapping[str, Any]) -> tuple[int, int | Non
         problems.add("spec.maxFailedTrialCount", f"must be 0 or more, got {max_failed}")
     if max_trials is not None and max_trials > 0:
         if max_failed is not None and max_failed > max_trials:
-            problems.add("spec.maxFailedTrialCount", f"({max_failed}) must not exceed "
-                         f"spec.maxTrialCount ({max_trials})")
+            problems.add(
+                "spec.maxFailedTrialCount",
+                f"({max_failed}) must not exceed spec.maxTrialCount ({max_trials})",
+            )
         if parallel > max_trials:
-            problems.add("spec.parallelTrialCount", f"({parallel}) must not exceed "
-                         f"spec.maxTrialCount ({max_trials})")
+            problems.add(
+                "spec.parallelTrialCount",
+                f"({parallel}) must not exceed spec.maxTrialCount ({max_trials})",
+            )
     return parallel, max_trials, max_failed
 
 
@@ -247,31 +291,50 @@ def _trial_template(
     raw = fields.mapping(problems, spec, "trialTemplate", at, required=True)
     if raw is None:
         return None
-    fields.unknown_keys(problems, raw, (
-        "retain", "trialSpec", "configMap", "trialParameters", "primaryPodLabels",
-        "primaryContainerName", "successCondition", "failureCondition"), at)
-    primary = fields.string(problems, raw, "primaryContainerName", f"{at}.primaryContainerName",
-                            required=True)
+    fields.unknown_keys(
+        problems,
+        raw,
+        (
+            "retain",
+            "trialSpec",
+            "configMap",
+            "trialParameters",
+            "primaryPodLabels",
+            "primaryContainerName",
+            "successCondition",
+            "failureCondition",
+        ),
+        at,
+    )
+    primary = fields.string(
+        problems, raw, "primaryContainerName", f"{at}.primaryContainerName", required=True
+    )
     params = []
     raw_params = fields.sequence(problems, raw, "trialParameters", f"{at}.trialParameters")
     if not raw_params:
-        problems.add(f"{at}.trialParameters", "is required: map each ${trialParameters.NAME} "
-                     "in the template to a parameter (reference)")
+        problems.add(
+            f"{at}.trialParameters",
+            "is required: map each ${trialParameters.NAME} "
+            "in the template to a parameter (reference)",
+        )
     for i, item in enumerate(raw_params):
         path = f"{at}.trialParameters[{i}]"
         if not isinstance(item, Mapping):
             problems.add(path, "must be a mapping with name and reference")
             continue
-        params.append(TrialParameter(
-            name=fields.string(problems, item, "name", f"{path}.name"),
-            reference=fields.string(problems, item, "reference", f"{path}.reference"),
-            description=fields.string(problems, item, "description", f"{path}.description"),
-        ))
+        params.append(
+            TrialParameter(
+                name=fields.string(problems, item, "name", f"{path}.name"),
+                reference=fields.string(problems, item, "reference", f"{path}.reference"),
+                description=fields.string(problems, item, "description", f"{path}.description"),
+            )
+        )
     trial_spec = _trial_spec(problems, raw, at)
     if trial_spec is None:
         return None
     problems.items += template.check_trial_parameters(
-        tuple(params), trial_spec, parameter_names, f"{at}.trialParameters")
+        tuple(params), trial_spec, parameter_names, f"{at}.trialParameters"
+    )
     kind = str(trial_spec.get("kind", ""))
     success = fields.string(problems, raw, "successCondition", f"{at}.successCondition")
     failure = fields.string(problems, raw, "failureCondition", f"{at}.failureCondition")
@@ -283,8 +346,12 @@ def _trial_template(
             problems.add(f"{at}.{key}", f"is required for a trial of kind {kind!r}")
     labels = raw.get("primaryPodLabels") or template.default_primary_pod_labels(kind)
     result = TrialTemplate(
-        trial_spec=trial_spec, trial_parameters=tuple(params), primary_container_name=primary,
-        success_condition=success, failure_condition=failure, retain=bool(raw.get("retain")),
+        trial_spec=trial_spec,
+        trial_parameters=tuple(params),
+        primary_container_name=primary,
+        success_condition=success,
+        failure_condition=failure,
+        retain=bool(raw.get("retain")),
         primary_pod_labels={str(k): str(v) for k, v in dict(labels).items()},
     )
     if primary:
@@ -304,8 +371,11 @@ def _trial_spec(problems: Problems, raw: Mapping[str, Any], at: str) -> dict[str
         config = fields.mapping(problems, raw, "configMap", f"{at}.configMap") or {}
         for key in ("configMapName", "configMapNamespace", "templatePath"):
             fields.string(problems, config, key, f"{at}.configMap.{key}", required=True)
-        problems.add(f"{at}.configMap", "local runs cannot read Kubernetes ConfigMaps; inline "
-                     "the template under trialTemplate.trialSpec")
+        problems.add(
+            f"{at}.configMap",
+            "local runs cannot read Kubernetes ConfigMaps; inline "
+            "the template under trialTemplate.trialSpec",
+        )
         return None
     trial_spec = fields.mapping(problems, raw, "trialSpec", f"{at}.trialSpec")
     if trial_spec is None:
@@ -316,6 +386,8 @@ def _trial_spec(problems: Problems, raw: Mapping[str, Any], at: str) -> dict[str
     metadata = trial_spec.get("metadata") or {}
     for key in ("name", "namespace"):
         if isinstance(metadata, Mapping) and metadata.get(key):
-            problems.add(f"{at}.trialSpec.metadata.{key}", "must not be set; the controller "
-                         "names each trial")
+            problems.add(
+                f"{at}.trialSpec.metadata.{key}",
+                "must not be set; the controller names each trial",
+            )
     return trial_spec

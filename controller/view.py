@@ -26,9 +26,12 @@ _STYLE = {
 def counts_line(counts: rec.Counts) -> str:
     """``12 trials: 9 succeeded, 3 running, …`` (zero counts left out)."""
     parts = [
-        (counts.succeeded, "succeeded"), (counts.running, "running"),
-        (counts.pending, "pending"), (counts.failed, "failed"),
-        (counts.metrics_unavailable, "metrics unavailable"), (counts.killed, "killed"),
+        (counts.succeeded, "succeeded"),
+        (counts.running, "running"),
+        (counts.pending, "pending"),
+        (counts.failed, "failed"),
+        (counts.metrics_unavailable, "metrics unavailable"),
+        (counts.killed, "killed"),
         (counts.early_stopped, "early stopped"),
     ]
     details = ", ".join(f"{n} {label}" for n, label in parts if n)
@@ -80,9 +83,11 @@ def trials_table(
             strategy = spec.objective.strategy(name)
             metrics.append(observed.value(strategy) if observed and strategy else "")
         table.add_row(
-            str(trial.index), trial.name,
+            str(trial.index),
+            trial.name,
             Text(str(trial.condition), style=_STYLE.get(trial.condition, "")),
-            *(values.get(p.name, "") for p in spec.parameters), *metrics,
+            *(values.get(p.name, "") for p in spec.parameters),
+            *metrics,
         )
     return table
 
@@ -118,11 +123,16 @@ class ProgressView:
         if self.live is not None:
             elapsed = time.monotonic() - self.started
             running = [t.name for t in trials if t.condition is TrialCondition.RUNNING]
-            self.live.update(Group(
-                Text(f"{self.spec.name} · {decision.condition} · {elapsed:.0f}s", style="bold"),
-                Text(line), Text(best, style="green"),
-                Text("running: " + (", ".join(running) or "-"), style="cyan"),
-            ))
+            self.live.update(
+                Group(
+                    Text(
+                        f"{self.spec.name} · {decision.condition} · {elapsed:.0f}s", style="bold"
+                    ),
+                    Text(line),
+                    Text(best, style="green"),
+                    Text("running: " + (", ".join(running) or "-"), style="cyan"),
+                )
+            )
         else:
             key = f"{decision.counts.completed}/{decision.counts.trials}/{decision.condition}"
             if key != self._last:

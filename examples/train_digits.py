@@ -21,6 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+
 def main() -> None:
     """Parse hyperparameters, cross-validate, print metrics."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

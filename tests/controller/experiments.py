@@ -56,16 +56,24 @@ def experiment(
                 "objectiveMetricName": "loss",
                 "additionalMetricNames": ["accuracy"],
             },
-            "algorithm": {"algorithmName": "random",
-                          "algorithmSettings": [{"name": "random_state", "value": "7"}]},
+            "algorithm": {
+                "algorithmName": "random",
+                "algorithmSettings": [{"name": "random_state", "value": "7"}],
+            },
             "parallelTrialCount": parallel,
             "maxTrialCount": max_trials,
             "maxFailedTrialCount": min(3, max_trials),
             "parameters": [
-                {"name": "x", "parameterType": "double",
-                 "feasibleSpace": {"min": "0", "max": "1"}},
-                {"name": "y", "parameterType": "double",
-                 "feasibleSpace": {"min": "0", "max": "0.1"}},
+                {
+                    "name": "x",
+                    "parameterType": "double",
+                    "feasibleSpace": {"min": "0", "max": "1"},
+                },
+                {
+                    "name": "y",
+                    "parameterType": "double",
+                    "feasibleSpace": {"min": "0", "max": "0.1"},
+                },
             ],
             "trialTemplate": {
                 "primaryContainerName": "training",
@@ -76,15 +84,26 @@ def experiment(
                 "trialSpec": {
                     "apiVersion": "batch/v1",
                     "kind": "Job",
-                    "spec": {"template": {"spec": {
-                        "containers": [{
-                            "name": "training",
-                            "image": "ignored",
-                            "command": [sys.executable, str(script),
-                                        "${trialParameters.x}", "${trialParameters.y}", mode],
-                        }],
-                        "restartPolicy": "Never",
-                    }}},
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "training",
+                                        "image": "ignored",
+                                        "command": [
+                                            sys.executable,
+                                            str(script),
+                                            "${trialParameters.x}",
+                                            "${trialParameters.y}",
+                                            mode,
+                                        ],
+                                    }
+                                ],
+                                "restartPolicy": "Never",
+                            }
+                        }
+                    },
                 },
             },
         },

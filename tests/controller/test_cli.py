@@ -81,8 +81,11 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path) -> None:
     container(doc)["env"] = [{"name": "TRIAL_SLEEP", "value": "0.4"}]
     path = write(tmp_path, doc)
     results = tmp_path / "results"
-    proc = subprocess.Popen([*KATIB, "run", str(path), "--results", str(results), "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*KATIB, "run", str(path), "--results", str(results), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     before: list[TrialRecord] = []
     while time.monotonic() < deadline:
@@ -113,7 +116,8 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path) -> None:
         assert by_name[trial.name].attempts == trial.attempts + 1
         if "pid" in trial.extra:
             assert not Path(f"/proc/{trial.extra['pid']}").exists() or _is_zombie(
-                trial.extra["pid"])
+                trial.extra["pid"]
+            )
 
 
 def _is_zombie(pid: int) -> bool:

@@ -62,33 +62,59 @@ def test_rfc3339() -> None:
 
 def _template(command: list[str], params: list[TrialParameter]) -> TrialTemplate:
     return TrialTemplate(
-        trial_spec={"apiVersion": "batch/v1", "kind": "Job",
-                    "metadata": {"labels": {"team": "ml"}},
-                    "spec": {"template": {"spec": {"containers": [
-                        {"name": "main", "command": command,
-                         "env": [{"name": "MODE", "value": "m-${trialParameters.lr}"}]}]}}}},
-        trial_parameters=tuple(params), primary_container_name="main",
-        success_condition="s", failure_condition="f",
+        trial_spec={
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"labels": {"team": "ml"}},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "main",
+                                "command": command,
+                                "env": [{"name": "MODE", "value": "m-${trialParameters.lr}"}],
+                            }
+                        ]
+                    }
+                }
+            },
+        },
+        trial_parameters=tuple(params),
+        primary_container_name="main",
+        success_condition="s",
+        failure_condition="f",
     )
 
 
 def test_substitution_is_literal_and_structural() -> None:
     tmpl = _template(
-        ["sh", "-c", "echo ${trialParameters.lr} $(HOME) $$(X) in ${trialParameters.name}",
-         "--team=${trialParameters.team}"],
-        [TrialParameter("lr", "lr"), TrialParameter("name", "${trialSpec.Name}"),
-         TrialParameter("team", "${trialSpec.Labels[team]}")],
+        [
+            "sh",
+            "-c",
+            "echo ${trialParameters.lr} $(HOME) $$(X) in ${trialParameters.name}",
+            "--team=${trialParameters.team}",
+        ],
+        [
+            TrialParameter("lr", "lr"),
+            TrialParameter("name", "${trialSpec.Name}"),
+            TrialParameter("team", "${trialSpec.Labels[team]}"),
+        ],
     )
     evil = "1; rm -rf / $(HOME) `id` \"'"
     values = template.parameter_values(tmpl, {"lr": evil}, "trial-1", "ns")
     argv, env = template.render_command(
-        template.container_command(tmpl), values, {"HOME": "/home/u"})
+        template.container_command(tmpl), values, {"HOME": "/home/u"}
+    )
     assert argv == ["sh", "-c", f"echo {evil} /home/u $(X) in trial-1", "--team=ml"]
     assert env["MODE"] == f"m-{evil}"
 
 
 def test_conditions_defaults_by_kind() -> None:
-    assert template.default_conditions("TFJob")[0].endswith('#(type=="Succeeded")#|#(status=="True")#')  # type: ignore[index]  # noqa: E501
+    assert template.default_conditions("TFJob")[0].endswith(
+        '#(type=="Succeeded")#|#(status=="True")#'
+    )  # type: ignore[index]
     assert template.default_conditions("Pod") is None
     assert template.default_primary_pod_labels("PyTorchJob") == {
-        "training.kubeflow.org/job-role": "master"}
+        "training.kubeflow.org/job-role": "master"
+    }

@@ -25,8 +25,13 @@ def make_spec(**spec: Any) -> Experiment:
 
 def trial(i: int, condition: TrialCondition, loss: str | None = None) -> TrialRecord:
     observation = () if loss is None else (MetricValue("loss", loss, loss, loss),)
-    return TrialRecord(name=f"t{i}", index=i, assignments=(("x", "0.1"),),
-                       condition=condition, observation=observation)
+    return TrialRecord(
+        name=f"t{i}",
+        index=i,
+        assignments=(("x", "0.1"),),
+        condition=condition,
+        observation=observation,
+    )
 
 
 def run(spec: Experiment, trials: list[TrialRecord], **state: Any) -> rec.Decision:
@@ -71,7 +76,9 @@ def test_max_trials_reached() -> None:
     spec = make_spec(maxTrialCount=3, parallelTrialCount=2)
     decision = run(spec, [trial(i, C.SUCCEEDED, "0.5") for i in range(3)])
     assert (decision.condition, decision.reason) == (
-        rec.Condition.SUCCEEDED, rec.Reason.MAX_TRIALS_REACHED)
+        rec.Condition.SUCCEEDED,
+        rec.Reason.MAX_TRIALS_REACHED,
+    )
     assert decision.request == 0
 
 
@@ -92,8 +99,12 @@ def test_goal_for_maximize() -> None:
 
 @pytest.mark.parametrize(
     ("failed", "unavailable", "condition"),
-    [(2, 0, rec.Condition.RUNNING), (3, 0, rec.Condition.FAILED),
-     (1, 2, rec.Condition.FAILED), (0, 2, rec.Condition.RUNNING)],
+    [
+        (2, 0, rec.Condition.RUNNING),
+        (3, 0, rec.Condition.FAILED),
+        (1, 2, rec.Condition.FAILED),
+        (0, 2, rec.Condition.RUNNING),
+    ],
 )
 def test_max_failed_counts_failed_and_metrics_unavailable(
     failed: int, unavailable: int, condition: rec.Condition
@@ -135,14 +146,25 @@ def test_suggestion_failure_fails_experiment() -> None:
 
 def test_best_trial_first_strict_improvement_skipping_unavailable() -> None:
     spec = make_spec()
-    trials = [trial(0, C.SUCCEEDED, "0.5"), trial(1, C.METRICS_UNAVAILABLE, "unavailable"),
-              trial(2, C.SUCCEEDED, "0.3"), trial(3, C.SUCCEEDED, "0.3")]
+    trials = [
+        trial(0, C.SUCCEEDED, "0.5"),
+        trial(1, C.METRICS_UNAVAILABLE, "unavailable"),
+        trial(2, C.SUCCEEDED, "0.3"),
+        trial(3, C.SUCCEEDED, "0.3"),
+    ]
     assert rec.best_trial(spec, trials).name == "t2"  # type: ignore[union-attr]
 
 
 def test_counts() -> None:
-    conditions = [C.CREATED, C.RUNNING, C.SUCCEEDED, C.FAILED, C.KILLED,
-                  C.METRICS_UNAVAILABLE, C.EARLY_STOPPED]
+    conditions = [
+        C.CREATED,
+        C.RUNNING,
+        C.SUCCEEDED,
+        C.FAILED,
+        C.KILLED,
+        C.METRICS_UNAVAILABLE,
+        C.EARLY_STOPPED,
+    ]
     counts = rec.Counts.of([trial(i, c) for i, c in enumerate(conditions)])
     assert (counts.trials, counts.active, counts.completed) == (7, 2, 5)
 
@@ -168,7 +190,8 @@ def test_trial_transitions() -> None:
     assert tr.finish(started, 0, (), spec.objective, NOW).condition is C.METRICS_UNAVAILABLE
     unavailable = (MetricValue("loss", latest="unavailable"),)
     assert tr.finish(started, 0, unavailable, spec.objective, NOW).condition is (
-        C.METRICS_UNAVAILABLE)
+        C.METRICS_UNAVAILABLE
+    )
     assert tr.from_dict(tr.to_dict(started)) == started
 
 
