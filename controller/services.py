@@ -12,12 +12,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import grpc
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
-from katib.api.errors import FailedPrecondition, InvalidArgument, KatibError, Unavailable
+from katib.api.errors import FailedPrecondition, InvalidArgument, Unavailable
 from katib.api.server import GRPC_OPTIONS, RunningServer, ServiceSpec, start
 from katib.controller import protos
 from katib.controller.spec import Experiment
@@ -122,7 +123,7 @@ class SuggestionClient:
             total_request_number=len(trials) + count,
         )
         try:
-            reply = self._call(self._stub.GetSuggestions, request)
+            reply = cast(pb.GetSuggestionsReply, self._call(self._stub.GetSuggestions, request))
         except grpc.RpcError as exc:
             raise FailedPrecondition(
                 f"GetSuggestions failed: {exc.code().name}: {exc.details()}"
@@ -194,6 +195,3 @@ class ObservationLog:
     def close(self) -> None:
         """Close the channel."""
         self.client.close()
-
-
-__all__ = ["Endpoints", "KatibError", "ObservationLog", "SuggestionClient", "start_local"]
