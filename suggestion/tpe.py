@@ -131,11 +131,12 @@ class TPE(Algorithm):
         layout = parzen.Layout.of(self.space)
         good, bad = self._split(history)
         l_est = good.fit(layout, settings.prior_weight)
-        taken = history.taken_keys(self.space)
         capacity = self.space.cardinality
+        # Repeats have probability zero with a continuous parameter: only finite spaces check.
+        taken = history.taken_keys(self.space) if capacity is not None else None
         chosen: list[Point] = []
         for _ in range(count):
-            if capacity is not None and len(taken) >= capacity:
+            if taken is not None and capacity is not None and len(taken) >= capacity:
                 break
             g_est = bad.fit(layout, settings.prior_weight)
             point = self._propose(layout, l_est, g_est, rng, taken)
@@ -149,7 +150,8 @@ class TPE(Algorithm):
                     break
                 point = fallback[0]
             chosen.append(point)
-            taken.add(self.space.key(point))
+            if taken is not None:
+                taken.add(self.space.key(point))
             bad = bad.plus(self.space.encode([point])[0], len(history) + len(chosen))
         return chosen
 
@@ -178,7 +180,7 @@ class TPE(Algorithm):
         l_est: parzen.ParzenEstimator,
         g_est: parzen.ParzenEstimator,
         rng: np.random.Generator,
-        taken: set[tuple[str, ...]],
+        taken: set[tuple[str, ...]] | None,
     ) -> Point | None:
         """The best untaken candidate by ``log l - log g``, or ``None`` if all are taken."""
         size = self.settings.n_ei_candidates
@@ -190,7 +192,7 @@ class TPE(Algorithm):
             )
             for u in self._preference(cells.u, score):
                 point = self.space.decode(u[None, :])[0]
-                if self.space.key(point) not in taken:
+                if taken is None or self.space.key(point) not in taken:
                     return point
             size *= 4
         return None
