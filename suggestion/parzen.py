@@ -189,31 +189,41 @@ def sample(
 
 
 def log_pdf(est: ParzenEstimator, layout: Layout, cells: Cells, joint: bool) -> np.ndarray:
-    """Log density of the candidates: ``(c,)`` if ``joint`` else per-column ``(c, d)``."""
+    """Log density of the candidates: ``(c,)`` if ``joint`` else per-column ``(c, d)``.
+
+    Kernels are laid out ``(c, d, m)`` so that the mixture sums run over contiguous memory.
+    """
     c = cells.u.shape[0]
     dn = len(layout.numeric)
-    per_kernel = np.empty((c, len(est.log_weights), dn + len(layout.lists)))  # (c, m, d)
+    per_kernel = np.empty((c, dn + len(layout.lists), len(est.log_weights)))  # (c, d, m)
     if dn:
-        per_kernel[:, :, layout.numeric] = _numeric_log_kernels(est, layout, cells)
+        per_kernel[:, layout.numeric, :] = _numeric_log_kernels(est, layout, cells)
     for j, col in enumerate(layout.lists):
         idx = _index(cells.u[:, col], layout.n_choices[j])
-        per_kernel[:, :, col] = est.cat_log_probs[j][:, idx].T
+        per_kernel[:, col, :] = est.cat_log_probs[j][:, idx].T
     if joint:
-        return _logsumexp(per_kernel.sum(axis=2) + est.log_weights, axis=1)
-    return _logsumexp(per_kernel + est.log_weights[:, None], axis=1)
+        return _logsumexp(per_kernel.sum(axis=1) + est.log_weights, axis=-1)
+    per_kernel += est.log_weights
+    return _logsumexp(per_kernel, axis=-1)
 
 
 def _numeric_log_kernels(est: ParzenEstimator, layout: Layout, cells: Cells) -> np.ndarray:
-    """Log kernel densities ``(c, m, dn)`` of the numeric columns."""
-    u = cells.u[:, layout.numeric][:, None, :]
-    z = (u - est.mus) / est.sigmas
-    out = -0.5 * z**2 - _HALF_LOG_2PI - np.log(est.sigmas) - est.log_z
-    if layout.stepped.any():
-        s = layout.stepped
-        mu, sigma = est.mus[:, s], est.sigmas[:, s]
-        a = (cells.lo[:, None, s] - mu) / sigma
-        b = (cells.hi[:, None, s] - mu) / sigma
-        out[:, :, s] = log_gauss_mass(a, b) - est.log_z[:, s]
+    """Log kernel densities ``(c, dn, m)`` of the numeric columns."""
+    mus, sigmas, log_z = est.mus.T, est.sigmas.T, est.log_z.T  # (dn, m)
+    z = (cells.u[:, layout.numeric][:, :, None] - mus) / sigmas
+    out = -0.5 * z**2 - (_HALF_LOG_2PI + np.log(sigmas) + log_z)
+    for i in np.flatnonzero(layout.stepped):
+        # Stepped columns have few distinct (mu, sigma) pairs (observations sit on the grid,
+        # many share the clipped bandwidth) and few distinct cells: compute each mass once.
+        pairs, inverse = np.unique(
+            np.column_stack([mus[i], sigmas[i]]), axis=0, return_inverse=True
+        )
+        edges, rows = np.unique(
+            np.column_stack([cells.lo[:, i], cells.hi[:, i]]), axis=0, return_inverse=True
+        )
+        mu, sigma = pairs[:, 0], pairs[:, 1]
+        mass = log_gauss_mass((edges[:, :1] - mu) / sigma, (edges[:, 1:] - mu) / sigma)
+        out[:, i, :] = mass[np.ix_(rows.ravel(), inverse.ravel())] - log_z[i]
     return out
 
 
