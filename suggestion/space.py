@@ -323,12 +323,13 @@ class ParameterSpec:
 
         Raises ``ValueError`` when the text is not a value of this parameter.
         """
-        if not self.is_numeric_range:
+        kind = self.type  # identity tests: this runs for every assignment of every trial
+        if kind is not ParameterType.DOUBLE and kind is not ParameterType.INT:
             return self._value_of_index(self.index_of(text))
         number = _parse_float(text)
         if number is None:
             raise ValueError(f"{text!r} is not a number for parameter {self.name!r}")
-        if self.type is ParameterType.INT:
+        if kind is ParameterType.INT:
             if number != int(number):
                 raise ValueError(f"{text!r} is not an integer for parameter {self.name!r}")
             return int(number)
@@ -408,10 +409,11 @@ class SearchSpace:
 
     def parse(self, assignments: Mapping[str, str]) -> Point:
         """Assignment strings to a point; ``ValueError`` if a parameter is missing or invalid."""
-        missing = [n for n in self.names if n not in assignments]
-        if missing:
-            raise ValueError(f"missing parameters: {', '.join(missing)}")
-        return {p.name: p.parse(assignments[p.name]) for p in self.params}
+        try:
+            return {p.name: p.parse(assignments[p.name]) for p in self.params}
+        except KeyError:
+            missing = [n for n in self.names if n not in assignments]
+            raise ValueError(f"missing parameters: {', '.join(missing)}") from None
 
     def format(self, point: Mapping[str, Any]) -> list[tuple[str, str]]:
         """A point as ``(name, value string)`` pairs in spec order."""
