@@ -25,7 +25,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 type: install
-	$(VENV)/bin/mypy api suggestion db
+	$(VENV)/bin/mypy api suggestion db controller
 
 bench-latency: install
 	$(PY) -m benchmarks.suggestion_latency --algorithm random --algorithm sobol

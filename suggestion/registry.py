@@ -23,6 +23,8 @@ _BUILTIN: dict[str, str] = {
     "random": "katib.suggestion.random_search:RandomSearch",
     "sobol": "katib.suggestion.sobol:SobolSearch",
     "grid": "katib.suggestion.grid:GridSearch",
+    "tpe": "katib.suggestion.tpe:TPE",
+    "multivariate-tpe": "katib.suggestion.tpe:MultivariateTPE",
 }
 _registered: dict[str, type[Algorithm]] = {}
 

@@ -472,10 +472,11 @@ class SearchSpace:
 
     def parse(self, assignments: Mapping[str, str]) -> Point:
         """Assignment strings to a point; ``ValueError`` if a parameter is missing or invalid."""
-        missing = [n for n in self.names if n not in assignments]
-        if missing:
-            raise ValueError(f"missing parameters: {', '.join(missing)}")
-        return {p.name: p.parse(assignments[p.name]) for p in self.params}
+        try:
+            return {p.name: p.parse(assignments[p.name]) for p in self.params}
+        except KeyError:
+            missing = [n for n in self.names if n not in assignments]
+            raise ValueError(f"missing parameters: {', '.join(missing)}") from None
 
     def format(self, point: Mapping[str, Any]) -> list[tuple[str, str]]:
         """A point as ``(name, value string)`` pairs in spec order."""
