@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= test,lint
+EXTRAS ?= test,lint,examples
 
-.PHONY: install test lint type bench-latency clean
+.PHONY: install example test lint type bench-latency clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+## Run an example experiment end to end: an SVM on scikit-learn's digits, tuned by random
+## search with trials as local processes; prints live progress and the best trials.
+example: install
+	$(VENV)/bin/katib run examples/random.yaml
 
 ## Run the test suite (the command CI runs). Installs PostgreSQL and MariaDB from Debian
 ## packages when missing: the DB tests start throw-away servers of both.
