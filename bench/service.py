@@ -188,9 +188,12 @@ def service_contender(target: ServiceTarget, channel: grpc.Channel, kind: str = 
     stub = api_pb2_grpc.SuggestionStub(channel)
 
     def make(problem: Problem, run: RunSettings) -> ServiceOptimizer:
+        # Named after the algorithm, not the label, so the same algorithm and seed give the
+        # same experiment (and answers) in process and behind an address.
+        name = f"bench-{problem.name}-{target.algorithm}-s{run.seed}"
         experiment = experiment_to_proto(
-            f"bench-{problem.name}-{target.label}-s{run.seed}", problem.space, target.algorithm,
-            [("random_state", str(run.seed))], budget=run.budget, batch=run.batch,
+            name, problem.space, target.algorithm, [("random_state", str(run.seed))],
+            budget=run.budget, batch=run.batch,
         )
         return ServiceOptimizer(stub, experiment, problem.space)
 
