@@ -14,8 +14,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## Run the test suite (the command CI runs).
+## Run the test suite (the command CI runs). Installs PostgreSQL and MariaDB from Debian
+## packages when missing: the DB tests start throw-away servers of both.
 test: install
+	bash .ci/install-db-servers
 	$(PY) -m pytest
 
 lint: install
@@ -23,7 +25,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 type: install
-	$(VENV)/bin/mypy api suggestion
+	$(VENV)/bin/mypy api suggestion db
 
 bench-latency: install
 	$(PY) -m benchmarks.suggestion_latency --algorithm random --algorithm sobol

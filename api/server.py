@@ -71,9 +71,16 @@ def start(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for spec in services:
         spec.register(spec.servicer, server)
-    bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+    except RuntimeError as exc:  # grpc raises on a failed bind; older versions return 0
+        bound = 0
+        reason = str(exc)
+    else:
+        reason = "address unavailable"
     if bound == 0:
-        raise OSError(f"cannot bind {host}:{port}")
+        server.stop(None)
+        raise OSError(f"cannot listen on {host}:{port}: {reason}")
     server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     health_servicer.set("", serving)
@@ -87,7 +94,11 @@ def start(
 
 def run(services: Sequence[ServiceSpec], host: str, port: int, max_workers: int = 16) -> int:
     """Serve until SIGTERM or SIGINT, then stop gracefully. Returns the process exit code."""
-    running = start(services, host=host, port=port, max_workers=max_workers)
+    try:
+        running = start(services, host=host, port=port, max_workers=max_workers)
+    except OSError as exc:
+        logger.error("%s", exc)
+        return 1
     stopped = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:

@@ -85,16 +85,27 @@ class Algorithm(ABC):
         """The user's ``random_state`` setting, if the algorithm has one."""
         return getattr(self.settings, "random_state", None)
 
-    def rng(self, history: History, salt: str = "") -> np.random.Generator:
-        """A generator derived from the seed and the history, so restarts repeat answers.
+    @property
+    def stable_seed(self) -> int:
+        """The user's seed, or a CRC-32 of the experiment name when none is set."""
+        if self.seed is not None:
+            return self.seed
+        return zlib.crc32(self.experiment.name.encode())
 
-        Without a seed the stream is fresh entropy on every call.
+    def rng(
+        self, history: History, salt: str = "", seed: int | None = None
+    ) -> np.random.Generator:
+        """A generator derived from a seed and the history, so restarts repeat answers.
+
+        ``seed`` defaults to the user's ``random_state``; without either, the stream is fresh
+        entropy on every call.
         """
-        if self.seed is None:
+        seed = self.seed if seed is None else seed
+        if seed is None:
             return np.random.default_rng()
         names = "\n".join(sorted(history.names))
         digest = zlib.crc32(f"{salt}\n{names}".encode())
-        return np.random.default_rng([self.seed, len(history), digest])
+        return np.random.default_rng([seed, len(history), digest])
 
 
 def draw_distinct(
@@ -104,16 +115,20 @@ def draw_distinct(
     count: int,
     history: History,
     max_rounds: int = 20,
+    check_continuous: bool = False,
 ) -> list[Point]:
     """Up to ``count`` points from ``draw``, distinct and not already in ``history``.
 
-    Continuous spaces return ``draw(count)`` (collisions have probability zero). Finite spaces
-    reject repeats; when draws keep colliding (a nearly exhausted space) the remaining points are
-    enumerated and chosen uniformly, so the result is short only when the space is exhausted.
+    Continuous spaces return ``draw(count)`` unchecked (independent draws collide with
+    probability zero) unless ``check_continuous`` is set, as deterministic sequences need. Finite
+    spaces reject repeats; when draws keep colliding (a nearly exhausted space) the remaining
+    points of spaces up to a million points are enumerated and chosen uniformly, so the result
+    is short only when the space is exhausted (or, for larger spaces, after ``max_rounds``
+    rounds of collisions).
     """
     if count <= 0:
         return []
-    if space.cardinality is None:
+    if space.cardinality is None and not check_continuous:
         return draw(count)
     seen = history.taken_keys(space)
     chosen: list[Point] = []
@@ -125,7 +140,7 @@ def draw_distinct(
                 chosen.append(point)
         if len(chosen) == count:
             return chosen
-    if space.cardinality > 1_000_000:
+    if space.cardinality is None or space.cardinality > 1_000_000:
         return chosen
     rest = [p for p in enumerate_space(space) if space.key(p) not in seen]
     picks = rng.permutation(len(rest))[: count - len(chosen)]

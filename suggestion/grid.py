@@ -10,10 +10,10 @@ the history (succeeded, failed or pending). Once every point is taken the servic
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from katib.api.errors import InvalidArgument
 from katib.suggestion.base import Algorithm, ExperimentInfo
@@ -66,37 +66,37 @@ class GridSearch(Algorithm):
 
     def suggest(self, history: History, count: int) -> list[Point]:
         """The next ``count`` untried grid points in visiting order."""
-        grids = [p.grid() for p in self.space.params]
-        sizes = [len(g) for g in grids]
+        params = self.space.params
+        sizes = [p.cardinality or 0 for p in params]
         total = math.prod(sizes)
         order = self._order(total)
         taken = history.taken_keys(self.space)
         chosen: list[Point] = []
         # Each index examined is either taken or chosen, so this loop is O(|taken| + count).
         for i in range(total):
-            point = _point_at(order(i), grids, sizes, self.space.names)
-            if self.space.key(point) not in taken:
+            index = order(i)
+            values = []
+            for spec, size in zip(reversed(params), reversed(sizes), strict=True):
+                index, digit = divmod(index, size)
+                values.append(spec.value_at(digit))
+            point = dict(zip(self.space.names, reversed(values), strict=True))
+            key = self.space.key(point)
+            if key not in taken:
+                taken.add(key)
                 chosen.append(point)
                 if len(chosen) == count:
                     break
         return chosen
 
-    def _order(self, total: int) -> Any:
+    def _order(self, total: int) -> Callable[[int], int]:
         if self.seed is None or total < 2:
             return lambda i: i
-        # An affine bijection i -> (a*i + c) mod total with gcd(a, total) = 1.
-        rng = np.random.default_rng(self.seed)
+        # An affine bijection i -> (a*i + c) mod total with gcd(a, total) = 1; Python integers,
+        # so grids beyond 2^63 points work too.
+        rng = random.Random(self.seed)
         while True:
-            a = int(rng.integers(1, total))
+            a = rng.randrange(1, total)
             if math.gcd(a, total) == 1:
                 break
-        c = int(rng.integers(0, total))
+        c = rng.randrange(total)
         return lambda i: (a * i + c) % total
-
-
-def _point_at(index: int, grids: list[list[Any]], sizes: list[int], names: list[str]) -> Point:
-    values = []
-    for grid, size in zip(reversed(grids), reversed(sizes), strict=True):
-        index, digit = divmod(index, size)
-        values.append(grid[digit])
-    return dict(zip(names, reversed(values), strict=True))

@@ -41,8 +41,10 @@ class TrialState(StrEnum):
 class Trial:
     """One trial: its point, state and objective value (in the user's direction).
 
-    ``point`` is ``None`` when the trial's assignments do not fit the current search space (for
-    example after the space was edited); such trials are kept for counting but never modelled.
+    Trials may be shared between requests (see ``proto.history_from_proto``): treat ``point``
+    as read-only. ``point`` is ``None`` when the trial's assignments do not fit the current
+    search space (for example after the space was edited); such trials are kept for counting
+    but never modelled.
     """
 
     name: str

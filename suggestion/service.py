@@ -16,11 +16,13 @@ import grpc
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
-from katib.api.errors import InvalidArgument, grpc_errors
+from katib.api.errors import InvalidArgument, KatibError, grpc_errors
 from katib.suggestion import registry
 from katib.suggestion.base import Algorithm, ExperimentInfo
+from katib.suggestion.history import History
 from katib.suggestion.proto import (
     check_objective,
+    experiment_fingerprint,
     experiment_from_proto,
     history_from_proto,
     reply_from_points,
@@ -64,8 +66,23 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
     def ValidateAlgorithmSettings(
         self, request: pb.ValidateAlgorithmSettingsRequest, context: grpc.ServicerContext
     ) -> pb.ValidateAlgorithmSettingsReply:
-        """OK if the experiment's space and settings suit the algorithm, else INVALID_ARGUMENT."""
-        self.prepare(request.experiment)
+        """OK if the experiment's space and settings suit the algorithm, else INVALID_ARGUMENT.
+
+        Beyond parsing, the algorithm makes one dry-run suggestion, so an experiment that passes
+        validation cannot fail every later ``GetSuggestions``. Unexpected errors here become
+        INVALID_ARGUMENT: Katib's controller would read INTERNAL as "valid".
+        """
+        cls, info, settings = self.prepare(request.experiment)
+        try:
+            cls(info, settings).suggest(History(info.direction), 1)
+        except KatibError:
+            raise
+        except Exception as exc:
+            logger.exception("dry run of %s failed", cls.name)
+            raise InvalidArgument(
+                f"algorithm {cls.name!r} cannot run on this experiment: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         return pb.ValidateAlgorithmSettingsReply()
 
     @grpc_errors
@@ -79,7 +96,9 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
                 f"current_request_number must be between 0 and {MAX_REQUEST}, got {count}"
             )
         cls, info, settings = self.prepare(request.experiment)
-        history = history_from_proto(request.trials, info)
+        history = history_from_proto(
+            request.trials, info, experiment_fingerprint(request.experiment)
+        )
         points = cls(info, settings).suggest(history, count) if count else []
         if len(points) > count:
             raise RuntimeError(f"{cls.name} returned {len(points)} points for {count} requested")

@@ -62,8 +62,9 @@ def parse_settings(cls: type[T], pairs: Sequence[tuple[str, str]], algorithm: st
             lookup[alias] = f.name
     hints = typing.get_type_hints(cls)
     problems: list[str] = []
+    last = {name: text for name, text in pairs}  # Katib's overlay: the last value wins
     values: dict[str, Any] = {}
-    for name, text in pairs:
+    for name, text in last.items():
         target = lookup.get(name)
         if target is None:
             known = ", ".join(sorted(lookup)) or "none"
@@ -103,13 +104,7 @@ def _convert(text: str, hint: Any, meta: typing.Mapping[str, Any]) -> Any:
             raise ValueError(f"expected true or false, got {text!r}")
         value = raw.lower() in _TRUE_WORDS
     elif base is int:
-        try:
-            number = float(raw)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {text!r}") from None
-        if not number.is_integer():
-            raise ValueError(f"expected an integer, got {text!r}")
-        value = int(number)
+        value = _parse_int(raw, text)
     elif base is float:
         try:
             value = float(raw)
@@ -121,6 +116,20 @@ def _convert(text: str, hint: Any, meta: typing.Mapping[str, Any]) -> Any:
         value = raw
     _check_range(value, meta)
     return value
+
+
+def _parse_int(raw: str, text: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        number = float(raw)  # accept "1e3" and "5.0"
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+    if not number.is_integer():
+        raise ValueError(f"expected an integer, got {text!r}")
+    return int(number)
 
 
 def _check_range(value: Any, meta: typing.Mapping[str, Any]) -> None:

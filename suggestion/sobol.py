@@ -10,13 +10,17 @@ the same sequence.
 from __future__ import annotations
 
 import warnings
-import zlib
 from dataclasses import dataclass
 
 from katib.suggestion.base import Algorithm, draw_distinct
 from katib.suggestion.history import History
 from katib.suggestion.settings import setting
 from katib.suggestion.space import Point
+
+# Batches are rarely powers of two; the sequence as a whole keeps its balance across calls.
+warnings.filterwarnings(
+    "ignore", message="The balance properties of Sobol' points require", category=UserWarning
+)
 
 
 @dataclass(frozen=True)
@@ -44,17 +48,17 @@ class SobolSearch(Algorithm):
     uses_objective = False
 
     def suggest(self, history: History, count: int) -> list[Point]:
-        """The next ``count`` Sobol points (skipping repeats in finite spaces)."""
+        """The next ``count`` Sobol points, skipping points the history already has."""
         from scipy.stats import qmc
 
-        seed = self.seed if self.seed is not None else zlib.crc32(self.experiment.name.encode())
-        engine = qmc.Sobol(d=self.space.dim, scramble=True, seed=seed)
+        engine = qmc.Sobol(d=self.space.dim, scramble=True, seed=self.stable_seed)
         if len(history):
             engine.fast_forward(len(history))
 
         def draw(n: int) -> list[Point]:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # balance warning for n != 2**m
-                return self.space.decode(engine.random(n))
+            return self.space.decode(engine.random(n))
 
-        return draw_distinct(self.space, self.rng(history), draw, count, history)
+        # Positions can repeat when trials leave the history (Katib drops MetricsUnavailable
+        # ones), so even continuous points are checked against the trials that exist.
+        rng = self.rng(history, seed=self.stable_seed)
+        return draw_distinct(self.space, rng, draw, count, history, check_continuous=True)

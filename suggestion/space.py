@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 from typing import Any
 
@@ -35,8 +35,8 @@ from katib.api.errors import InvalidArgument
 
 Point = dict[str, Any]
 
-#: Relative slack when counting how many steps fit between min and max.
-_STEP_EPS = 1e-9
+#: Most values a stepped parameter may have (beyond this, floats cannot tell them apart).
+_MAX_STEPS = 2**53
 
 
 class ParameterType(StrEnum):
@@ -87,8 +87,13 @@ class ParameterSpec:
     step: float | None = None
     distribution: Distribution = Distribution.UNIFORM
     choices: tuple[str, ...] = ()
-    _decimals: int = field(default=15, repr=False, compare=False)
+    #: Exact decimal text of ``low`` and ``step`` (as written by the user, else ``repr``).
+    _low_text: str = field(default="", repr=False, compare=False)
+    _step_text: str = field(default="", repr=False, compare=False)
     _lookup: dict[Any, int] = field(default_factory=dict, repr=False, compare=False)
+    _n_steps: int | None = field(default=None, repr=False, compare=False)
+    _accept: tuple[float, float] = field(default=(0.0, 0.0), repr=False, compare=False)
+    _values: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -97,8 +102,11 @@ class ParameterSpec:
         if self.type is ParameterType.INT and self.step is None:
             object.__setattr__(self, "step", 1.0)
         if self.step is not None and self.low is not None:
-            places = decimals_of(repr(self.low), repr(self.step))
-            object.__setattr__(self, "_decimals", places)
+            self._init_steps()
+        if self.low is not None and self.high is not None:
+            # History values may carry rounding noise; accept them a hair outside the bounds.
+            slack = 1e-9 * max(self.high - self.low, abs(self.low), abs(self.high), 1e-300)
+            object.__setattr__(self, "_accept", (self.low - slack, self.high + slack))
         if self.type is ParameterType.DISCRETE:
             ordered = tuple(sorted(self.choices, key=float))
             object.__setattr__(self, "choices", ordered)
@@ -106,6 +114,27 @@ class ParameterSpec:
         object.__setattr__(self, "_lookup", {c: i for i, c in enumerate(self.choices)})
         if self.type is ParameterType.DISCRETE:
             self._lookup.update({float(c): i for i, c in enumerate(self.choices)})
+
+    def _init_steps(self) -> None:
+        """Count the grid values exactly, in decimal, so no value lands past ``max``."""
+        assert self.low is not None and self.high is not None and self.step is not None
+        low = _decimal(self._low_text, self.low)
+        step = _decimal(self._step_text, self.step)
+        object.__setattr__(self, "_low_text", str(low))
+        object.__setattr__(self, "_step_text", str(step))
+        with localcontext() as ctx:
+            ctx.prec = 60
+            n = int(((Decimal(repr(self.high)) - low) / step).to_integral_value(ROUND_FLOOR))
+        while n > 0 and self.value_at(n) > self.high:
+            n -= 1
+        object.__setattr__(self, "_n_steps", max(n, 0))
+        if n >= 1 and not (
+            self.value_at(0) < self.value_at(1) and self.value_at(n - 1) < self.value_at(n)
+        ):
+            raise InvalidArgument(
+                f"parameter {self.name!r}: step ({self.step:g}) is below the floating-point "
+                "resolution of the range"
+            )
 
     def _problems(self) -> list[str]:
         where = f"parameter {self.name!r}"
@@ -122,12 +151,22 @@ class ParameterSpec:
             return [*problems, f"{where}: min and max must be finite numbers"]
         if self.low > self.high:
             problems.append(f"{where}: min ({self.low:g}) must not exceed max ({self.high:g})")
+        elif not math.isfinite(self.high - self.low):
+            problems.append(f"{where}: the range from min to max is too large")
         if self.type is ParameterType.INT:
             for label, value in (("min", self.low), ("max", self.high), ("step", self.step)):
                 if value is not None and value != int(value):
                     problems.append(f"{where}: {label} ({value:g}) must be an integer")
+                elif value is not None and abs(value) >= _MAX_STEPS:
+                    problems.append(
+                        f"{where}: {label} ({value:g}) must be below 2^53 in magnitude"
+                    )
         if self.step is not None and not (math.isfinite(self.step) and self.step > 0):
             problems.append(f"{where}: step ({self.step:g}) must be a positive number")
+        elif self.step is not None and (self.high - self.low) / self.step > _MAX_STEPS:
+            problems.append(
+                f"{where}: step ({self.step:g}) gives more than 2^53 values; use a larger step"
+            )
         if self.distribution.is_log and self.low <= 0:
             problems.append(
                 f"{where}: min ({self.low:g}) must be positive for distribution "
@@ -176,7 +215,7 @@ class ParameterSpec:
                 problems.append(f"parameter {name!r}: {label} {text!r} is not a finite number")
         if problems:
             raise InvalidArgument(problems)
-        spec = cls(
+        return cls(
             name,
             type,
             low=numbers["min"],
@@ -184,10 +223,9 @@ class ParameterSpec:
             step=numbers["step"],
             distribution=distribution,
             choices=tuple(choices),
+            _low_text=low.strip(),
+            _step_text=step.strip(),
         )
-        if step.strip() and low.strip():
-            object.__setattr__(spec, "_decimals", decimals_of(low, step))
-        return spec
 
     # -- shape -----------------------------------------------------------------------------
 
@@ -199,10 +237,25 @@ class ParameterSpec:
     @property
     def n_steps(self) -> int | None:
         """Index of the last grid value ``low + n_steps * step``, or ``None`` if continuous."""
-        if not self.is_numeric_range or self.step is None:
-            return None
+        return self._n_steps
+
+    def value_at(self, k: int) -> Any:
+        """The ``k``-th feasible value of a finite parameter (exact decimal arithmetic)."""
+        if not self.is_numeric_range:
+            return self._value_of_index(k)
+        cached = self._values.get(k)
+        if cached is not None:
+            return cached
+        exact = Decimal(self._low_text) + k * Decimal(self._step_text)
         assert self.low is not None and self.high is not None
-        return math.floor((self.high - self.low) / self.step * (1 + _STEP_EPS) + _STEP_EPS)
+        value = (
+            int(exact)
+            if self.type is ParameterType.INT
+            else min(max(float(exact), self.low), self.high)
+        )
+        if len(self._values) < 100_000:
+            self._values[k] = value
+        return value
 
     @property
     def cardinality(self) -> int | None:
@@ -221,7 +274,7 @@ class ParameterSpec:
             raise InvalidArgument(
                 f"parameter {self.name!r}: a double parameter needs a step to be enumerated"
             )
-        return [self._snap(np.array([float(k)]))[0] for k in range(n + 1)]
+        return [self.value_at(k) for k in range(n + 1)]
 
     # -- encoding --------------------------------------------------------------------------
 
@@ -254,19 +307,15 @@ class ParameterSpec:
         return self._snap(np.rint((x - self.low) / self.step))
 
     def _snap(self, k: np.ndarray) -> list[Any]:
-        assert self.low is not None and self.step is not None and self.n_steps is not None
-        k = np.clip(k, 0, self.n_steps)
-        x = self.low + k * self.step
-        if self.type is ParameterType.INT:
-            return [round(v) for v in x]
-        return [round(float(v), self._decimals) for v in x]
+        assert self.n_steps is not None
+        return [self.value_at(int(i)) for i in np.clip(k, 0, self.n_steps)]
 
     def _warped_bounds(self) -> tuple[float, float]:
         assert self.low is not None and self.high is not None
         lo, hi = self.low, self.high
         if self.step is not None:
             assert self.n_steps is not None
-            hi = lo + self.n_steps * self.step + self.step / 2
+            hi = float(self.value_at(self.n_steps)) + self.step / 2
             lo = lo - self.step / 2
             if self.distribution.is_log and lo <= 0:
                 lo = self.low
@@ -291,7 +340,7 @@ class ParameterSpec:
 
     def _inverse_cdf(self, u: np.ndarray, a: float, b: float) -> np.ndarray:
         if not self.distribution.is_normal:
-            return a + u * (b - a)
+            return (1 - u) * a + u * b
         from scipy.special import ndtr, ndtri
 
         mu, sigma = self._normal_params()
@@ -328,11 +377,26 @@ class ParameterSpec:
         number = _parse_float(text)
         if number is None:
             raise ValueError(f"{text!r} is not a number for parameter {self.name!r}")
+        assert self.low is not None and self.high is not None
+        accept_low, accept_high = self._accept
+        if not accept_low <= number <= accept_high:
+            raise ValueError(f"{text!r} is outside [min, max] of parameter {self.name!r}")
         if self.type is ParameterType.INT:
-            if number != int(number):
-                raise ValueError(f"{text!r} is not an integer for parameter {self.name!r}")
-            return int(number)
-        return number
+            try:
+                return int(text)
+            except ValueError:
+                if number != int(number):
+                    raise ValueError(
+                        f"{text!r} is not an integer for parameter {self.name!r}"
+                    ) from None
+                return int(number)
+        if self.step is not None and self.n_steps is not None:
+            # Snap float artefacts such as 0.019999999999999997 onto the grid value 0.02.
+            k = min(max(round((number - self.low) / self.step), 0), self.n_steps)
+            nearest = self.value_at(k)
+            if abs(nearest - number) <= 1e-9 * self.step:
+                return nearest
+        return min(max(number, self.low), self.high)
 
     def format(self, value: Any) -> str:
         """The assignment string for a value: shortest round-trip form, list values verbatim."""
@@ -422,17 +486,12 @@ class SearchSpace:
         return tuple(p.format(point[p.name]) for p in self.params)
 
 
-def decimals_of(*texts: str) -> int:
-    """Decimal places needed to print sums of these numbers exactly (at most 15)."""
-    places = 0
-    for text in texts:
-        try:
-            exponent = Decimal(text.strip()).as_tuple().exponent
-        except (InvalidOperation, AttributeError):
-            return 15
-        if isinstance(exponent, int):
-            places = max(places, -exponent)
-    return min(places, 15)
+def _decimal(text: str, fallback: float) -> Decimal:
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return Decimal(repr(fallback))
+    return value if value.is_finite() and float(value) == fallback else Decimal(repr(fallback))
 
 
 def _parse_float(text: str) -> float | None:

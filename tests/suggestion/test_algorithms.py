@@ -117,3 +117,47 @@ def test_sobol_without_seed_is_stable_per_experiment():
     other = ExperimentInfo("another", SearchSpace(space))
     c = SobolSearch(other, SobolSettings()).suggest(History(Direction.MINIMIZE), 3)
     assert a == b and a != c
+
+
+def test_sobol_never_repeats_a_remaining_trial_when_one_is_dropped():
+    exp = info(ParameterSpec("x", D, low=0, high=1), ParameterSpec("y", D, low=0, high=1))
+    algo = SobolSearch(exp, SobolSettings(random_state=3))
+    first = algo.suggest(History(Direction.MINIMIZE), 4)
+    kept = [p for i, p in enumerate(first) if i != 1]  # Katib stops sending a trial
+    again = algo.suggest(hist(kept, TrialState.PENDING), 2)
+    assert not [p for p in again if p in kept]
+
+
+def test_unseeded_sobol_near_exhaustion_is_deterministic():
+    exp = info(ParameterSpec("a", I, low=0, high=999))
+    taken = [{"a": i} for i in range(1000) if i not in (17, 150, 199, 500, 733)]
+    answers = {
+        tuple(p["a"] for p in SobolSearch(exp, SobolSettings()).suggest(hist(taken), 2))
+        for _ in range(4)
+    }
+    assert len(answers) == 1
+
+
+def test_grid_beyond_two_to_the_63_points():
+    exp = info(*(ParameterSpec(f"p{i}", D, low=0.0001, high=1, step=0.0001) for i in range(5)))
+    assert exp.space.cardinality == 10_000**5
+    got = GridSearch(exp, GridSettings(random_state=1)).suggest(History(Direction.MINIMIZE), 3)
+    assert len(got) == 3 and all(0.0001 <= v <= 1 for p in got for v in p.values())
+
+
+def test_grid_with_ten_million_values_does_not_enumerate():
+    exp = info(ParameterSpec("n", I, low=0, high=9_999_999))
+    got = GridSearch(exp, GridSettings()).suggest(hist([{"n": 0}, {"n": 1}]), 3)
+    assert got == [{"n": 2}, {"n": 3}, {"n": 4}]
+
+
+def test_values_never_exceed_max_on_huge_integer_ranges():
+    spec = ParameterSpec.from_strings("seed", I, low="0", high="4294967295")
+    assert spec.cardinality == 2**32 and spec.decode(np.array([1.0])) == [4294967295]
+
+
+def test_history_values_snap_to_the_grid_or_are_rejected():
+    spec = ParameterSpec.from_strings("lr", D, low="0.01", high="0.05", step="0.005")
+    assert spec.parse("0.019999999999999997") == 0.02  # Katib's own grid artefact
+    with pytest.raises(ValueError, match="outside"):
+        spec.parse("0.5")

@@ -108,21 +108,24 @@ def test_constant_parameter():
 def specs(draw):
     kind = draw(st.sampled_from(["double", "stepped", "int", "discrete", "categorical"]))
     dist = draw(st.sampled_from(list(Distribution)))
-    low = draw(st.floats(0.001, 100, allow_nan=False))
-    width = draw(st.floats(0.01, 1000, allow_nan=False))
+    if dist.is_log:
+        low = draw(st.floats(1e-6, 1e6))
+    else:
+        low = draw(st.floats(-1e6, 1e6))
+    width = draw(st.one_of(st.just(0.0), st.floats(1e-6, 1e6)))
     if kind == "double":
         return ParameterSpec("p", D, low=low, high=low + width, distribution=dist)
     if kind == "stepped":
-        step = draw(st.floats(0.001, 10))
+        step = draw(st.floats(1e-6, 1e3))
         return ParameterSpec("p", D, low=low, high=low + width, step=step, distribution=dist)
     if kind == "int":
-        lo = draw(st.integers(1, 1000))
+        lo = draw(st.integers(1, 10**6)) if dist.is_log else draw(st.integers(-(10**9), 10**9))
         return ParameterSpec(
             "p",
             I,
             low=lo,
-            high=lo + draw(st.integers(0, 5000)),
-            step=draw(st.integers(1, 7)),
+            high=lo + draw(st.integers(0, 10**7)),
+            step=draw(st.integers(1, 10**4)),
             distribution=dist,
         )
     values = draw(st.lists(st.integers(-1000, 1000), min_size=1, max_size=12, unique=True))
@@ -138,11 +141,11 @@ def test_any_u_decodes_to_a_feasible_value_that_round_trips(spec, us):
     for v in values:
         assert spec.parse(spec.format(v)) == pytest.approx(v) or spec.parse(spec.format(v)) == v
         if spec.is_numeric_range:
-            assert spec.low - 1e-9 <= v <= spec.high + 1e-9
+            assert spec.low <= v <= spec.high
     # encode then decode is the identity on feasible values (to rounding for continuous ones)
     again = spec.decode(spec.encode(values))
     if spec.cardinality is None:
-        np.testing.assert_allclose(again, values, rtol=1e-9)
+        np.testing.assert_allclose(again, values, rtol=1e-9, atol=1e-6 * (spec.high - spec.low))
     else:
         assert again == values
     encoded = spec.encode(values)
@@ -152,8 +155,13 @@ def test_any_u_decodes_to_a_feasible_value_that_round_trips(spec, us):
 @settings(max_examples=100, deadline=None)
 @given(specs())
 def test_grid_values_are_distinct_and_round_trip(spec):
-    if spec.cardinality is None or spec.cardinality > 2000:
+    if spec.cardinality is None:
         return
-    grid = spec.grid()
-    assert len({spec.format(v) for v in grid}) == len(grid) == spec.cardinality
+    grid = [spec.value_at(k) for k in range(min(spec.cardinality, 500))]
+    grid += [spec.value_at(k) for k in range(max(spec.cardinality - 500, 500), spec.cardinality)]
+    assert len({spec.format(v) for v in grid}) == len(grid)
     assert spec.decode(spec.encode(grid)) == grid
+    if spec.type is not CAT:
+        assert grid == sorted(grid)
+    if spec.is_numeric_range:
+        assert spec.low <= grid[0] and grid[-1] <= spec.high

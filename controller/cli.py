@@ -1,0 +1,245 @@
+"""``katib``: run, validate and inspect Katib experiments on this machine.
+
+    katib run examples/random.yaml [--results DIR]
+    katib validate examples/random.yaml
+    katib status results/random-example
+    katib trials results/random-example
+
+Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from katib.api.errors import InvalidArgument, KatibError
+from katib.controller import reconcile as rec
+from katib.controller.runner import ExperimentRunner
+from katib.controller.spec import Experiment
+from katib.controller.store import ResultsStore
+from katib.controller.validation import load_experiment
+from katib.controller.view import ProgressView, best_line, counts_line, trials_table
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+BEST_ROWS = 10
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidArgument(f"{path}: cannot read the experiment: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{path}: the document must be a Kubernetes object (a mapping)")
+    return data
+
+
+def _print_problems(console: Console, path: str, exc: InvalidArgument) -> None:
+    console.print(f"[red]{path}: {len(exc.problems)} problem(s)[/red]", highlight=False)
+    for problem in exc.problems:
+        console.print(f"  - {problem}", highlight=False, markup=False)
+
+
+def cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    """Validate the YAML, then ask the suggestion service to validate the algorithm settings."""
+    from katib.controller.services import SuggestionClient, start_local
+
+    try:
+        spec = load_experiment(_read(args.file))
+        endpoints = start_local(
+            Path("."), suggestion_address=args.suggestion_address, db_address="unused"
+        )
+        client = SuggestionClient(endpoints.suggestion)
+        try:
+            client.validate(spec)
+        finally:
+            client.close()
+            endpoints.stop()
+    except InvalidArgument as exc:
+        _print_problems(console, args.file, exc)
+        return EXIT_INVALID
+    except KatibError as exc:
+        console.print(f"[red]{args.file}: {exc}[/red]", highlight=False)
+        return EXIT_INVALID
+    console.print(
+        f"[green]{args.file}: valid[/green] (experiment {spec.name!r}, algorithm "
+        f"{spec.algorithm.algorithm_name!r})",
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    """Run (or resume) an experiment and print the best trials."""
+    try:
+        raw = _read(args.file)
+        spec = load_experiment(raw)
+    except InvalidArgument as exc:
+        _print_problems(console, args.file, exc)
+        return EXIT_INVALID
+    results = Path(args.results) if args.results else Path("results") / spec.name
+    console.print(
+        f"experiment {spec.name!r}: {spec.algorithm.algorithm_name}, results in {results}",
+        highlight=False,
+    )
+    view = ProgressView(spec, console) if not args.quiet else None
+    runner = ExperimentRunner(
+        spec,
+        raw,
+        results,
+        experiment_dir=Path(args.file).resolve().parent,
+        suggestion_address=args.suggestion_address,
+        db_address=args.db_address,
+        on_progress=view,
+    )
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if view is not None:
+            with view:
+                result = runner.run()
+        else:
+            result = runner.run()
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted; run again with --results {results} to resume[/yellow]",
+            highlight=False,
+        )
+        return EXIT_INTERRUPTED
+    except InvalidArgument as exc:
+        _print_problems(console, args.file, exc)
+        return EXIT_INVALID
+    except KatibError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if result.note:
+        console.print(result.note, highlight=False)
+    _print_outcome(console, spec, result.decision, result.trials)
+    return EXIT_OK if result.succeeded else EXIT_FAILED
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_outcome(
+    console: Console, spec: Experiment, decision: rec.Decision, trials: list[Any]
+) -> None:
+    if trials:
+        console.print(trials_table(spec, trials, limit=BEST_ROWS))
+    style = "green" if decision.condition is rec.Condition.SUCCEEDED else "red"
+    console.print(
+        f"[{style}]{spec.name}: {decision.condition} ({decision.reason})[/{style}] "
+        f"{decision.message}",
+        highlight=False,
+    )
+    console.print(counts_line(decision.counts), highlight=False)
+    console.print(best_line(spec, trials, decision.best_trial), highlight=False)
+
+
+def _open(directory: str) -> tuple[Experiment, dict[str, Any], list[Any]]:
+    with ResultsStore(Path(directory), create=False) as store:
+        raw = store.get("experiment")
+        status = store.get("status") or {}
+        trials = store.trials()
+    return (
+        load_experiment(raw, algorithms=[raw["spec"]["algorithm"]["algorithmName"]]),
+        status,
+        trials,
+    )
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    """Print an experiment's condition, counts and best trial."""
+    try:
+        spec, status, trials = _open(args.dir)
+    except (FileNotFoundError, InvalidArgument) as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        return EXIT_INVALID
+    condition = status.get("condition", "Created")
+    console.print(
+        f"{spec.name}: {condition} ({status.get('reason', '')}) {status.get('message', '')}",
+        highlight=False,
+    )
+    console.print(
+        f"started {status.get('start_time') or '-'}, completed "
+        f"{status.get('completion_time') or '-'}",
+        highlight=False,
+    )
+    console.print(counts_line(rec.Counts.of(trials)), highlight=False)
+    console.print(best_line(spec, trials, status.get("best_trial")), highlight=False)
+    return EXIT_FAILED if condition == rec.Condition.FAILED else EXIT_OK
+
+
+def cmd_trials(args: argparse.Namespace, console: Console) -> int:
+    """Print every trial of an experiment."""
+    try:
+        spec, _, trials = _open(args.dir)
+    except (FileNotFoundError, InvalidArgument) as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        return EXIT_INVALID
+    console.print(trials_table(spec, trials, by_best=args.best))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``katib`` argument parser."""
+    parser = argparse.ArgumentParser(prog="katib", description="Run Katib experiments locally.")
+    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING, ...")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run or resume an experiment")
+    run.add_argument("file", help="Experiment YAML (kubeflow.org/v1beta1)")
+    run.add_argument("--results", help="results directory (default results/<experiment name>)")
+    run.add_argument("--quiet", action="store_true", help="no live progress")
+    for command in (run, validate := sub.add_parser("validate", help="check an Experiment")):
+        command.add_argument(
+            "--suggestion-address",
+            metavar="HOST:PORT",
+            help="use this suggestion service instead of an in-process one",
+        )
+    validate.add_argument("file", help="Experiment YAML")
+    run.add_argument(
+        "--db-address",
+        metavar="HOST:PORT",
+        help="use this DB manager instead of an in-process one",
+    )
+    status = sub.add_parser("status", help="show an experiment's status")
+    status.add_argument("dir", help="results directory")
+    trials = sub.add_parser("trials", help="list an experiment's trials")
+    trials.add_argument("dir", help="results directory")
+    trials.add_argument("--best", action="store_true", help="best first")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    handlers = {
+        "run": cmd_run,
+        "validate": cmd_validate,
+        "status": cmd_status,
+        "trials": cmd_trials,
+    }
+    return handlers[args.command](args, console)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

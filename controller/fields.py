@@ -1,0 +1,119 @@
+"""Typed readers over untyped YAML that record problems with their field paths.
+
+:class:`Problems` collects messages such as
+``spec.parameters[1].feasibleSpace.min: must be a number, got 'abc'``; the readers return
+``None`` (or a default) after recording a problem, so parsing continues and every problem is
+reported at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+class Problems:
+    """An ordered list of ``path: message`` problems."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        """Record one problem at ``path``."""
+        self.items.append(f"{path}: {message}")
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def mapping(
+    problems: Problems, obj: Mapping[str, Any], key: str, path: str, required: bool = False
+) -> dict[str, Any] | None:
+    """``obj[key]`` as a dict; a problem if it is missing (when required) or not a mapping."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            problems.add(path, "is required")
+        return None
+    if not isinstance(value, Mapping):
+        problems.add(path, f"must be a mapping, got {type(value).__name__}")
+        return None
+    return dict(value)
+
+
+def sequence(problems: Problems, obj: Mapping[str, Any], key: str, path: str) -> list[Any]:
+    """``obj[key]`` as a list (empty when missing)."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.add(path, f"must be a list, got {type(value).__name__}")
+        return []
+    return value
+
+
+def string(
+    problems: Problems,
+    obj: Mapping[str, Any],
+    key: str,
+    path: str,
+    required: bool = False,
+    scalar: bool = False,
+) -> str:
+    """``obj[key]`` as a string ('' when missing); ``scalar`` also accepts numbers."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            problems.add(path, "is required")
+        return ""
+    if scalar and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        problems.add(path, f"must be a string, got {value!r}")
+        return ""
+    if required and not value:
+        problems.add(path, "must not be empty")
+    return value
+
+
+def integer(problems: Problems, obj: Mapping[str, Any], key: str, path: str) -> int | None:
+    """``obj[key]`` as an int, None when missing."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(path, f"must be an integer, got {value!r}")
+        return None
+    return value
+
+
+def number(text: str) -> float | None:
+    """``text`` as a finite float, None if it is not one."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def whole(text: str) -> int | None:
+    """``text`` as an int, None if it is not an integer literal."""
+    try:
+        return int(text.strip())
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def unknown_keys(
+    problems: Problems, obj: Mapping[str, Any], known: Iterable[str], path: str
+) -> None:
+    """Report keys of ``obj`` that are not in ``known`` (typos such as ``maxTrialCounts``)."""
+    allowed = set(known)
+    for key in obj:
+        if key not in allowed:
+            prefix = f"{path}." if path else ""
+            problems.add(
+                f"{prefix}{key}",
+                f"unknown field; expected one of {', '.join(sorted(allowed))}",
+            )

@@ -1,0 +1,271 @@
+"""The local backend: each trial is a process on this machine.
+
+The primary container's ``command + args`` run as an argv list (the image is ignored; nothing
+goes through a shell unless the command itself is ``sh -c``), in the trial's own directory
+``<results>/trials/<name>/`` with output in ``trial.log`` there. Each trial gets its own session
+(process group), so stopping a trial stops its children too and a Ctrl-C in the terminal reaches
+only the controller.
+
+Metrics are parsed while the trial runs (StdOut from the pipe, File by tailing the file) and
+flushed to the DB service every :data:`FLUSH_SECONDS` and at exit. Exit code 0 is the Job's
+``Complete`` condition, anything else ``Failed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, cast
+
+from katib.controller import template
+from katib.controller.metrics import MetricStream, make_parser
+from katib.controller.spec import CollectorKind, Experiment
+from katib.controller.trials import LogEntry, TrialRecord
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+STOP_GRACE_SECONDS = 3.0
+LOG_NAME = "trial.log"
+Sink = Callable[[str, list[LogEntry]], None]
+
+
+@dataclass
+class _Running:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_fd: int
+    stream: MetricStream
+    metrics_file: Path | None
+    file_offset: int = 0
+    eof: bool = False
+    last_flush: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A trial whose process has exited."""
+
+    name: str
+    exit_code: int
+    metrics_seen: frozenset[str]
+
+
+class LocalBackend:
+    """Start, watch and stop trial processes; stream their metrics into ``sink``."""
+
+    def __init__(
+        self,
+        spec: Experiment,
+        results_dir: Path,
+        sink: Sink,
+        env: dict[str, str] | None = None,
+        experiment_dir: Path | None = None,
+    ) -> None:
+        self.spec = spec
+        self.results_dir = results_dir
+        self.sink = sink
+        self.command = template.container_command(spec.trial_template)
+        self.base_env = dict(os.environ)
+        bin_dir = os.path.dirname(sys.executable)
+        self.base_env["PATH"] = os.pathsep.join([bin_dir, self.base_env.get("PATH", "")])
+        self.base_env.setdefault("PYTHONUNBUFFERED", "1")
+        if experiment_dir is not None:
+            self.base_env["KATIB_EXPERIMENT_DIR"] = str(experiment_dir)
+        self.base_env.update(env or {})
+        self.collector = spec.metrics_collector
+        self.metric_names = spec.objective.metric_names
+        self._running: dict[str, _Running] = {}
+        self._selector = selectors.DefaultSelector()
+
+    @property
+    def running(self) -> list[str]:
+        """Names of the trials whose processes are being watched."""
+        return list(self._running)
+
+    def trial_dir(self, name: str) -> Path:
+        """The working directory of trial ``name``."""
+        return self.results_dir / "trials" / name
+
+    def start(self, trial: TrialRecord) -> dict[str, int]:
+        """Start ``trial``'s process; returns its pid and start tick for the record."""
+        workdir = self.trial_dir(trial.name)
+        workdir.mkdir(parents=True, exist_ok=True)
+        values = template.parameter_values(
+            self.spec.trial_template, trial.assignment_dict(), trial.name, self.spec.namespace
+        )
+        env = dict(self.base_env, KATIB_TRIAL_NAME=trial.name)
+        metrics_file, rewrite = self._metrics_file(workdir)
+        argv, env = template.render_command(self.command, values, env, rewrite)
+        log_fd = os.open(workdir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            popen = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.write(log_fd, f"cannot start {argv[0]!r}: {exc}\n".encode())
+            os.close(log_fd)
+            raise
+        stdout = cast(IO[bytes], popen.stdout)  # Popen(stdout=PIPE) guarantees it
+        os.set_blocking(stdout.fileno(), False)
+        stream = MetricStream(make_parser(self.collector, self.metric_names))
+        self._running[trial.name] = _Running(trial.name, popen, log_fd, stream, metrics_file)
+        self._selector.register(stdout, selectors.EVENT_READ, trial.name)
+        logger.debug("trial %s started: pid %d argv %s", trial.name, popen.pid, argv)
+        return {"pid": popen.pid, "start_tick": process_start_tick(popen.pid)}
+
+    def _metrics_file(self, workdir: Path) -> tuple[Path | None, Callable[[str], str]]:
+        """Re-root a File collector's absolute path into the trial directory.
+
+        Every occurrence of the path (or its directory) in the command and env is rewritten,
+        which gives each trial its own file as the metrics volume does in a pod.
+        """
+        fs_path = self.collector.file_system_path
+        if self.collector.kind is not CollectorKind.FILE or fs_path is None:
+            return None, lambda text: text
+        original = fs_path.path
+        local = workdir / original.lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        directory = os.path.dirname(original)
+        if directory in ("", "/"):
+            return local, lambda text: text.replace(original, str(local))
+        local_dir = str(local.parent)
+        return local, lambda text: text.replace(directory, local_dir)
+
+    def poll(self, timeout: float) -> list[Finished]:
+        """Wait up to ``timeout`` s for output or exits; returns the trials that finished."""
+        if not self._running:
+            time.sleep(timeout)
+            return []
+        if any(run.eof for run in self._running.values()):
+            timeout = min(timeout, 0.005)  # output closed: the exit is imminent
+        if self._selector.get_map():
+            for key, _ in self._selector.select(timeout):
+                self._read(self._running[key.data])
+        else:
+            time.sleep(timeout)
+        finished = []
+        now = time.monotonic()
+        for run in list(self._running.values()):
+            if run.metrics_file is not None:
+                self._tail(run)
+            exit_code = run.popen.poll()
+            if exit_code is not None:
+                finished.append(self._finish(run, exit_code))
+            elif now - run.last_flush >= FLUSH_SECONDS:
+                self._flush(run)
+        return finished
+
+    def stop(self, names: list[str]) -> list[Finished]:
+        """Stop trials (SIGTERM, then SIGKILL after a grace period) and collect what they wrote."""
+        runs = [self._running[n] for n in names if n in self._running]
+        for run in runs:
+            _signal_group(run.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for run in runs:
+            try:
+                run.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(run.popen.pid, signal.SIGKILL)
+                run.popen.wait()
+        results = []
+        for run in runs:
+            self._read(run)
+            results.append(self._finish(run, run.popen.returncode))
+        return results
+
+    def _read(self, run: _Running) -> None:
+        stdout = run.popen.stdout
+        if stdout is None or run.eof:
+            return
+        while True:
+            try:
+                chunk = os.read(stdout.fileno(), 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                run.eof = True
+                self._selector.unregister(stdout)
+                return
+            os.write(run.log_fd, chunk)
+            if run.metrics_file is None:
+                run.stream.feed(chunk)
+
+    def _tail(self, run: _Running) -> None:
+        path = run.metrics_file
+        if path is None or not path.exists():
+            return
+        with path.open("rb") as handle:
+            handle.seek(run.file_offset)
+            chunk = handle.read()
+        run.file_offset += len(chunk)
+        if chunk:
+            run.stream.feed(chunk)
+
+    def _flush(self, run: _Running) -> None:
+        run.last_flush = time.monotonic()
+        entries = run.stream.take()
+        if entries:
+            self.sink(run.name, entries)
+
+    def _finish(self, run: _Running, exit_code: int) -> Finished:
+        self._read(run)
+        if run.metrics_file is not None:
+            self._tail(run)
+        run.stream.close()
+        self._flush(run)
+        _signal_group(run.popen.pid, signal.SIGKILL)  # leftovers die with the "pod"
+        if run.popen.stdout is not None:
+            if not run.eof:
+                self._selector.unregister(run.popen.stdout)
+            run.popen.stdout.close()
+        os.close(run.log_fd)
+        del self._running[run.name]
+        logger.debug("trial %s exited with %d", run.name, exit_code)
+        return Finished(run.name, exit_code, frozenset(run.stream.seen))
+
+    def close(self) -> None:
+        """Stop every trial still running."""
+        self.stop(self.running)
+        self._selector.close()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def process_start_tick(pid: int) -> int:
+    """The process's start time in clock ticks since boot (Linux), 0 where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def kill_leftover(pid: int, start_tick: int) -> bool:
+    """Kill the process group of a trial left running by a dead controller.
+
+    Only if ``pid`` still names the same process (same start tick), so a recycled pid is safe.
+    """
+    if not pid or not start_tick or process_start_tick(pid) != start_tick:
+        return False
+    logger.info("killing leftover trial process group %d", pid)
+    _signal_group(pid, signal.SIGKILL)
+    return True

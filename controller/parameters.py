@@ -1,0 +1,242 @@
+"""Parse and validate ``spec.parameters`` and ``spec.metricsCollectorSpec``.
+
+Katib's webhook rules (reference 6.2 rules 10-11, section 4) plus the checks it lacks (9.7):
+min < max, step > 0, non-empty lists, numeric discrete values, unique names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from katib.controller import fields
+from katib.controller.fields import Problems
+from katib.controller.spec import (
+    DEFAULT_METRICS_PATH,
+    DEFAULT_TFEVENT_DIR,
+    CollectorKind,
+    Distribution,
+    FeasibleSpace,
+    FileFormat,
+    FileSystemPath,
+    MetricsCollectorSpec,
+    Parameter,
+    ParameterType,
+)
+
+#: Collector kinds the local backend can run.
+LOCAL_COLLECTORS = (CollectorKind.STDOUT, CollectorKind.FILE, CollectorKind.PUSH)
+_TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
+
+
+def parse_parameters(problems: Problems, raw: list[Any], where: str) -> tuple[Parameter, ...]:
+    """Every parameter of ``spec.parameters``, with problems for the bad ones."""
+    params: list[Parameter] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(item, Mapping):
+            problems.add(at, "must be a mapping with name, parameterType and feasibleSpace")
+            continue
+        fields.unknown_keys(problems, item, ("name", "parameterType", "feasibleSpace"), at)
+        name = fields.string(problems, item, "name", f"{at}.name", required=True)
+        if name in seen:
+            problems.add(
+                f"{at}.name",
+                f"duplicate parameter name {name!r} (also {where}"
+                f"[{seen[name]}]); parameter names must be unique",
+            )
+        seen.setdefault(name, i)
+        type_text = fields.string(
+            problems, item, "parameterType", f"{at}.parameterType", required=True
+        )
+        try:
+            ptype = ParameterType(type_text)
+        except ValueError:
+            if type_text:
+                problems.add(
+                    f"{at}.parameterType",
+                    f"{type_text!r} is not one of double, int, discrete, categorical",
+                )
+            continue
+        space = _feasible_space(problems, item, ptype, f"{at}.feasibleSpace")
+        if space is not None:
+            params.append(Parameter(name=name, parameter_type=ptype, feasible_space=space))
+    return tuple(params)
+
+
+def _feasible_space(
+    problems: Problems, item: Mapping[str, Any], ptype: ParameterType, at: str
+) -> FeasibleSpace | None:
+    raw = fields.mapping(problems, item, "feasibleSpace", at, required=True)
+    if raw is None:
+        return None
+    fields.unknown_keys(problems, raw, ("min", "max", "step", "list", "distribution"), at)
+    if not raw:
+        problems.add(at, "must not be empty")
+        return None
+    low = fields.string(problems, raw, "min", f"{at}.min", scalar=True)
+    high = fields.string(problems, raw, "max", f"{at}.max", scalar=True)
+    step = fields.string(problems, raw, "step", f"{at}.step", scalar=True)
+    values = [
+        fields.string(problems, {"v": v}, "v", f"{at}.list[{j}]", scalar=True)
+        for j, v in enumerate(fields.sequence(problems, raw, "list", f"{at}.list"))
+    ]
+    dist_text = fields.string(problems, raw, "distribution", f"{at}.distribution")
+    distribution: Distribution | None = None
+    if dist_text:
+        try:
+            distribution = Distribution(dist_text)
+        except ValueError:
+            problems.add(
+                f"{at}.distribution",
+                f"{dist_text!r} is not one of uniform, logUniform, normal, logNormal",
+            )
+    if ptype in (ParameterType.INT, ParameterType.DOUBLE):
+        _check_range(problems, ptype, low, high, step, distribution, at)
+        if "list" in raw:
+            problems.add(f"{at}.list", f"a {ptype} parameter takes min/max/step, not a list")
+        distribution = distribution or Distribution.UNIFORM
+    else:
+        for key in ("min", "max", "step"):
+            if key in raw:
+                problems.add(f"{at}.{key}", f"a {ptype} parameter takes a list, not {key}")
+        _check_list(problems, ptype, values, at)
+    return FeasibleSpace(
+        min=low, max=high, step=step, list=tuple(values), distribution=distribution
+    )
+
+
+def _check_range(
+    problems: Problems,
+    ptype: ParameterType,
+    low: str,
+    high: str,
+    step: str,
+    distribution: Distribution | None,
+    at: str,
+) -> None:
+    parse = fields.whole if ptype is ParameterType.INT else fields.number
+    kind = "an integer" if ptype is ParameterType.INT else "a number"
+    bounds = {}
+    for key, text in (("min", low), ("max", high)):
+        if not text:
+            problems.add(f"{at}.{key}", f"is required for a {ptype} parameter")
+            continue
+        value = parse(text)
+        if value is None:
+            problems.add(f"{at}.{key}", f"must be {kind}, got {text!r}")
+        else:
+            bounds[key] = value
+    if len(bounds) == 2 and not bounds["min"] < bounds["max"]:
+        problems.add(f"{at}.min", f"min ({low}) must be less than max ({high})")
+    log_scale = distribution in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL)
+    if log_scale and "min" in bounds and bounds["min"] <= 0:
+        problems.add(f"{at}.min", f"must be > 0 for a {distribution} distribution, got {low}")
+    if step:
+        step_value = parse(step)
+        if step_value is None:
+            problems.add(f"{at}.step", f"must be {kind}, got {step!r}")
+        elif step_value <= 0:
+            problems.add(f"{at}.step", f"must be greater than 0, got {step}")
+
+
+def _check_list(problems: Problems, ptype: ParameterType, values: list[str], at: str) -> None:
+    if not values:
+        problems.add(f"{at}.list", f"a {ptype} parameter needs a non-empty list of values")
+        return
+    seen: set[str] = set()
+    for j, value in enumerate(values):
+        if ptype is ParameterType.DISCRETE and fields.number(value) is None:
+            problems.add(
+                f"{at}.list[{j}]",
+                f"discrete values must be numbers, got {value!r}; "
+                "use a categorical parameter for strings",
+            )
+        if value in seen:
+            problems.add(f"{at}.list[{j}]", f"duplicate value {value!r}")
+        seen.add(value)
+
+
+def parse_collector(
+    problems: Problems, spec: Mapping[str, Any], where: str
+) -> MetricsCollectorSpec:
+    """``spec.metricsCollectorSpec`` with Katib's per-kind defaults (reference section 4)."""
+    raw = fields.mapping(problems, spec, "metricsCollectorSpec", where) or {}
+    fields.unknown_keys(problems, raw, ("source", "collector"), where)
+    collector = fields.mapping(problems, raw, "collector", f"{where}.collector") or {}
+    kind_text = fields.string(problems, collector, "kind", f"{where}.collector.kind") or "StdOut"
+    try:
+        kind = CollectorKind(kind_text)
+    except ValueError:
+        problems.add(
+            f"{where}.collector.kind",
+            f"{kind_text!r} is not one of {', '.join(k.value for k in CollectorKind)}",
+        )
+        return MetricsCollectorSpec()
+    if kind not in LOCAL_COLLECTORS:
+        problems.add(
+            f"{where}.collector.kind",
+            f"{kind} collectors are not supported by local "
+            f"runs; use {', '.join(k.value for k in LOCAL_COLLECTORS)}",
+        )
+    source = fields.mapping(problems, raw, "source", f"{where}.source") or {}
+    filters = _filters(problems, source, f"{where}.source.filter")
+    path = _file_system_path(problems, kind, source, f"{where}.source.fileSystemPath")
+    if path is not None and path.format is FileFormat.JSON and filters:
+        problems.add(f"{where}.source.filter", "a JSON metrics file takes no filter")
+    return MetricsCollectorSpec(kind=kind, file_system_path=path, filters=filters)
+
+
+def _filters(problems: Problems, source: Mapping[str, Any], at: str) -> tuple[str, ...]:
+    raw = fields.mapping(problems, source, "filter", at) or {}
+    result = []
+    formats = fields.sequence(problems, raw, "metricsFormat", f"{at}.metricsFormat")
+    for i, item in enumerate(formats):
+        path = f"{at}.metricsFormat[{i}]"
+        if not isinstance(item, str) or not item:
+            problems.add(path, "must be a non-empty regular expression")
+            continue
+        try:
+            compiled = re.compile(item)
+        except re.error as exc:
+            problems.add(path, f"invalid regular expression {item!r}: {exc}")
+            continue
+        if compiled.groups < 2 or not _TWO_GROUPS.fullmatch(item):
+            problems.add(path, f"{item!r} needs two capture groups: (metric name)(value)")
+            continue
+        result.append(item)
+    return tuple(result)
+
+
+def _file_system_path(
+    problems: Problems, kind: CollectorKind, source: Mapping[str, Any], at: str
+) -> FileSystemPath | None:
+    raw = fields.mapping(problems, source, "fileSystemPath", at)
+    if kind in (CollectorKind.STDOUT, CollectorKind.FILE):
+        raw = raw or {}
+        path = fields.string(problems, raw, "path", f"{at}.path") or DEFAULT_METRICS_PATH
+        fs_kind = fields.string(problems, raw, "kind", f"{at}.kind") or "File"
+        fmt_text = fields.string(problems, raw, "format", f"{at}.format") or "TEXT"
+        if not path.startswith("/"):
+            problems.add(f"{at}.path", f"must be an absolute path, got {path!r}")
+        if fs_kind != "File":
+            problems.add(f"{at}.kind", f"must be File for a {kind} collector, got {fs_kind!r}")
+        try:
+            fmt = FileFormat(fmt_text)
+        except ValueError:
+            problems.add(f"{at}.format", f"must be TEXT or JSON, got {fmt_text!r}")
+            fmt = FileFormat.TEXT
+        if kind is CollectorKind.STDOUT and fmt is not FileFormat.TEXT:
+            problems.add(f"{at}.format", "a StdOut collector reads TEXT")
+        return FileSystemPath(path=path, kind="File", format=fmt)
+    if kind is CollectorKind.TENSORFLOW_EVENT:
+        raw = raw or {}
+        path = fields.string(problems, raw, "path", f"{at}.path") or DEFAULT_TFEVENT_DIR
+        if not path.startswith("/"):
+            problems.add(f"{at}.path", f"must be an absolute path, got {path!r}")
+        if raw.get("format"):
+            problems.add(f"{at}.format", "must be empty for a TensorFlowEvent collector")
+        return FileSystemPath(path=path, kind="Directory", format=None)
+    return None

@@ -1,0 +1,64 @@
+"""Push metrics from training code: a drop-in for the Katib SDK's ``report_metrics``.
+
+With ``metricsCollectorSpec.collector.kind: Push`` the trial reports its own metrics:
+
+>>> from katib.controller.push import report_metrics                   # doctest: +SKIP
+>>> report_metrics({"accuracy": 0.93, "loss": 0.21})
+
+The trial name comes from ``KATIB_TRIAL_NAME`` and the DB manager's address from
+``KATIB_DB_MANAGER_ADDRESS`` (both set by the controller for every trial), falling back to
+Katib's in-cluster default. All metrics of one call share one UTC timestamp.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+
+from katib.api import api_pb2, api_pb2_grpc
+
+DEFAULT_DB_MANAGER_ADDRESS = "katib-db-manager.kubeflow:6789"
+DEFAULT_TIMEOUT = 10
+TRIAL_NAME_ENV = "KATIB_TRIAL_NAME"
+DB_ADDRESS_ENV = "KATIB_DB_MANAGER_ADDRESS"
+
+
+def report_metrics(
+    metrics: Mapping[str, Any],
+    db_manager_address: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """Report ``metrics`` (name -> number) for the current trial to the DB manager.
+
+    Raises ``ValueError`` if ``KATIB_TRIAL_NAME`` is unset or a value is not a number, and
+    ``RuntimeError`` if the DB manager rejects or cannot take the report.
+    """
+    trial_name = os.environ.get(TRIAL_NAME_ENV)
+    if not trial_name:
+        raise ValueError(f"the environment variable {TRIAL_NAME_ENV} is not set")
+    address = db_manager_address or os.environ.get(DB_ADDRESS_ENV) or DEFAULT_DB_MANAGER_ADDRESS
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    request = api_pb2.ReportObservationLogRequest(trial_name=trial_name)
+    for name, value in metrics.items():
+        if isinstance(value, bool):
+            raise ValueError(f"metric {name!r}: {value!r} is not a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"metric {name!r}: {value!r} is not a number") from None
+        log = request.observation_log.metric_logs.add()
+        log.time_stamp = stamp
+        log.metric.name = str(name)
+        log.metric.value = str(number)
+    with grpc.insecure_channel(address) as channel:
+        stub = api_pb2_grpc.DBManagerStub(channel)
+        try:
+            stub.ReportObservationLog(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise RuntimeError(
+                f"could not report metrics to {address}: {exc.code().name}: {exc.details()}"
+            ) from exc

@@ -1,0 +1,197 @@
+"""The services a run talks to: suggestion and DB manager, local or remote, over gRPC only.
+
+A local run hosts both in this process on a loopback port (:func:`start_local`), with the
+observation log in ``<results>/observations.db``; ``--suggestion-address`` / ``--db-address``
+point the controller at services running elsewhere (ours or Katib's) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import grpc
+
+from katib.api import api_pb2 as pb
+from katib.api import api_pb2_grpc
+from katib.api.errors import FailedPrecondition, InvalidArgument, Unavailable
+from katib.api.server import GRPC_OPTIONS, RunningServer, ServiceSpec, start
+from katib.controller import protos
+from katib.controller.spec import Experiment
+from katib.controller.trials import LogEntry, TrialRecord
+
+logger = logging.getLogger(__name__)
+
+OBSERVATIONS_DB = "observations.db"
+DEADLINE_SECONDS = 60.0
+RETRIES = 5
+
+
+@dataclass
+class Endpoints:
+    """Addresses of the services, and the in-process server hosting them (if any)."""
+
+    suggestion: str
+    db: str
+    server: RunningServer | None = None
+    closers: list[object] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Stop the in-process server and close its stores."""
+        if self.server is not None:
+            self.server.stop(grace=1.0)
+            self.server = None
+        for item in self.closers:
+            item.close()  # type: ignore[attr-defined]
+        self.closers.clear()
+
+
+def start_local(
+    results_dir: Path, suggestion_address: str | None = None, db_address: str | None = None
+) -> Endpoints:
+    """Serve whatever is not given by address in this process, on a free loopback port."""
+    specs: list[ServiceSpec] = []
+    closers: list[object] = []
+    if suggestion_address is None:
+        from katib.suggestion.server import services
+
+        specs += services()
+    if db_address is None:
+        from katib.db.server import build_service
+        from katib.db.store import open_store
+
+        store = open_store(f"sqlite:///{(results_dir / OBSERVATIONS_DB).resolve()}")
+        closers.append(store)
+        specs.append(build_service(store))
+    server = start(specs, host="127.0.0.1", port=0) if specs else None
+    address = server.address if server else ""
+    return Endpoints(
+        suggestion=suggestion_address or address,
+        db=db_address or address,
+        server=server,
+        closers=closers,
+    )
+
+
+class SuggestionClient:
+    """Drive a Suggestion service the way Katib's controller does (reference 1.3)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        self._stub = api_pb2_grpc.SuggestionStub(self._channel)
+        self._trial_cache: dict[str, tuple[TrialRecord, pb.Trial]] = {}
+
+    def validate(self, spec: Experiment) -> None:
+        """ValidateAlgorithmSettings; ``InvalidArgument`` with the service's message if invalid.
+
+        UNIMPLEMENTED counts as valid (as in Katib); unlike Katib, other errors are not.
+        """
+        request = pb.ValidateAlgorithmSettingsRequest(experiment=protos.experiment(spec))
+        try:
+            self._call(self._stub.ValidateAlgorithmSettings, request)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                return
+            if code in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.UNKNOWN,
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ):
+                raise InvalidArgument(f"Validation failed: {exc.details()}") from None
+            raise FailedPrecondition(
+                f"ValidateAlgorithmSettings failed: {code.name}: {exc.details()}"
+            ) from None
+
+    def get(
+        self,
+        spec: Experiment,
+        trials: Sequence[TrialRecord],
+        count: int,
+        overlay: Mapping[str, str],
+    ) -> pb.GetSuggestionsReply:
+        """GetSuggestions for ``count`` new trials; the reply may hold fewer (exhausted)."""
+        request = pb.GetSuggestionsRequest(
+            experiment=protos.experiment(spec, overlay),
+            trials=self._trials(spec, trials),
+            current_request_number=count,
+            total_request_number=len(trials) + count,
+        )
+        try:
+            reply = cast(pb.GetSuggestionsReply, self._call(self._stub.GetSuggestions, request))
+        except grpc.RpcError as exc:
+            raise FailedPrecondition(
+                f"GetSuggestions failed: {exc.code().name}: {exc.details()}"
+            ) from None
+        if len(reply.parameter_assignments) > count:
+            raise FailedPrecondition(
+                f"GetSuggestions returned {len(reply.parameter_assignments)} assignments "
+                f"for a request of {count}"
+            )
+        return reply
+
+    def _trials(self, spec: Experiment, records: Sequence[TrialRecord]) -> list[pb.Trial]:
+        """Trial messages, rebuilt only for records that changed since the last request."""
+        result = []
+        for record in protos.sent_trials(spec, records):
+            cached = self._trial_cache.get(record.name)
+            if cached is None or cached[0] is not record:
+                cached = (record, protos.trial(spec, record))
+                self._trial_cache[record.name] = cached
+            result.append(cached[1])
+        return result
+
+    def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
+        """Call with a deadline, retrying while the service is unavailable."""
+        delay = 0.2
+        for attempt in range(RETRIES):
+            try:
+                return method(request, timeout=DEADLINE_SECONDS, wait_for_ready=True)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == RETRIES - 1:
+                    raise
+                logger.warning("suggestion service unavailable (%s); retrying", exc.details())
+                time.sleep(delay)
+                delay *= 2
+        raise Unavailable("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+
+class ObservationLog:
+    """The DB service as the controller uses it: :class:`LogEntry` in and out."""
+
+    def __init__(self, address: str) -> None:
+        from katib.db.client import DBClient
+
+        self.client = DBClient(address)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the DB manager answers its health check."""
+        self.client.wait_ready(timeout)
+
+    def report(self, trial_name: str, entries: Iterable[LogEntry]) -> None:
+        """ReportObservationLog; untimed entries get the zero time."""
+        self.client.report(trial_name, [(e.time or "", e.name, e.value) for e in entries])
+
+    def entries(self, trial_name: str) -> list[LogEntry]:
+        """Every row of the trial, in DB order (time, then report order)."""
+        return [
+            LogEntry(e.time if e.timed else None, e.name, e.value)
+            for e in self.client.get(trial_name)
+        ]
+
+    def delete(self, trial_name: str) -> None:
+        """Forget a trial's observations (before it is run again)."""
+        self.client.delete(trial_name)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.client.close()

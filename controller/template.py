@@ -1,0 +1,265 @@
+"""Trial templates: defaults, Katib's substitution rules, and the primary container's command.
+
+Katib serialises the template to a string and replaces ``${trialParameters.NAME}`` textually.
+We substitute inside every string leaf of the parsed object instead, so a value containing a
+quote, ``$`` or a newline cannot change the template's structure. Meta references
+(``${trialSpec.Name}``, ``Namespace``, ``Kind``, ``APIVersion``, ``Labels[key]``,
+``Annotations[key]``) follow reference 6.3.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from katib.controller.spec import TrialParameter, TrialTemplate
+
+logger = logging.getLogger(__name__)
+
+META_REFERENCE = re.compile(r"^\$\{trialSpec\.(.+?)\}$")
+PLACEHOLDER = re.compile(r"\$\{trialParameters\.(.+?)\}")
+_META_KEYED = re.compile(r"^(Labels|Annotations)\[(.+)\]$")
+_META_PLAIN = ("Name", "Namespace", "Kind", "APIVersion")
+_K8S_VAR = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
+
+_KUBEFLOW_JOBS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob")
+
+
+def default_conditions(kind: str) -> tuple[str, str] | None:
+    """Katib's (success, failure) GJSON conditions for a trial kind, None if it has none."""
+    if kind == "Job":
+        pattern = 'status.conditions.#(type=="{}")#|#(status=="True")#'
+        return pattern.format("Complete"), pattern.format("Failed")
+    if kind in _KUBEFLOW_JOBS:
+        pattern = 'status.conditions.#(type=="{}")#|#(status=="True")#'
+        return pattern.format("Succeeded"), pattern.format("Failed")
+    if kind == "TrainJob":
+        pattern = 'status.conditions.#(type=="{}")#|#(status=="True")#'
+        return pattern.format("Complete"), pattern.format("Failed")
+    return None
+
+
+def default_primary_pod_labels(kind: str) -> dict[str, str]:
+    """Katib's default ``primaryPodLabels`` for distributed trial kinds."""
+    if kind in _KUBEFLOW_JOBS:
+        return {"training.kubeflow.org/job-role": "master"}
+    if kind == "TrainJob":
+        return {
+            "jobset.sigs.k8s.io/replicatedjob-name": "node",
+            "batch.kubernetes.io/job-completion-index": "0",
+        }
+    return {}
+
+
+def map_strings(obj: Any, fn: Callable[[str], str]) -> Any:
+    """A deep copy of ``obj`` with ``fn`` applied to every string leaf (not to keys)."""
+    if isinstance(obj, str):
+        return fn(obj)
+    if isinstance(obj, Mapping):
+        return {key: map_strings(value, fn) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [map_strings(value, fn) for value in obj]
+    return copy.copy(obj)
+
+
+def iter_strings(obj: Any) -> Iterator[str]:
+    """Every string leaf of ``obj``."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, Mapping):
+        for value in obj.values():
+            yield from iter_strings(value)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            yield from iter_strings(value)
+
+
+def meta_value(field: str, trial_spec: Mapping[str, Any], trial_name: str, namespace: str) -> str:
+    """The value of ``${trialSpec.<field>}``; ``KeyError`` with a message if it has none."""
+    metadata = trial_spec.get("metadata") or {}
+    if field == "Name":
+        return trial_name
+    if field == "Namespace":
+        return namespace
+    if field == "Kind":
+        return str(trial_spec.get("kind", ""))
+    if field == "APIVersion":
+        return str(trial_spec.get("apiVersion", ""))
+    match = _META_KEYED.match(field)
+    if match:
+        source = metadata.get(match.group(1).lower()) or {}
+        if match.group(2) not in source:
+            raise KeyError(
+                f"the template's metadata.{match.group(1).lower()} has no key {match.group(2)!r}"
+            )
+        return str(source[match.group(2)])
+    raise KeyError(
+        f"unknown meta reference ${{trialSpec.{field}}}; use one of "
+        "Name, Namespace, Kind, APIVersion, Labels[key], Annotations[key]"
+    )
+
+
+def is_meta(reference: str) -> bool:
+    """Whether a trialParameter reference is a ``${trialSpec.…}`` meta reference."""
+    return META_REFERENCE.match(reference) is not None
+
+
+def parameter_values(
+    template: TrialTemplate,
+    assignments: Mapping[str, str],
+    trial_name: str,
+    namespace: str,
+) -> dict[str, str]:
+    """``trialParameters`` name -> value for one trial (meta references resolved)."""
+    values: dict[str, str] = {}
+    for param in template.trial_parameters:
+        meta = META_REFERENCE.match(param.reference)
+        if meta:
+            values[param.name] = meta_value(
+                meta.group(1), template.trial_spec, trial_name, namespace
+            )
+        else:
+            values[param.name] = assignments[param.reference]
+    return values
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """Replace every ``${trialParameters.NAME}`` in ``text`` whose NAME is in ``values``."""
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def expand_k8s_vars(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion: defined names replaced, ``$$`` -> ``$``, others kept."""
+
+    def repl(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env.get(name, match.group(0))
+
+    return _K8S_VAR.sub(repl, text)
+
+
+def find_container(obj: Any, name: str) -> dict[str, Any] | None:
+    """The first container named ``name`` in any ``containers`` list inside ``obj``."""
+    if isinstance(obj, Mapping):
+        containers = obj.get("containers")
+        if isinstance(containers, list):
+            for container in containers:
+                if isinstance(container, Mapping) and container.get("name") == name:
+                    return dict(container)
+        for value in obj.values():
+            found = find_container(value, name)
+            if found is not None:
+                return found
+    elif isinstance(obj, list):
+        for value in obj:
+            found = find_container(value, name)
+            if found is not None:
+                return found
+    return None
+
+
+@dataclass(frozen=True)
+class Command:
+    """The primary container as a local process: argv and the container's own env."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+def container_command(template: TrialTemplate) -> Command:
+    """The raw (unsubstituted) primary container command; ``ValueError`` if it has none."""
+    container = find_container(template.trial_spec, template.primary_container_name)
+    if container is None:
+        raise ValueError(f"no container named {template.primary_container_name!r}")
+    argv = [str(x) for x in (container.get("command") or [])]
+    argv += [str(x) for x in (container.get("args") or [])]
+    if not argv:
+        raise ValueError(
+            f"container {template.primary_container_name!r} has no command or args; a local "
+            "run cannot use the image's entrypoint, so give the command explicitly"
+        )
+    env: list[tuple[str, str]] = []
+    for item in container.get("env") or []:
+        if not isinstance(item, Mapping) or "name" not in item:
+            continue
+        if "value" in item:
+            env.append((str(item["name"]), str(item.get("value") or "")))
+        else:
+            logger.warning("env %s uses valueFrom, which a local run cannot resolve", item["name"])
+    return Command(argv=tuple(argv), env=tuple(env))
+
+
+def render_command(
+    command: Command,
+    values: Mapping[str, str],
+    local_env: Mapping[str, str],
+    rewrite: Callable[[str], str] = lambda s: s,
+) -> tuple[list[str], dict[str, str]]:
+    """argv and env for one trial.
+
+    Order matters: ``$(VAR)`` expansion and ``rewrite`` (path re-rooting) run on the template's
+    own strings first; parameter values are substituted last, so they are passed verbatim.
+    """
+    env: dict[str, str] = dict(local_env)
+    for name, value in command.env:
+        env[name] = substitute(rewrite(expand_k8s_vars(value, env)), values)
+
+    def one(text: str) -> str:
+        return substitute(rewrite(expand_k8s_vars(text, env)), values)
+
+    return [one(arg) for arg in command.argv], env
+
+
+def check_trial_parameters(
+    params: tuple[TrialParameter, ...],
+    trial_spec: Mapping[str, Any],
+    parameter_names: set[str],
+    where: str,
+) -> list[str]:
+    """Problems with ``trialParameters`` against the template (reference 6.2 rule 9)."""
+    problems: list[str] = []
+    texts = list(iter_strings(trial_spec))
+    seen_names: set[str] = set()
+    seen_refs: set[str] = set()
+    for i, param in enumerate(params):
+        at = f"{where}[{i}]"
+        if not param.name:
+            problems.append(f"{at}.name: must not be empty")
+        elif "{" in param.name or "}" in param.name:
+            problems.append(f"{at}.name: {param.name!r} must not contain '{{' or '}}'")
+        elif param.name in seen_names:
+            problems.append(f"{at}.name: duplicate trial parameter {param.name!r}")
+        if not param.reference:
+            problems.append(f"{at}.reference: must not be empty")
+        elif param.reference in seen_refs:
+            problems.append(f"{at}.reference: {param.reference!r} is referenced twice")
+        seen_names.add(param.name)
+        seen_refs.add(param.reference)
+        meta = META_REFERENCE.match(param.reference)
+        if meta:
+            try:
+                meta_value(meta.group(1), trial_spec, "trial", "default")
+            except KeyError as exc:
+                problems.append(f"{at}.reference: {exc.args[0]}")
+        elif param.reference and parameter_names and param.reference not in parameter_names:
+            problems.append(
+                f"{at}.reference: {param.reference!r} is not a parameter in spec.parameters "
+                f"(known: {', '.join(sorted(parameter_names))})"
+            )
+        placeholder = f"${{trialParameters.{param.name}}}"
+        if param.name and not any(placeholder in text for text in texts):
+            problems.append(f"{at}.name: {placeholder} does not occur in trialTemplate.trialSpec")
+    known = {p.name for p in params}
+    unknown = sorted({m for t in texts for m in PLACEHOLDER.findall(t) if m not in known})
+    for name in unknown:
+        problems.append(
+            f"{where}: ${{trialParameters.{name}}} is used in trialSpec but not declared; "
+            "add it to trialParameters"
+        )
+    return problems

@@ -1,0 +1,238 @@
+"""Trial records and their pure transitions (reference 6.7) and observations (section 4).
+
+A :class:`TrialRecord` is immutable; every change returns a new record, which the runner
+persists. Observation values stay strings as Katib keeps them; ``"unavailable"`` marks a metric
+with no numeric value.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from katib.controller.spec import Objective, Strategy
+
+UNAVAILABLE = "unavailable"
+
+
+class TrialCondition(enum.StrEnum):
+    """The last condition of a trial."""
+
+    CREATED = "Created"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    KILLED = "Killed"
+    FAILED = "Failed"
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+    EARLY_STOPPED = "EarlyStopped"
+
+    @property
+    def completed(self) -> bool:
+        """Whether the trial will not change any more."""
+        return self not in (TrialCondition.CREATED, TrialCondition.RUNNING)
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One metric of a trial's observation: min, max and latest as Katib stores them."""
+
+    name: str
+    min: str = UNAVAILABLE
+    max: str = UNAVAILABLE
+    latest: str = UNAVAILABLE
+
+    def value(self, strategy: Strategy) -> str:
+        """The value that represents this metric under ``strategy`` (reference 1.3)."""
+        if strategy is Strategy.MIN:
+            return self.latest if self.min == UNAVAILABLE else self.min
+        if strategy is Strategy.MAX:
+            return self.latest if self.max == UNAVAILABLE else self.max
+        return self.latest
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One observation-log row: ``time`` is UTC (``None`` for an untimed line)."""
+
+    time: datetime | None
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """Everything the controller knows about one trial."""
+
+    name: str
+    index: int
+    assignments: tuple[tuple[str, str], ...]
+    condition: TrialCondition = TrialCondition.CREATED
+    reason: str = "TrialCreated"
+    message: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    observation: tuple[MetricValue, ...] = ()
+    exit_code: int | None = None
+    attempts: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def metric(self, name: str) -> MetricValue | None:
+        """The observed metric ``name``, if any."""
+        for item in self.observation:
+            if item.name == name:
+                return item
+        return None
+
+    def objective_value(self, objective: Objective) -> str | None:
+        """The objective metric's value by its strategy; None when unobserved."""
+        metric = self.metric(objective.objective_metric_name)
+        if metric is None:
+            return None
+        strategy = objective.strategy(objective.objective_metric_name) or Strategy.LATEST
+        return metric.value(strategy)
+
+    def assignment_dict(self) -> dict[str, str]:
+        """Parameter name -> value."""
+        return dict(self.assignments)
+
+
+def compute_observation(
+    entries: Iterable[LogEntry], objective: Objective
+) -> tuple[MetricValue, ...]:
+    """Min/max/latest per metric with a strategy, from rows in DB order (reference 4).
+
+    Latest is the value with the greatest timestamp, ties going to the later row; untimed rows
+    count as the earliest time. Non-numeric values only affect Latest.
+    """
+    state: dict[str, dict[str, Any]] = {}
+    wanted = {s.name for s in objective.metric_strategies}
+    for entry in entries:
+        if entry.name not in wanted:
+            continue
+        slot = state.setdefault(entry.name, {"min": None, "max": None, "latest": None, "t": None})
+        try:
+            number = float(entry.value)
+        except ValueError:
+            number = None
+        if number is not None and number == number:  # NaN never wins min/max
+            if slot["min"] is None or number < float(slot["min"]):
+                slot["min"] = entry.value
+            if slot["max"] is None or number > float(slot["max"]):
+                slot["max"] = entry.value
+        moment = entry.time or datetime.min
+        if slot["t"] is None or moment.replace(tzinfo=None) >= slot["t"]:
+            slot["t"] = moment.replace(tzinfo=None)
+            slot["latest"] = entry.value
+    return tuple(
+        MetricValue(
+            name=name,
+            min=state[name]["min"] or UNAVAILABLE,
+            max=state[name]["max"] or UNAVAILABLE,
+            latest=state[name]["latest"] or UNAVAILABLE,
+        )
+        for name in objective.metric_names
+        if name in state
+    )
+
+
+def start(trial: TrialRecord, now: datetime) -> TrialRecord:
+    """The trial once its process is running."""
+    return replace(
+        trial,
+        condition=TrialCondition.RUNNING,
+        reason="TrialRunning",
+        message="Trial is running",
+        start_time=now,
+        completion_time=None,
+        exit_code=None,
+        attempts=trial.attempts + 1,
+    )
+
+
+def finish(
+    trial: TrialRecord,
+    exit_code: int,
+    observation: tuple[MetricValue, ...],
+    objective: Objective,
+    now: datetime,
+) -> TrialRecord:
+    """The trial after its process exited (reference 6.7 transitions).
+
+    Exit 0 with an objective value => Succeeded; exit 0 without => MetricsUnavailable;
+    non-zero => Failed (the observation is kept for inspection).
+    """
+    done = replace(trial, exit_code=exit_code, completion_time=now, observation=observation)
+    if exit_code != 0:
+        return replace(
+            done,
+            condition=TrialCondition.FAILED,
+            reason="TrialFailed",
+            message=f"Trial process exited with code {exit_code}",
+        )
+    value = done.objective_value(objective)
+    if value is None or value == UNAVAILABLE:
+        return replace(
+            done,
+            condition=TrialCondition.METRICS_UNAVAILABLE,
+            reason="MetricsUnavailable",
+            message=f"Metric {objective.objective_metric_name!r} was not reported",
+        )
+    return replace(
+        done,
+        condition=TrialCondition.SUCCEEDED,
+        reason="TrialSucceeded",
+        message="Trial has succeeded",
+    )
+
+
+def kill(trial: TrialRecord, reason: str, message: str, now: datetime) -> TrialRecord:
+    """The trial after the controller stopped it."""
+    return replace(
+        trial, condition=TrialCondition.KILLED, reason=reason, message=message, completion_time=now
+    )
+
+
+def to_dict(trial: TrialRecord) -> dict[str, Any]:
+    """A JSON-able form for the results directory."""
+    return {
+        "name": trial.name,
+        "index": trial.index,
+        "assignments": [list(a) for a in trial.assignments],
+        "labels": [list(a) for a in trial.labels],
+        "condition": trial.condition.value,
+        "reason": trial.reason,
+        "message": trial.message,
+        "start_time": trial.start_time.isoformat() if trial.start_time else None,
+        "completion_time": trial.completion_time.isoformat() if trial.completion_time else None,
+        "observation": [[m.name, m.min, m.max, m.latest] for m in trial.observation],
+        "exit_code": trial.exit_code,
+        "attempts": trial.attempts,
+        "extra": trial.extra,
+    }
+
+
+def from_dict(data: Mapping[str, Any]) -> TrialRecord:
+    """Inverse of :func:`to_dict`."""
+
+    def when(text: str | None) -> datetime | None:
+        return datetime.fromisoformat(text) if text else None
+
+    return TrialRecord(
+        name=data["name"],
+        index=int(data["index"]),
+        assignments=tuple((str(k), str(v)) for k, v in data["assignments"]),
+        labels=tuple((str(k), str(v)) for k, v in data.get("labels", [])),
+        condition=TrialCondition(data["condition"]),
+        reason=data.get("reason", ""),
+        message=data.get("message", ""),
+        start_time=when(data.get("start_time")),
+        completion_time=when(data.get("completion_time")),
+        observation=tuple(MetricValue(*m) for m in data.get("observation", [])),
+        exit_code=data.get("exit_code"),
+        attempts=int(data.get("attempts", 0)),
+        extra=dict(data.get("extra") or {}),
+    )

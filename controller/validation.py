@@ -1,0 +1,393 @@
+"""Build an :class:`~katib.controller.spec.Experiment` from YAML, or report every problem.
+
+Implements Katib's defaulting and admission webhook (reference 6.1-6.3, section 4) with the
+fixes of 9.7/9.8: an anchored name regex, min < max, step > 0, non-empty lists and unique
+parameter names. Each problem names its field path and says what to do, e.g.
+``spec.parameters[1].feasibleSpace.min: min (5) must be less than max (1)``.
+
+>>> experiment = load_experiment(yaml.safe_load(text))               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from katib.api.errors import InvalidArgument
+from katib.controller import fields, template
+from katib.controller.fields import Problems
+from katib.controller.parameters import parse_collector, parse_parameters
+from katib.controller.spec import (
+    API_VERSION,
+    DEFAULT_PARALLEL_TRIAL_COUNT,
+    KIND,
+    AlgorithmSpec,
+    Experiment,
+    MetricStrategy,
+    Objective,
+    ObjectiveType,
+    ResumePolicy,
+    Setting,
+    Strategy,
+    TrialParameter,
+    TrialTemplate,
+    default_strategy,
+)
+
+NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_NAME_LENGTH = 40
+#: Early-stopping algorithms the controller can drive. None exists yet; registering one here
+#: (name -> address factory) is the only change the controller needs to use it.
+EARLY_STOPPING_ALGORITHMS: dict[str, object] = {}
+
+_SPEC_FIELDS = (
+    "parameters",
+    "nasConfig",
+    "objective",
+    "algorithm",
+    "earlyStopping",
+    "parallelTrialCount",
+    "maxTrialCount",
+    "maxFailedTrialCount",
+    "metricsCollectorSpec",
+    "resumePolicy",
+    "trialTemplate",
+)
+
+
+def load_file(path: str | Path, algorithms: Collection[str] | None = None) -> Experiment:
+    """Read and validate an Experiment YAML file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidArgument(f"{path}: cannot read the experiment: {exc}") from None
+    return load_experiment(data, algorithms)
+
+
+def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Experiment:
+    """Validate and default one Experiment object; ``InvalidArgument`` lists every problem.
+
+    ``algorithms`` are the valid algorithm names (default: the suggestion registry's).
+    """
+    problems = Problems()
+    if not isinstance(data, Mapping):
+        raise InvalidArgument("the document must be a Kubernetes object (a YAML mapping)")
+    if data.get("apiVersion") != API_VERSION:
+        problems.add("apiVersion", f"must be {API_VERSION}, got {data.get('apiVersion')!r}")
+    if data.get("kind") != KIND:
+        problems.add("kind", f"must be {KIND}, got {data.get('kind')!r}")
+    metadata = fields.mapping(problems, data, "metadata", "metadata", required=True) or {}
+    name = _name(problems, metadata)
+    namespace = fields.string(problems, metadata, "namespace", "metadata.namespace") or "default"
+    spec = fields.mapping(problems, data, "spec", "spec", required=True) or {}
+    fields.unknown_keys(problems, spec, _SPEC_FIELDS, "spec")
+    objective = _objective(problems, spec)
+    algorithm = _algorithm(problems, spec, "algorithm", required=True)
+    if algorithm is not None and algorithm.algorithm_name:
+        known = _algorithm_names() if algorithms is None else sorted(algorithms)
+        if algorithm.algorithm_name not in known:
+            problems.add(
+                "spec.algorithm.algorithmName",
+                f"unknown algorithm {algorithm.algorithm_name!r}; available: {', '.join(known)}",
+            )
+    early = _algorithm(problems, spec, "earlyStopping", required=False)
+    if early is not None and early.algorithm_name not in EARLY_STOPPING_ALGORITHMS:
+        problems.add(
+            "spec.earlyStopping.algorithmName",
+            f"early stopping "
+            f"{early.algorithm_name!r} is not available (no early-stopping service is "
+            "installed); remove spec.earlyStopping",
+        )
+    counts = _counts(problems, spec)
+    policy_text = fields.string(problems, spec, "resumePolicy", "spec.resumePolicy") or "Never"
+    try:
+        policy = ResumePolicy(policy_text)
+    except ValueError:
+        problems.add(
+            "spec.resumePolicy", f"{policy_text!r} is not one of Never, LongRunning, FromVolume"
+        )
+        policy = ResumePolicy.NEVER
+    raw_params = fields.sequence(problems, spec, "parameters", "spec.parameters")
+    nas = fields.mapping(problems, spec, "nasConfig", "spec.nasConfig")
+    if bool(raw_params) == bool(nas):
+        problems.add("spec.parameters", "give exactly one of spec.parameters or spec.nasConfig")
+    parameters = parse_parameters(problems, raw_params, "spec.parameters")
+    collector = parse_collector(problems, spec, "spec.metricsCollectorSpec")
+    trial_template = _trial_template(problems, spec, {p.name for p in parameters})
+    if problems or objective is None or algorithm is None or trial_template is None:
+        raise InvalidArgument(problems.items or ["the experiment is invalid"])
+    return Experiment(
+        name=name,
+        namespace=namespace,
+        objective=objective,
+        algorithm=algorithm,
+        parameters=parameters,
+        trial_template=trial_template,
+        parallel_trial_count=counts[0],
+        max_trial_count=counts[1],
+        max_failed_trial_count=counts[2],
+        resume_policy=policy,
+        metrics_collector=collector,
+        early_stopping=early,
+        nas_config=nas,
+        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
+    )
+
+
+def _algorithm_names() -> list[str]:
+    from katib.suggestion import registry
+
+    return registry.names()
+
+
+def _name(problems: Problems, metadata: Mapping[str, Any]) -> str:
+    name = fields.string(problems, metadata, "name", "metadata.name", required=True)
+    if name and not NAME_PATTERN.match(name):
+        problems.add(
+            "metadata.name",
+            f"{name!r} must consist of lower-case letters, digits and "
+            "'-', start with a letter and end with a letter or digit",
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        problems.add(
+            "metadata.name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}"
+        )
+    return name
+
+
+def _objective(problems: Problems, spec: Mapping[str, Any]) -> Objective | None:
+    at = "spec.objective"
+    raw = fields.mapping(problems, spec, "objective", at, required=True)
+    if raw is None:
+        return None
+    fields.unknown_keys(
+        problems,
+        raw,
+        ("type", "goal", "objectiveMetricName", "additionalMetricNames", "metricStrategies"),
+        at,
+    )
+    type_text = fields.string(problems, raw, "type", f"{at}.type", required=True)
+    metric = fields.string(
+        problems, raw, "objectiveMetricName", f"{at}.objectiveMetricName", required=True
+    )
+    goal = raw.get("goal")
+    if goal is not None and (isinstance(goal, bool) or fields.number(goal) is None):
+        problems.add(f"{at}.goal", f"must be a number, got {goal!r}")
+        goal = None
+    additional = [
+        fields.string(problems, {"v": v}, "v", f"{at}.additionalMetricNames[{i}]", required=True)
+        for i, v in enumerate(
+            fields.sequence(problems, raw, "additionalMetricNames", f"{at}.additionalMetricNames")
+        )
+    ]
+    if metric and metric in additional:
+        problems.add(
+            f"{at}.additionalMetricNames", f"must not contain the objective metric {metric!r}"
+        )
+    if len(set(additional)) != len(additional):
+        problems.add(f"{at}.additionalMetricNames", "must not repeat a metric")
+    try:
+        otype = ObjectiveType(type_text)
+    except ValueError:
+        if type_text:
+            problems.add(f"{at}.type", f"must be minimize or maximize, got {type_text!r}")
+        return None
+    strategies = _strategies(problems, raw, otype, [metric, *additional], f"{at}.metricStrategies")
+    return Objective(
+        type=otype,
+        objective_metric_name=metric,
+        goal=None if goal is None else float(goal),
+        additional_metric_names=tuple(additional),
+        metric_strategies=strategies,
+    )
+
+
+def _strategies(
+    problems: Problems, raw: Mapping[str, Any], otype: ObjectiveType, metrics: list[str], at: str
+) -> tuple[MetricStrategy, ...]:
+    explicit: dict[str, Strategy] = {}
+    for i, item in enumerate(fields.sequence(problems, raw, "metricStrategies", at)):
+        path = f"{at}[{i}]"
+        if not isinstance(item, Mapping):
+            problems.add(path, "must be a mapping with name and value")
+            continue
+        name = fields.string(problems, item, "name", f"{path}.name", required=True)
+        value = fields.string(problems, item, "value", f"{path}.value", required=True)
+        if name and name not in metrics:
+            problems.add(
+                f"{path}.name",
+                f"{name!r} is neither the objective metric nor an additional metric",
+            )
+        elif name in explicit:
+            problems.add(f"{path}.name", f"duplicate strategy for {name!r}")
+        try:
+            explicit[name] = Strategy(value)
+        except ValueError:
+            if value:
+                problems.add(f"{path}.value", f"must be min, max or latest, got {value!r}")
+    fallback = default_strategy(otype)
+    return tuple(MetricStrategy(m, explicit.get(m, fallback)) for m in metrics if m)
+
+
+def _algorithm(
+    problems: Problems, spec: Mapping[str, Any], key: str, required: bool
+) -> AlgorithmSpec | None:
+    at = f"spec.{key}"
+    raw = fields.mapping(problems, spec, key, at, required=required)
+    if raw is None:
+        return None
+    fields.unknown_keys(problems, raw, ("algorithmName", "algorithmSettings"), at)
+    name = fields.string(problems, raw, "algorithmName", f"{at}.algorithmName", required=True)
+    settings = []
+    for i, item in enumerate(
+        fields.sequence(problems, raw, "algorithmSettings", f"{at}.algorithmSettings")
+    ):
+        path = f"{at}.algorithmSettings[{i}]"
+        if not isinstance(item, Mapping):
+            problems.add(path, "must be a mapping with name and value")
+            continue
+        settings.append(
+            Setting(
+                fields.string(problems, item, "name", f"{path}.name", required=True),
+                fields.string(problems, item, "value", f"{path}.value", scalar=True),
+            )
+        )
+    return AlgorithmSpec(algorithm_name=name, algorithm_settings=tuple(settings))
+
+
+def _counts(problems: Problems, spec: Mapping[str, Any]) -> tuple[int, int | None, int | None]:
+    parallel = fields.integer(problems, spec, "parallelTrialCount", "spec.parallelTrialCount")
+    max_trials = fields.integer(problems, spec, "maxTrialCount", "spec.maxTrialCount")
+    max_failed = fields.integer(problems, spec, "maxFailedTrialCount", "spec.maxFailedTrialCount")
+    parallel = DEFAULT_PARALLEL_TRIAL_COUNT if parallel is None else parallel
+    if parallel <= 0:
+        problems.add("spec.parallelTrialCount", f"must be greater than 0, got {parallel}")
+    if max_trials is not None and max_trials <= 0:
+        problems.add("spec.maxTrialCount", f"must be greater than 0, got {max_trials}")
+    if max_failed is not None and max_failed < 0:
+        problems.add("spec.maxFailedTrialCount", f"must be 0 or more, got {max_failed}")
+    if max_trials is not None and max_trials > 0:
+        if max_failed is not None and max_failed > max_trials:
+            problems.add(
+                "spec.maxFailedTrialCount",
+                f"({max_failed}) must not exceed spec.maxTrialCount ({max_trials})",
+            )
+        if parallel > max_trials:
+            problems.add(
+                "spec.parallelTrialCount",
+                f"({parallel}) must not exceed spec.maxTrialCount ({max_trials})",
+            )
+    return parallel, max_trials, max_failed
+
+
+def _trial_template(
+    problems: Problems, spec: Mapping[str, Any], parameter_names: set[str]
+) -> TrialTemplate | None:
+    at = "spec.trialTemplate"
+    raw = fields.mapping(problems, spec, "trialTemplate", at, required=True)
+    if raw is None:
+        return None
+    fields.unknown_keys(
+        problems,
+        raw,
+        (
+            "retain",
+            "trialSpec",
+            "configMap",
+            "trialParameters",
+            "primaryPodLabels",
+            "primaryContainerName",
+            "successCondition",
+            "failureCondition",
+        ),
+        at,
+    )
+    primary = fields.string(
+        problems, raw, "primaryContainerName", f"{at}.primaryContainerName", required=True
+    )
+    params = []
+    raw_params = fields.sequence(problems, raw, "trialParameters", f"{at}.trialParameters")
+    if not raw_params:
+        problems.add(
+            f"{at}.trialParameters",
+            "is required: map each ${trialParameters.NAME} "
+            "in the template to a parameter (reference)",
+        )
+    for i, item in enumerate(raw_params):
+        path = f"{at}.trialParameters[{i}]"
+        if not isinstance(item, Mapping):
+            problems.add(path, "must be a mapping with name and reference")
+            continue
+        params.append(
+            TrialParameter(
+                name=fields.string(problems, item, "name", f"{path}.name"),
+                reference=fields.string(problems, item, "reference", f"{path}.reference"),
+                description=fields.string(problems, item, "description", f"{path}.description"),
+            )
+        )
+    trial_spec = _trial_spec(problems, raw, at)
+    if trial_spec is None:
+        return None
+    problems.items += template.check_trial_parameters(
+        tuple(params), trial_spec, parameter_names, f"{at}.trialParameters"
+    )
+    kind = str(trial_spec.get("kind", ""))
+    success = fields.string(problems, raw, "successCondition", f"{at}.successCondition")
+    failure = fields.string(problems, raw, "failureCondition", f"{at}.failureCondition")
+    defaults = template.default_conditions(kind)
+    if not success and not failure and defaults is not None:
+        success, failure = defaults
+    for key, value in (("successCondition", success), ("failureCondition", failure)):
+        if not value:
+            problems.add(f"{at}.{key}", f"is required for a trial of kind {kind!r}")
+    labels = raw.get("primaryPodLabels") or template.default_primary_pod_labels(kind)
+    result = TrialTemplate(
+        trial_spec=trial_spec,
+        trial_parameters=tuple(params),
+        primary_container_name=primary,
+        success_condition=success,
+        failure_condition=failure,
+        retain=bool(raw.get("retain")),
+        primary_pod_labels={str(k): str(v) for k, v in dict(labels).items()},
+    )
+    if primary:
+        try:
+            template.container_command(result)
+        except ValueError as exc:
+            problems.add(f"{at}.primaryContainerName", str(exc))
+    return result
+
+
+def _trial_spec(problems: Problems, raw: Mapping[str, Any], at: str) -> dict[str, Any] | None:
+    has_spec, has_map = raw.get("trialSpec") is not None, raw.get("configMap") is not None
+    if has_spec == has_map:
+        problems.add(at, "give exactly one of trialSpec or configMap")
+        return None
+    if has_map:
+        config = fields.mapping(problems, raw, "configMap", f"{at}.configMap") or {}
+        for key in ("configMapName", "configMapNamespace", "templatePath"):
+            fields.string(problems, config, key, f"{at}.configMap.{key}", required=True)
+        problems.add(
+            f"{at}.configMap",
+            "local runs cannot read Kubernetes ConfigMaps; inline "
+            "the template under trialTemplate.trialSpec",
+        )
+        return None
+    trial_spec = fields.mapping(problems, raw, "trialSpec", f"{at}.trialSpec")
+    if trial_spec is None:
+        return None
+    for key in ("apiVersion", "kind"):
+        if not trial_spec.get(key):
+            problems.add(f"{at}.trialSpec.{key}", "is required")
+    metadata = trial_spec.get("metadata") or {}
+    for key in ("name", "namespace"):
+        if isinstance(metadata, Mapping) and metadata.get(key):
+            problems.add(
+                f"{at}.trialSpec.metadata.{key}",
+                "must not be set; the controller names each trial",
+            )
+    return trial_spec

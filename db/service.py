@@ -1,0 +1,78 @@
+"""The ``api.v1.beta1.DBManager`` gRPC servicer: protobuf at the edge, the store behind it.
+
+Semantics (Katib's, minus its quirks; see ``KATIB_REFERENCE.md`` §5 and §9 item 11):
+
+- ``ReportObservationLog`` validates the whole report first (:func:`validate_report`) and writes
+  it in one transaction; one bad entry => INVALID_ARGUMENT naming the entry, nothing written. An
+  empty report is a no-op. Entries with an empty ``time_stamp`` are kept at the zero time.
+- ``GetObservationLog`` filters by metric name and inclusive RFC 3339 bounds, orders by time then
+  insertion, and returns UTC RFC 3339 times. An unknown trial gives an empty log.
+- ``DeleteObservationLog`` removes every row of the trial (unknown trial: no-op).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from katib.api import api_pb2, api_pb2_grpc
+from katib.api.errors import grpc_errors
+from katib.db.records import check_trial_name, parse_time_bound, validate_report
+from katib.db.store import ObservationStore
+from katib.db.timestamps import format_rfc3339
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "api.v1.beta1.DBManager"
+#: Names the health service answers SERVING for (Katib's probes use "" and the Health name).
+HEALTH_NAMES = ("", "grpc.health.v1.Health", SERVICE_NAME)
+
+
+class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
+    """Serves the observation log kept in ``store`` (shared by every worker thread)."""
+
+    def __init__(self, store: ObservationStore) -> None:
+        self.store = store
+
+    @grpc_errors
+    def ReportObservationLog(
+        self, request: api_pb2.ReportObservationLogRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ReportObservationLogReply:
+        """Store every entry of the report, or none of them."""
+        entries = (
+            (log.time_stamp, log.metric.name, log.metric.value)
+            for log in request.observation_log.metric_logs
+        )
+        rows = validate_report(request.trial_name, entries)
+        self.store.add(request.trial_name, rows)
+        logger.debug("stored %d rows for trial %s", len(rows), request.trial_name)
+        return api_pb2.ReportObservationLogReply()
+
+    @grpc_errors
+    def GetObservationLog(
+        self, request: api_pb2.GetObservationLogRequest, context: grpc.ServicerContext
+    ) -> api_pb2.GetObservationLogReply:
+        """The trial's log, optionally for one metric and between two inclusive times."""
+        check_trial_name(request.trial_name)
+        start = parse_time_bound("start_time", request.start_time)
+        end = parse_time_bound("end_time", request.end_time)
+        rows = self.store.query(request.trial_name, request.metric_name, start, end)
+        reply = api_pb2.GetObservationLogReply()
+        add = reply.observation_log.metric_logs.add
+        for row in rows:  # add() + assignment is several times faster than nested constructors
+            log = add()
+            log.time_stamp = format_rfc3339(row.time_us)
+            log.metric.name = row.metric_name
+            log.metric.value = row.value
+        return reply
+
+    @grpc_errors
+    def DeleteObservationLog(
+        self, request: api_pb2.DeleteObservationLogRequest, context: grpc.ServicerContext
+    ) -> api_pb2.DeleteObservationLogReply:
+        """Remove every row of the trial."""
+        check_trial_name(request.trial_name)
+        removed = self.store.delete(request.trial_name)
+        logger.debug("deleted %d rows of trial %s", removed, request.trial_name)
+        return api_pb2.DeleteObservationLogReply()

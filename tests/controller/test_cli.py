@@ -1,0 +1,127 @@
+"""The ``katib`` CLI as a user runs it, including resuming after the controller is SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from katib.controller.store import ResultsStore
+from katib.controller.trials import TrialCondition, TrialRecord
+from tests.controller.experiments import container, experiment, write_trial_script
+
+KATIB = [sys.executable, "-m", "katib.controller.cli"]
+
+
+def katib(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KATIB, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def write(tmp_path: Path, doc: dict[str, Any], name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def read_trials(results: Path) -> list[TrialRecord]:
+    with ResultsStore(results, create=False) as store:
+        return store.trials()
+
+
+def test_run_status_trials(tmp_path: Path) -> None:
+    path = write(tmp_path, experiment(write_trial_script(tmp_path), max_trials=3, parallel=2))
+    results = tmp_path / "results"
+    done = katib("run", str(path), "--results", str(results))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Succeeded (ExperimentMaxTrialsReached)" in done.stdout
+    assert "best trials" in done.stdout
+    status = katib("status", str(results))
+    assert status.returncode == 0
+    assert "3 trials: 3 succeeded" in status.stdout
+    listing = katib("trials", str(results))
+    assert listing.stdout.count("Succeeded") == 3
+
+
+def test_failed_experiment_exits_non_zero(tmp_path: Path) -> None:
+    doc = experiment(write_trial_script(tmp_path), mode="fail", max_trials=2, parallel=1)
+    done = katib("run", str(write(tmp_path, doc)), "--results", str(tmp_path / "r"), "--quiet")
+    assert done.returncode == 1
+    assert "Failed (ExperimentFailed)" in done.stdout
+
+
+def test_validate_prints_every_problem(tmp_path: Path) -> None:
+    doc = experiment("/t.py")
+    doc["metadata"]["name"] = "Bad"
+    doc["spec"]["parameters"][0]["feasibleSpace"]["step"] = "-1"
+    done = katib("validate", str(write(tmp_path, doc)))
+    assert done.returncode == 2
+    assert "metadata.name" in done.stdout
+    assert "spec.parameters[0].feasibleSpace.step" in done.stdout
+    ok = katib("validate", str(write(tmp_path, experiment("/t.py"), "ok.yaml")))
+    assert ok.returncode == 0 and "valid" in ok.stdout
+
+
+def test_run_rejects_invalid_yaml_without_running(tmp_path: Path) -> None:
+    doc = experiment("/t.py")
+    doc["spec"]["parallelTrialCount"] = 0
+    done = katib("run", str(write(tmp_path, doc)), "--results", str(tmp_path / "r"))
+    assert done.returncode == 2
+    assert "spec.parallelTrialCount" in done.stdout
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    doc = experiment(write_trial_script(tmp_path), mode="slow", max_trials=6, parallel=2)
+    container(doc)["env"] = [{"name": "TRIAL_SLEEP", "value": "0.4"}]
+    path = write(tmp_path, doc)
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [*KATIB, "run", str(path), "--results", str(results), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    before: list[TrialRecord] = []
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if not (results / "experiment.db").exists():
+            continue
+        before = read_trials(results)
+        done = [t for t in before if t.condition is TrialCondition.SUCCEEDED]
+        running = [t for t in before if t.condition is TrialCondition.RUNNING]
+        if len(done) >= 2 and running:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {t.name: t for t in before if t.condition.completed}
+    interrupted = [t for t in before if not t.condition.completed]
+    assert len(finished) >= 2 and interrupted
+
+    again = katib("run", str(path), "--results", str(results), "--quiet")
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = read_trials(results)
+    assert len(after) == 6
+    assert all(t.condition is TrialCondition.SUCCEEDED for t in after)
+    by_name = {t.name: t for t in after}
+    for name, trial in finished.items():
+        assert by_name[name] == trial  # untouched: same observation, times, attempts
+    for trial in interrupted:  # re-run under the same name with the same assignments
+        assert by_name[trial.name].assignments == trial.assignments
+        assert by_name[trial.name].attempts == trial.attempts + 1
+        if "pid" in trial.extra:
+            assert not Path(f"/proc/{trial.extra['pid']}").exists() or _is_zombie(
+                trial.extra["pid"]
+            )
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -1,0 +1,240 @@
+"""End-to-end runs: real trial processes, real suggestion and DB services over gRPC."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from katib.api.errors import InvalidArgument
+from katib.controller import reconcile as rec
+from katib.controller.runner import ExperimentRunner, RunResult
+from katib.controller.trials import TrialCondition
+from katib.controller.validation import load_experiment
+from tests.controller.experiments import container, experiment, write_trial_script
+
+C = TrialCondition
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    return write_trial_script(tmp_path)
+
+
+def run(tmp_path: Path, doc: dict[str, Any], results: str = "results") -> RunResult:
+    return ExperimentRunner(load_experiment(doc), doc, tmp_path / results).run()
+
+
+def conditions(result: RunResult) -> list[TrialCondition]:
+    return [t.condition for t in result.trials]
+
+
+def test_success_runs_max_trials_with_observations(tmp_path: Path, script: Path) -> None:
+    result = run(tmp_path, experiment(script, max_trials=4, parallel=2))
+    assert result.decision.reason is rec.Reason.MAX_TRIALS_REACHED
+    assert conditions(result) == [C.SUCCEEDED] * 4
+    for trial in result.trials:
+        x, y = (float(v) for _, v in trial.assignments)
+        loss = trial.metric("loss")
+        assert loss is not None
+        assert float(loss.min) == pytest.approx((x - 0.3) ** 2 + y, abs=1e-5)
+        assert float(loss.max) == pytest.approx((x - 0.3) ** 2 + y + 1, abs=1e-5)
+        assert (tmp_path / "results" / "trials" / trial.name / "trial.log").exists()
+    best = min(result.trials, key=lambda t: float(t.metric("loss").min))  # type: ignore[union-attr]
+    assert result.decision.best_trial == best.name
+
+
+def test_goal_reached(tmp_path: Path, script: Path) -> None:
+    doc = experiment(
+        script,
+        max_trials=6,
+        parallel=1,
+        objective={"type": "minimize", "objectiveMetricName": "loss", "goal": 5},
+    )
+    result = run(tmp_path, doc)
+    assert result.decision.reason is rec.Reason.GOAL_REACHED
+    assert conditions(result) == [C.SUCCEEDED]
+
+
+def test_failures_below_max_failed_end_with_max_trials(tmp_path: Path, script: Path) -> None:
+    doc = experiment(script, mode="fail", max_trials=2, parallel=1, maxFailedTrialCount=2)
+    result = run(tmp_path, doc)
+    assert conditions(result) == [C.FAILED, C.FAILED]
+    assert result.decision.reason is rec.Reason.FAILED  # 2 failures reach the limit of 2
+    doc = experiment(script, mode="fail", max_trials=2, parallel=1, name="nolimit")
+    doc["spec"].pop("maxFailedTrialCount")
+    result = run(tmp_path, doc, results="nolimit")
+    assert conditions(result) == [C.FAILED, C.FAILED]
+    assert (result.decision.condition, result.decision.reason) == (
+        rec.Condition.SUCCEEDED,
+        rec.Reason.MAX_TRIALS_REACHED,
+    )
+    assert result.trials[0].exit_code == 3
+    log = tmp_path / "nolimit" / "trials" / result.trials[0].name / "trial.log"
+    assert log.read_text() == "crashing\n"
+
+
+def test_failures_beyond_max_failed_fail_and_stop(tmp_path: Path, script: Path) -> None:
+    result = run(
+        tmp_path, experiment(script, mode="fail", max_trials=10, parallel=2, maxFailedTrialCount=2)
+    )
+    assert (result.decision.condition, result.decision.reason) == (
+        rec.Condition.FAILED,
+        rec.Reason.FAILED,
+    )
+    assert conditions(result).count(C.FAILED) >= 2
+    assert set(conditions(result)) <= {C.FAILED, C.KILLED}
+    assert len(result.trials) <= 4
+
+
+def test_trial_without_metric_is_metrics_unavailable(tmp_path: Path, script: Path) -> None:
+    result = run(
+        tmp_path,
+        experiment(script, mode="silent", max_trials=2, parallel=1, maxFailedTrialCount=2),
+    )
+    assert conditions(result) == [C.METRICS_UNAVAILABLE] * 2
+    assert result.decision.reason is rec.Reason.FAILED  # MetricsUnavailable counts as failed
+    loss = result.trials[0].metric("loss")
+    assert loss is not None and loss.latest == "unavailable"
+
+
+SHELL_VALUES = ["a; touch pwned", "$(touch pwned2) `id` $HOME", "\"quote' & | > x"]
+
+
+def test_shell_metacharacters_pass_literally_and_grid_ends(tmp_path: Path) -> None:
+    echo = tmp_path / "echo.py"
+    echo.write_text(
+        textwrap.dedent("""
+        import json, os, sys
+        json.dump({"argv": sys.argv[1:], "trial": os.environ["KATIB_TRIAL_NAME"]},
+                  open("argv.json", "w"))
+        print("loss=1")
+    """)
+    )
+    doc = experiment(echo, parallel=2)
+    doc["spec"].pop("maxTrialCount")
+    doc["spec"]["algorithm"] = {"algorithmName": "grid"}
+    doc["spec"]["parameters"] = [
+        {"name": "v", "parameterType": "categorical", "feasibleSpace": {"list": SHELL_VALUES}}
+    ]
+    doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": "v", "reference": "v"}]
+    container(doc)["command"] = [
+        sys.executable,
+        str(echo),
+        "--v=${trialParameters.v}",
+        "${trialParameters.v}",
+    ]
+    result = run(tmp_path, doc)
+    assert result.decision.reason is rec.Reason.SUGGESTION_END_REACHED
+    seen = []
+    for trial in result.trials:
+        data = json.loads((tmp_path / "results" / "trials" / trial.name / "argv.json").read_text())
+        (value,) = (v for k, v in trial.assignments)
+        assert data == {"argv": [f"--v={value}", value], "trial": trial.name}
+        seen.append(value)
+    assert sorted(seen) == sorted(SHELL_VALUES)
+    assert not list(tmp_path.rglob("pwned*"))
+
+
+@pytest.mark.parametrize("fmt", ["TEXT", "JSON"])
+def test_file_collector(tmp_path: Path, fmt: str) -> None:
+    writer = tmp_path / "writer.py"
+    line = (
+        'f"{{\\"loss\\": {x}, \\"timestamp\\": 1}}"'
+        if fmt == "JSON"
+        else 'f"2024-01-01T00:00:00Z loss={x}"'
+    )
+    writer.write_text(
+        textwrap.dedent(f"""
+        import os, sys
+        x = float(sys.argv[2])
+        os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+        with open(sys.argv[1], "w") as f:
+            print({line}, file=f)
+        print("loss=999")  # stdout is not the metrics source
+    """)
+    )
+    doc = experiment(writer, max_trials=2, parallel=2)
+    doc["spec"]["metricsCollectorSpec"] = {
+        "collector": {"kind": "File"},
+        "source": {
+            "fileSystemPath": {"path": "/katib/metrics.log", "kind": "File", "format": fmt}
+        },
+    }
+    container(doc)["command"] = [
+        sys.executable,
+        str(writer),
+        "/katib/metrics.log",
+        "${trialParameters.x}",
+        "${trialParameters.y}",
+    ]
+    result = run(tmp_path, doc)
+    assert conditions(result) == [C.SUCCEEDED] * 2
+    for trial in result.trials:
+        assert trial.metric("loss").latest == trial.assignment_dict()["x"]  # type: ignore[union-attr]
+        assert (tmp_path / "results" / "trials" / trial.name / "katib" / "metrics.log").exists()
+
+
+def test_push_collector(tmp_path: Path) -> None:
+    pusher = tmp_path / "pusher.py"
+    pusher.write_text(
+        textwrap.dedent("""
+        import sys
+        from katib.controller.push import report_metrics
+        report_metrics({"loss": float(sys.argv[1]) + 1})
+        report_metrics({"loss": float(sys.argv[1]), "accuracy": 0.5})
+    """)
+    )
+    doc = experiment(pusher, max_trials=2, parallel=2)
+    doc["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "Push"}}
+    container(doc)["command"] = [
+        sys.executable,
+        str(pusher),
+        "${trialParameters.x}",
+        "${trialParameters.y}",
+    ]
+    result = run(tmp_path, doc)
+    assert conditions(result) == [C.SUCCEEDED] * 2
+    for trial in result.trials:
+        assert float(trial.metric("loss").min) == pytest.approx(  # type: ignore[union-attr]
+            float(trial.assignment_dict()["x"])
+        )
+
+
+def test_invalid_algorithm_settings_fail_before_any_trial(tmp_path: Path, script: Path) -> None:
+    doc = experiment(script)
+    doc["spec"]["algorithm"]["algorithmSettings"] = [{"name": "random_state", "value": "-4"}]
+    with pytest.raises(InvalidArgument, match="Validation failed"):
+        run(tmp_path, doc)
+    assert not (tmp_path / "results" / "trials").exists()
+
+
+def test_resume_policy_never_vs_long_running(tmp_path: Path, script: Path) -> None:
+    doc = experiment(script, max_trials=2, parallel=2)
+    first = run(tmp_path, doc)
+    doc["spec"]["maxTrialCount"] = 3
+    again = run(tmp_path, doc)
+    assert "does not restart" in again.note
+    assert [t.name for t in again.trials] == [t.name for t in first.trials]
+
+    doc = experiment(script, max_trials=2, parallel=2, resumePolicy="LongRunning", name="lr")
+    first = run(tmp_path, doc, results="lr")
+    doc["spec"]["maxTrialCount"] = 3
+    more = run(tmp_path, doc, results="lr")
+    assert more.decision.reason is rec.Reason.MAX_TRIALS_REACHED
+    assert [t.name for t in more.trials[:2]] == [t.name for t in first.trials]
+    assert len(more.trials) == 3 and all(t.attempts == 1 for t in more.trials)
+
+
+def test_changed_experiment_is_refused_in_the_same_results_dir(
+    tmp_path: Path, script: Path
+) -> None:
+    run(tmp_path, experiment(script, max_trials=1, parallel=1))
+    doc = experiment(script, max_trials=1, parallel=1)
+    doc["spec"]["objective"]["type"] = "maximize"
+    with pytest.raises(InvalidArgument, match="different experiment"):
+        run(tmp_path, doc)

@@ -1,0 +1,410 @@
+"""Every webhook rule rejects a bad Experiment with the field named; defaults are Katib's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from katib.api.errors import InvalidArgument
+from katib.controller.spec import CollectorKind, Distribution, FileFormat, ResumePolicy, Strategy
+from katib.controller.validation import load_experiment
+from tests.controller.experiments import container, experiment
+
+ALGORITHMS = ["random", "grid", "sobol"]
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def base() -> dict[str, Any]:
+    return experiment("/bin/trial.py")
+
+
+def spec(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]
+
+
+def param(i: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda doc: doc["spec"]["parameters"][i]
+
+
+def problems_of(doc: dict[str, Any]) -> list[str]:
+    with pytest.raises(InvalidArgument) as info:
+        load_experiment(doc, ALGORITHMS)
+    return info.value.problems
+
+
+def set_in(getter: Callable[[dict[str, Any]], dict[str, Any]], **values: Any) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        getter(doc).update(values)
+
+    return mutate
+
+
+def drop(getter: Callable[[dict[str, Any]], dict[str, Any]], key: str) -> Mutation:
+    return lambda doc: getter(doc).pop(key)
+
+
+def template(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["trialTemplate"]
+
+
+def objective(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["objective"]
+
+
+def collector(kind: str, **source: Any) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["spec"]["metricsCollectorSpec"] = {"collector": {"kind": kind}, "source": source}
+
+    return mutate
+
+
+CASES: list[tuple[str, Mutation, str]] = [
+    ("api version", lambda d: d.update(apiVersion="kubeflow.org/v1"), "apiVersion"),
+    ("kind", lambda d: d.update(kind="Job"), "kind"),
+    ("name missing", drop(lambda d: d["metadata"], "name"), "metadata.name"),
+    ("name regex anchored", set_in(lambda d: d["metadata"], name="abc_DEF"), "metadata.name"),
+    ("name trailing dash", set_in(lambda d: d["metadata"], name="abc-"), "metadata.name"),
+    ("name too long", set_in(lambda d: d["metadata"], name="a" * 41), "metadata.name"),
+    ("unknown spec field", set_in(spec, maxTrialCounts=3), "spec.maxTrialCounts"),
+    ("maxFailed negative", set_in(spec, maxFailedTrialCount=-1), "spec.maxFailedTrialCount"),
+    ("maxTrial zero", set_in(spec, maxTrialCount=0), "spec.maxTrialCount"),
+    ("parallel zero", set_in(spec, parallelTrialCount=0), "spec.parallelTrialCount"),
+    ("maxFailed > max", set_in(spec, maxFailedTrialCount=9), "spec.maxFailedTrialCount"),
+    ("parallel > max", set_in(spec, parallelTrialCount=9), "spec.parallelTrialCount"),
+    ("count not int", set_in(spec, maxTrialCount="ten"), "spec.maxTrialCount"),
+    ("objective missing", drop(spec, "objective"), "spec.objective"),
+    ("objective type", set_in(objective, type="lowest"), "spec.objective.type"),
+    (
+        "objective metric",
+        set_in(objective, objectiveMetricName=""),
+        "spec.objective.objectiveMetricName",
+    ),
+    (
+        "additional has objective",
+        set_in(objective, additionalMetricNames=["loss"]),
+        "spec.objective.additionalMetricNames",
+    ),
+    ("goal not number", set_in(objective, goal="low"), "spec.objective.goal"),
+    (
+        "strategy value",
+        set_in(objective, metricStrategies=[{"name": "loss", "value": "avg"}]),
+        "spec.objective.metricStrategies[0].value",
+    ),
+    (
+        "strategy unknown metric",
+        set_in(objective, metricStrategies=[{"name": "f1", "value": "max"}]),
+        "spec.objective.metricStrategies[0].name",
+    ),
+    ("algorithm missing", drop(spec, "algorithm"), "spec.algorithm"),
+    (
+        "algorithm empty",
+        set_in(lambda d: d["spec"]["algorithm"], algorithmName=""),
+        "spec.algorithm.algorithmName",
+    ),
+    (
+        "algorithm unknown",
+        set_in(lambda d: d["spec"]["algorithm"], algorithmName="bogus"),
+        "spec.algorithm.algorithmName",
+    ),
+    (
+        "early stopping unavailable",
+        set_in(spec, earlyStopping={"algorithmName": "medianstop"}),
+        "spec.earlyStopping.algorithmName",
+    ),
+    ("resume policy", set_in(spec, resumePolicy="Sometimes"), "spec.resumePolicy"),
+    ("no parameters", set_in(spec, parameters=[]), "spec.parameters"),
+    (
+        "params and nas",
+        set_in(spec, nasConfig={"graphConfig": {"numLayers": 1}}),
+        "spec.parameters",
+    ),
+    ("param type", set_in(param(0), parameterType="float"), "spec.parameters[0].parameterType"),
+    ("param name empty", set_in(param(0), name=""), "spec.parameters[0].name"),
+    ("duplicate param", set_in(param(1), name="x"), "spec.parameters[1].name"),
+    (
+        "feasible space missing",
+        drop(param(0), "feasibleSpace"),
+        "spec.parameters[0].feasibleSpace",
+    ),
+    (
+        "feasible space empty",
+        set_in(param(0), feasibleSpace={}),
+        "spec.parameters[0].feasibleSpace",
+    ),
+    (
+        "min missing",
+        drop(lambda d: d["spec"]["parameters"][1]["feasibleSpace"], "min"),
+        "spec.parameters[1].feasibleSpace.min",
+    ),
+    (
+        "min not number",
+        set_in(lambda d: d["spec"]["parameters"][1]["feasibleSpace"], min="a"),
+        "spec.parameters[1].feasibleSpace.min",
+    ),
+    (
+        "min >= max",
+        set_in(lambda d: d["spec"]["parameters"][1]["feasibleSpace"], min="5"),
+        "spec.parameters[1].feasibleSpace.min",
+    ),
+    (
+        "step <= 0",
+        set_in(lambda d: d["spec"]["parameters"][1]["feasibleSpace"], step="0"),
+        "spec.parameters[1].feasibleSpace.step",
+    ),
+    (
+        "int not integer",
+        set_in(param(1), parameterType="int"),
+        "spec.parameters[1].feasibleSpace.max",
+    ),
+    (
+        "list on double",
+        set_in(lambda d: d["spec"]["parameters"][0]["feasibleSpace"], list=["1"]),
+        "spec.parameters[0].feasibleSpace.list",
+    ),
+    (
+        "distribution",
+        set_in(lambda d: d["spec"]["parameters"][0]["feasibleSpace"], distribution="gaussian"),
+        "spec.parameters[0].feasibleSpace.distribution",
+    ),
+    (
+        "log min <= 0",
+        set_in(lambda d: d["spec"]["parameters"][0]["feasibleSpace"], distribution="logUniform"),
+        "spec.parameters[0].feasibleSpace.min",
+    ),
+    (
+        "categorical empty list",
+        set_in(param(0), parameterType="categorical", feasibleSpace={"list": []}),
+        "spec.parameters[0].feasibleSpace",
+    ),
+    (
+        "categorical with min",
+        set_in(param(0), parameterType="categorical", feasibleSpace={"list": ["a"], "min": "1"}),
+        "spec.parameters[0].feasibleSpace.min",
+    ),
+    (
+        "discrete not numeric",
+        set_in(param(0), parameterType="discrete", feasibleSpace={"list": ["1", "b"]}),
+        "spec.parameters[0].feasibleSpace.list[1]",
+    ),
+    ("collector kind", collector("Stdout"), "spec.metricsCollectorSpec.collector.kind"),
+    (
+        "collector unsupported locally",
+        collector("TensorFlowEvent"),
+        "spec.metricsCollectorSpec.collector.kind",
+    ),
+    (
+        "file path relative",
+        collector("File", fileSystemPath={"path": "m.log", "kind": "File"}),
+        "spec.metricsCollectorSpec.source.fileSystemPath.path",
+    ),
+    (
+        "file kind",
+        collector("File", fileSystemPath={"path": "/m", "kind": "Directory"}),
+        "spec.metricsCollectorSpec.source.fileSystemPath.kind",
+    ),
+    (
+        "file format",
+        collector("File", fileSystemPath={"path": "/m", "format": "CSV"}),
+        "spec.metricsCollectorSpec.source.fileSystemPath.format",
+    ),
+    (
+        "json with filter",
+        collector(
+            "File",
+            fileSystemPath={"path": "/m", "format": "JSON"},
+            filter={"metricsFormat": ["(\\w+)=(\\d+)"]},
+        ),
+        "spec.metricsCollectorSpec.source.filter",
+    ),
+    (
+        "filter bad regex",
+        collector("StdOut", filter={"metricsFormat": ["(a"]}),
+        "spec.metricsCollectorSpec.source.filter.metricsFormat[0]",
+    ),
+    (
+        "filter one group",
+        collector("StdOut", filter={"metricsFormat": ["loss=(\\d+)"]}),
+        "spec.metricsCollectorSpec.source.filter.metricsFormat[0]",
+    ),
+    ("template missing", drop(spec, "trialTemplate"), "spec.trialTemplate"),
+    (
+        "primary container missing",
+        drop(template, "primaryContainerName"),
+        "spec.trialTemplate.primaryContainerName",
+    ),
+    (
+        "primary container unknown",
+        set_in(template, primaryContainerName="main"),
+        "spec.trialTemplate.primaryContainerName",
+    ),
+    (
+        "trial parameters missing",
+        drop(template, "trialParameters"),
+        "spec.trialTemplate.trialParameters",
+    ),
+    (
+        "both spec and configmap",
+        set_in(template, configMap={"configMapName": "t"}),
+        "spec.trialTemplate",
+    ),
+    (
+        "configmap locally",
+        lambda d: (
+            template(d).pop("trialSpec"),
+            template(d).update(
+                configMap={"configMapName": "t", "configMapNamespace": "n", "templatePath": "p"}
+            ),
+        ),
+        "spec.trialTemplate.configMap",
+    ),
+    (
+        "trial param name braces",
+        lambda d: template(d)["trialParameters"][0].update(name="x}"),
+        "spec.trialTemplate.trialParameters[0].name",
+    ),
+    (
+        "trial param duplicate name",
+        lambda d: template(d)["trialParameters"][1].update(name="x"),
+        "spec.trialTemplate.trialParameters[1].name",
+    ),
+    (
+        "trial param empty reference",
+        lambda d: template(d)["trialParameters"][0].update(reference=""),
+        "spec.trialTemplate.trialParameters[0].reference",
+    ),
+    (
+        "trial param duplicate reference",
+        lambda d: template(d)["trialParameters"][1].update(reference="x"),
+        "spec.trialTemplate.trialParameters[1].reference",
+    ),
+    (
+        "trial param unknown reference",
+        lambda d: template(d)["trialParameters"][0].update(reference="lr"),
+        "spec.trialTemplate.trialParameters[0].reference",
+    ),
+    (
+        "trial param unknown meta",
+        lambda d: template(d)["trialParameters"].append(
+            {"name": "meta", "reference": "${trialSpec.Uid}"}
+        ),
+        "spec.trialTemplate.trialParameters[2]",
+    ),
+    (
+        "trial param unused",
+        lambda d: template(d)["trialParameters"].append(
+            {"name": "unused", "reference": "${trialSpec.Name}"}
+        ),
+        "spec.trialTemplate.trialParameters[2].name",
+    ),
+    (
+        "placeholder undeclared",
+        lambda d: container(d)["command"].append("${trialParameters.z}"),
+        "spec.trialTemplate.trialParameters",
+    ),
+    (
+        "template metadata name",
+        lambda d: template(d)["trialSpec"].update(metadata={"name": "fixed"}),
+        "spec.trialTemplate.trialSpec.metadata.name",
+    ),
+    (
+        "template kind missing",
+        lambda d: template(d)["trialSpec"].pop("kind"),
+        "spec.trialTemplate.trialSpec.kind",
+    ),
+    (
+        "conditions for unknown kind",
+        lambda d: template(d)["trialSpec"].update(kind="Pod"),
+        "spec.trialTemplate.successCondition",
+    ),
+    (
+        "no command",
+        lambda d: container(d).pop("command"),
+        "spec.trialTemplate.primaryContainerName",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_rule_rejects_with_field_path(mutate: Mutation, field: str) -> None:
+    doc = base()
+    mutate(doc)
+    problems = problems_of(doc)
+    assert any(p.startswith(field) for p in problems), problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    doc = base()
+    doc["metadata"]["name"] = "Bad_Name"
+    doc["spec"]["parallelTrialCount"] = 0
+    doc["spec"]["parameters"][0]["feasibleSpace"]["min"] = "2"
+    doc["spec"]["algorithm"]["algorithmName"] = "nope"
+    problems = problems_of(doc)
+    fields = [p.split(":")[0] for p in problems]
+    assert {
+        "metadata.name",
+        "spec.parallelTrialCount",
+        "spec.parameters[0].feasibleSpace.min",
+        "spec.algorithm.algorithmName",
+    } <= set(fields)
+
+
+def test_messages_say_what_to_do() -> None:
+    doc = base()
+    doc["spec"]["parameters"][1]["feasibleSpace"]["min"] = "5"
+    (problem,) = problems_of(doc)
+    assert problem == ("spec.parameters[1].feasibleSpace.min: min (5) must be less than max (0.1)")
+
+
+def test_katib_defaults() -> None:
+    doc = base()
+    for key in ("parallelTrialCount", "maxFailedTrialCount"):
+        doc["spec"].pop(key)
+    exp = load_experiment(doc, ALGORITHMS)
+    assert exp.parallel_trial_count == 3
+    assert exp.max_failed_trial_count is None
+    assert exp.resume_policy is ResumePolicy.NEVER
+    assert exp.metrics_collector.kind is CollectorKind.STDOUT
+    assert exp.metrics_collector.file_system_path is not None
+    assert exp.metrics_collector.file_system_path.format is FileFormat.TEXT
+    assert exp.parameters[0].feasible_space.distribution is Distribution.UNIFORM
+    # Katib: additional metrics get the objective-type default strategy, not `latest`.
+    assert exp.objective.strategy("loss") is Strategy.MIN
+    assert exp.objective.strategy("accuracy") is Strategy.MIN
+    assert exp.trial_template.success_condition == (
+        'status.conditions.#(type=="Complete")#|#(status=="True")#'
+    )
+    assert exp.trial_template.failure_condition.startswith('status.conditions.#(type=="Failed")')
+
+
+def test_numbers_in_feasible_space_are_accepted_as_strings() -> None:
+    doc = base()
+    doc["spec"]["parameters"][0]["feasibleSpace"] = {"min": 0.5, "max": 2, "step": 0.5}
+    exp = load_experiment(doc, ALGORITHMS)
+    assert (exp.parameters[0].feasible_space.min, exp.parameters[0].feasible_space.step) == (
+        "0.5",
+        "0.5",
+    )
+
+
+def test_meta_references_are_valid() -> None:
+    doc = base()
+    doc["spec"]["trialTemplate"]["trialParameters"].append(
+        {"name": "trialName", "reference": "${trialSpec.Name}"}
+    )
+    container(doc)["command"].append("--name=${trialParameters.trialName}")
+    exp = load_experiment(doc, ALGORITHMS)
+    assert exp.trial_template.trial_parameters[2].reference == "${trialSpec.Name}"
+
+
+def test_examples_are_valid() -> None:
+    from pathlib import Path
+
+    from katib.controller.validation import load_file
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    for name in ("random", "sobol", "grid"):
+        assert load_file(root / f"{name}.yaml").algorithm.algorithm_name == name
+    for name in ("tpe", "multivariate-tpe"):
+        assert load_file(root / f"{name}.yaml", [name]).algorithm.algorithm_name == name
