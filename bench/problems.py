@@ -169,7 +169,7 @@ SUITES: dict[str, Suite] = {
                    peers=("optuna:tpe", "hyperopt:tpe")),
     "standard": Suite(
         "standard",
-        ("branin", "hartmann6", "levy-5d", "mixed", "hartmann6-noisy", "svc-digits"),
+        ("branin", "hartmann6", "levy-5d", "mixed", "hartmann6-noisy", "svc-breast-cancer"),
         budget=100, seeds=10, peers=FAST_PEERS,
     ),
     "full": Suite("full", (), budget=100, seeds=10, peers=None),  # () = every problem
