@@ -7,7 +7,8 @@ skipped with a note (:func:`peer_contenders`).
 ============== ====================================================================
 name           what runs
 ============== ====================================================================
-optuna:tpe     ``TPESampler(seed)`` (``constant_liar`` when the batch exceeds 1)
+optuna:tpe     ``TPESampler(seed, multivariate=False)`` (``constant_liar`` only when the batch
+               exceeds 1; both set explicitly: Optuna 5 defaults to multivariate and liar)
 optuna:tpe-mv  the same with ``multivariate=True``
 optuna:random  ``RandomSampler(seed)``
 optuna:cmaes   ``CmaEsSampler(seed)`` (independent sampling for categoricals) — needs cmaes
@@ -116,7 +117,8 @@ def _optuna(kind: str) -> Callable[[Problem, RunSettings], Optimizer]:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         liar = run.batch > 1
         factories: dict[str, Callable[[], Any]] = {
-            "tpe": lambda: samplers.TPESampler(seed=run.seed, constant_liar=liar),
+            "tpe": lambda: samplers.TPESampler(seed=run.seed, multivariate=False,
+                                               constant_liar=liar),
             "tpe-mv": lambda: samplers.TPESampler(seed=run.seed, multivariate=True,
                                                   constant_liar=liar),
             "random": lambda: samplers.RandomSampler(seed=run.seed),

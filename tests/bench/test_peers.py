@@ -40,6 +40,17 @@ def test_optuna_peer_is_reproducible_from_the_seed() -> None:
     assert params(1) != params(2)
 
 
+def test_optuna_tpe_is_univariate_and_tpe_mv_multivariate() -> None:
+    """Optuna 5 made ``multivariate`` the default; the two peers must still differ."""
+    pytest.importorskip("optuna")
+    contenders, _ = peers.peer_contenders(["optuna:tpe", "optuna:tpe-mv"])
+    problem = problems.get("hartmann3")
+    runs = [run_one(problem, c, RunSettings(seed=0, budget=16, batch=1)) for c in contenders]
+    uni, multi = ([t.params for t in r.trials] for r in runs)
+    assert uni[:10] == multi[:10]  # the same seeded random start-up trials
+    assert uni[10:] != multi[10:]
+
+
 @pytest.mark.parametrize("name", [n for n in peers.PEERS if n.split(":")[0] != "optuna"])
 def test_other_installed_peers(name: str) -> None:
     if peers.missing(name):
