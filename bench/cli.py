@@ -1,0 +1,174 @@
+"""``katib-bench``: compare suggestion algorithms and peer libraries on standard problems.
+
+    katib-bench list
+    katib-bench run                                   # smoke suite, about a minute
+    katib-bench run --suite standard --out results/bench
+    katib-bench run --algorithms random,sobol,tpe --peers optuna:tpe \\
+        --problems branin,hartmann6 --budget 100 --seeds 10 --batch 1 --out results/bench
+    katib-bench run --algorithms none --service mine=tpe@10.0.0.5:6789 --problems branin
+    katib-bench latency --algorithms random,sobol --sizes 10,100,1000 --out results/latency
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from katib.bench import harness, peers, problems
+from katib.bench.latency import LatencySample
+from katib.bench.runner import RunResult
+from katib.suggestion import registry
+
+logger = logging.getLogger(__name__)
+
+
+def _names(text: str | None, everything: Sequence[str]) -> list[str] | None:
+    """``None`` for unset, ``all``/``none`` keywords, else the comma-separated names."""
+    if text is None:
+        return None
+    if text.strip() == "all":
+        return list(everything)
+    if text.strip() in ("none", ""):
+        return []
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _progress(result: RunResult, done: int, total: int) -> None:
+    if result.error and not result.trials:
+        status = f"skipped: {result.error}"
+    else:
+        best = result.trials[-1].best if result.trials else None
+        status = f"best {best:.6g}" if best is not None else "no successful trial"
+        status += f" in {len(result.trials)} trials, {result.wall_s:.2f} s"
+        status += " (exhausted)" if result.exhausted else ""
+        status += f" error: {result.error}" if result.error else ""
+    print(f"[{done}/{total}] {result.problem} {result.algorithm} seed {result.seed}: {status}",
+          file=sys.stderr, flush=True)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print problems, algorithms, peers and suites."""
+    print("problems:")
+    for name in problems.names():
+        p = problems.get(name)
+        optimum = f"optimum {p.optimum:.6g}" if p.optimum is not None else "optimum unknown"
+        print(f"  {name:<20} {p.kind:<9} {p.space.dim:>2} params  {optimum:<20} {p.description}")
+    print("algorithms (our suggestion service):")
+    print("  " + ", ".join(registry.names()))
+    print("peers:")
+    for name in peers.PEERS:
+        lacking = peers.missing(name)
+        print(f"  {name:<14} " + (f"not installed ({', '.join(lacking)})" if lacking
+                                  else "installed"))
+    print("suites:")
+    for suite in problems.SUITES.values():
+        resolved = problems.suite(suite.name)
+        print(f"  {suite.name:<9} budget {suite.budget}, {suite.seeds} seeds: "
+              + ", ".join(resolved.problems))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a comparison and print the table."""
+    suite = problems.suite(args.suite)
+    algorithms = _names(args.algorithms, registry.names())
+    chosen_peers = _names(args.peers, list(peers.PEERS))
+    if chosen_peers is None:
+        chosen_peers = list(peers.PEERS) if suite.peers is None else list(suite.peers)
+    result = harness.compare(
+        algorithms=registry.names() if algorithms is None else algorithms,
+        services=args.service or (),
+        peers=chosen_peers,
+        problems=_names(args.problems, problems.names()) or list(suite.problems),
+        budget=args.budget or suite.budget,
+        seeds=list(range(args.seed_start, args.seed_start + (args.seeds or suite.seeds))),
+        batch=args.batch,
+        asynchronous=args.mode == "async",
+        out=args.out,
+        progress=None if args.quiet else _progress,
+    )
+    print(result.table)
+    for note in result.notes:
+        print(f"note: {note}")
+    for kind, path in result.files.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    """Run the latency sweep and print its table."""
+    algorithms = _names(args.algorithms, registry.names())
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    def progress(sample: LatencySample) -> None:
+        if not args.quiet:
+            print(f"{sample.algorithm} n={sample.history}: {sample.median * 1e3:.2f} ms",
+                  file=sys.stderr, flush=True)
+
+    _, table = harness.latency(
+        algorithms=registry.names() if algorithms is None else algorithms,
+        services=args.service or (), problem=args.problem, sizes=sizes, repeats=args.repeats,
+        count=args.count, out=args.out, progress=progress,
+    )
+    print(table)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    top = argparse.ArgumentParser(prog="katib-bench", description=__doc__.split("\n")[0],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  epilog=__doc__.split("\n", 1)[1])
+    top.add_argument("--log-level", default="WARNING")
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="problems, algorithms, peers and suites").set_defaults(
+        func=cmd_list)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--algorithms", help="our algorithms, comma-separated, 'all' (default) "
+                       "or 'none'")
+        p.add_argument("--service", action="append", metavar="NAME=[ALGORITHM@]HOST:PORT",
+                       help="a Katib-compatible suggestion service (repeatable)")
+        p.add_argument("--out", help="directory for CSV, JSON, tables and PNG plots")
+        p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    run = sub.add_parser("run", help="compare contenders on problems")
+    common(run)
+    run.add_argument("--suite", default="smoke", choices=sorted(problems.SUITES))
+    run.add_argument("--problems", help="comma-separated problem names (default: the suite's)")
+    run.add_argument("--peers", help="peer libraries, comma-separated, 'all' or 'none' "
+                     "(default: the suite's)")
+    run.add_argument("--budget", type=int, help="trials per run (default: the suite's)")
+    run.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
+    run.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    run.add_argument("--batch", type=int, default=1, help="suggestions per call (default 1)")
+    run.add_argument("--mode", choices=("batch", "async"), default="batch",
+                     help="batch: ask k once all trials are done; async: keep k in flight")
+    run.set_defaults(func=cmd_run)
+
+    lat = sub.add_parser("latency", help="GetSuggestions time against history size")
+    common(lat)
+    lat.add_argument("--problem", default="mixed", help="problem whose space is used")
+    lat.add_argument("--sizes", default="10,30,100,300,1000", help="history sizes")
+    lat.add_argument("--repeats", type=int, default=5, help="timed calls per size")
+    lat.add_argument("--count", type=int, default=1, help="suggestions per call")
+    lat.set_defaults(func=cmd_latency)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (KeyError, ValueError) as exc:
+        print(f"katib-bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
