@@ -44,8 +44,11 @@ def _progress(result: RunResult, done: int, total: int) -> None:
         status += f" in {len(result.trials)} trials, {result.wall_s:.2f} s"
         status += " (exhausted)" if result.exhausted else ""
         status += f" error: {result.error}" if result.error else ""
-    print(f"[{done}/{total}] {result.problem} {result.algorithm} seed {result.seed}: {status}",
-          file=sys.stderr, flush=True)
+    print(
+        f"[{done}/{total}] {result.problem} {result.algorithm} seed {result.seed}: {status}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -60,13 +63,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("peers:")
     for name in peers.PEERS:
         lacking = peers.missing(name)
-        print(f"  {name:<14} " + (f"not installed ({', '.join(lacking)})" if lacking
-                                  else "installed"))
+        print(
+            f"  {name:<14} "
+            + (f"not installed ({', '.join(lacking)})" if lacking else "installed")
+        )
     print("suites:")
     for suite in problems.SUITES.values():
         resolved = problems.suite(suite.name)
-        print(f"  {suite.name:<9} budget {suite.budget}, {suite.seeds} seeds: "
-              + ", ".join(resolved.problems))
+        print(
+            f"  {suite.name:<9} budget {suite.budget}, {suite.seeds} seeds: "
+            + ", ".join(resolved.problems)
+        )
     return 0
 
 
@@ -104,13 +111,21 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
     def progress(sample: LatencySample) -> None:
         if not args.quiet:
-            print(f"{sample.algorithm} n={sample.history}: {sample.median * 1e3:.2f} ms",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{sample.algorithm} n={sample.history}: {sample.median * 1e3:.2f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
 
     _, table = harness.latency(
         algorithms=registry.names() if algorithms is None else algorithms,
-        services=args.service or (), problem=args.problem, sizes=sizes, repeats=args.repeats,
-        count=args.count, out=args.out, progress=progress,
+        services=args.service or (),
+        problem=args.problem,
+        sizes=sizes,
+        repeats=args.repeats,
+        count=args.count,
+        out=args.out,
+        progress=progress,
     )
     print(table)
     return 0
@@ -118,19 +133,28 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    top = argparse.ArgumentParser(prog="katib-bench", description=__doc__.split("\n")[0],
-                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                  epilog=__doc__.split("\n", 1)[1])
+    top = argparse.ArgumentParser(
+        prog="katib-bench",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 1)[1],
+    )
     top.add_argument("--log-level", default="WARNING")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="problems, algorithms, peers and suites").set_defaults(
-        func=cmd_list)
+        func=cmd_list
+    )
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--algorithms", help="our algorithms, comma-separated, 'all' (default) "
-                       "or 'none'")
-        p.add_argument("--service", action="append", metavar="NAME=[ALGORITHM@]HOST:PORT",
-                       help="a Katib-compatible suggestion service (repeatable)")
+        p.add_argument(
+            "--algorithms", help="our algorithms, comma-separated, 'all' (default) or 'none'"
+        )
+        p.add_argument(
+            "--service",
+            action="append",
+            metavar="NAME=[ALGORITHM@]HOST:PORT",
+            help="a Katib-compatible suggestion service (repeatable)",
+        )
         p.add_argument("--out", help="directory for CSV, JSON, tables and PNG plots")
         p.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -138,14 +162,19 @@ def parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--suite", default="smoke", choices=sorted(problems.SUITES))
     run.add_argument("--problems", help="comma-separated problem names (default: the suite's)")
-    run.add_argument("--peers", help="peer libraries, comma-separated, 'all' or 'none' "
-                     "(default: the suite's)")
+    run.add_argument(
+        "--peers", help="peer libraries, comma-separated, 'all' or 'none' (default: the suite's)"
+    )
     run.add_argument("--budget", type=int, help="trials per run (default: the suite's)")
     run.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
     run.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
     run.add_argument("--batch", type=int, default=1, help="suggestions per call (default 1)")
-    run.add_argument("--mode", choices=("batch", "async"), default="batch",
-                     help="batch: ask k once all trials are done; async: keep k in flight")
+    run.add_argument(
+        "--mode",
+        choices=("batch", "async"),
+        default="batch",
+        help="batch: ask k once all trials are done; async: keep k in flight",
+    )
     run.set_defaults(func=cmd_run)
 
     lat = sub.add_parser("latency", help="GetSuggestions time against history size")
@@ -161,8 +190,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args))
     except (KeyError, ValueError) as exc:

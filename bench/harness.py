@@ -79,16 +79,32 @@ def compare(
             notes.append(f"{r.algorithm} on {r.problem}: {r.error}")
     notes = list(dict.fromkeys(notes))
     summary = report.summarise(results, chosen, budget)
-    result = Report(results, summary, report.format_table(summary, chosen),
-                    report.format_table(summary, chosen, markdown=True), notes)
+    result = Report(
+        results,
+        summary,
+        report.format_table(summary, chosen),
+        report.format_table(summary, chosen, markdown=True),
+        notes,
+    )
     if out is not None:
         meta = {
-            "problems": {p.name: {"kind": p.kind, "dim": p.space.dim, "optimum": p.optimum,
-                                  "description": p.description} for p in chosen},
+            "problems": {
+                p.name: {
+                    "kind": p.kind,
+                    "dim": p.space.dim,
+                    "optimum": p.optimum,
+                    "description": p.description,
+                }
+                for p in chosen
+            },
             "contenders": list(dict.fromkeys(r.algorithm for r in results)),
-            "seeds": config.seeds, "budget": budget, "batch": batch,
-            "mode": "async" if asynchronous else "batch", "notes": notes,
-            "python": platform.python_version(), "peer_versions": _versions(),
+            "seeds": config.seeds,
+            "budget": budget,
+            "batch": batch,
+            "mode": "async" if asynchronous else "batch",
+            "notes": notes,
+            "python": platform.python_version(),
+            "peer_versions": _versions(),
         }
         result.files = write_outputs(Path(out), chosen, results, summary, result, meta)
     return result
@@ -111,15 +127,24 @@ def _versions() -> dict[str, str]:
 
 
 def write_outputs(
-    out: Path, chosen: Sequence[problems.Problem], results: Sequence[RunResult],
-    summary: Sequence[dict[str, Any]], result: Report, meta: dict[str, Any],
+    out: Path,
+    chosen: Sequence[problems.Problem],
+    results: Sequence[RunResult],
+    summary: Sequence[dict[str, Any]],
+    result: Report,
+    meta: dict[str, Any],
 ) -> dict[str, Path]:
     """Write CSV, JSON, tables and plots; returns the paths by kind."""
     out.mkdir(parents=True, exist_ok=True)
     refs = report.reference_values(chosen, results)
-    files = {"csv": out / "runs.csv", "json": out / "runs.json", "table": out / "table.txt",
-             "markdown": out / "table.md", "convergence": out / "convergence.png",
-             "latency": out / "suggest-latency.png"}
+    files = {
+        "csv": out / "runs.csv",
+        "json": out / "runs.json",
+        "table": out / "table.txt",
+        "markdown": out / "table.md",
+        "convergence": out / "convergence.png",
+        "latency": out / "suggest-latency.png",
+    }
     report.write_csv(files["csv"], report.trial_rows(results, refs))
     report.write_json(files["json"], meta, results, refs, summary)
     notes = "".join(f"note: {n}\n" for n in result.notes)
@@ -130,8 +155,12 @@ def write_outputs(
     curves = report.regret_curves(results, refs, budget)
     title = f"median regret and IQR over {len(meta['seeds'])} seeds (batch {meta['batch']})"
     plots.plot_convergence(files["convergence"], curves, [p.name for p in chosen], kinds, title)
-    plots.plot_latency(files["latency"], plots.latency_by_history(results), kinds,
-                       "suggestion latency during the runs")
+    plots.plot_latency(
+        files["latency"],
+        plots.latency_by_history(results),
+        kinds,
+        "suggestion latency during the runs",
+    )
     return files
 
 
@@ -148,8 +177,9 @@ def latency(
     """GetSuggestions time against history size for each service; returns samples and table."""
     chosen = problems.get(problem)
     with Services(algorithms, _targets(services)) as running:
-        samples = latency_mode.run_latency(running.endpoints, chosen, sizes, repeats, count,
-                                           progress=progress)
+        samples = latency_mode.run_latency(
+            running.endpoints, chosen, sizes, repeats, count, progress=progress
+        )
     table = latency_mode.format_latency(samples)
     if out is not None:
         path = Path(out)
@@ -162,20 +192,37 @@ def latency(
                     writer.writerow([s.algorithm, s.history, i, sec, s.error or ""])
                 if s.error:
                     writer.writerow([s.algorithm, s.history, "", "", s.error])
-        (path / "latency.json").write_text(json.dumps(
-            {"problem": problem, "count": count, "repeats": repeats,
-             "samples": [{"algorithm": s.algorithm, "history": s.history,
-                          "seconds": list(s.seconds), "error": s.error} for s in samples]},
-            indent=1))
+        (path / "latency.json").write_text(
+            json.dumps(
+                {
+                    "problem": problem,
+                    "count": count,
+                    "repeats": repeats,
+                    "samples": [
+                        {
+                            "algorithm": s.algorithm,
+                            "history": s.history,
+                            "seconds": list(s.seconds),
+                            "error": s.error,
+                        }
+                        for s in samples
+                    ],
+                },
+                indent=1,
+            )
+        )
         (path / "latency.txt").write_text(table + "\n")
-        kinds = {s.algorithm: "katib" if s.algorithm in algorithms else "service"
-                 for s in samples}
+        kinds = {s.algorithm: "katib" if s.algorithm in algorithms else "service" for s in samples}
         series: dict[str, tuple[list[float], list[float]]] = {}
         for s in samples:
             if not s.error:
                 xs, ys = series.setdefault(s.algorithm, ([], []))
                 xs.append(float(s.history))
                 ys.append(s.median)
-        plots.plot_latency(path / "latency.png", series, kinds,
-                           f"GetSuggestions latency ({problem}, {count} per call)")
+        plots.plot_latency(
+            path / "latency.png",
+            series,
+            kinds,
+            f"GetSuggestions latency ({problem}, {count} per call)",
+        )
     return samples, table

@@ -60,18 +60,30 @@ def synthetic_history(problem: Problem, size: int, seed: int) -> list[pb.Trial]:
 
 
 def measure(
-    channel: grpc.Channel, target: ServiceTarget, problem: Problem, history: Sequence[pb.Trial],
-    repeats: int, count: int = 1, seed: int = 0,
+    channel: grpc.Channel,
+    target: ServiceTarget,
+    problem: Problem,
+    history: Sequence[pb.Trial],
+    repeats: int,
+    count: int = 1,
+    seed: int = 0,
 ) -> LatencySample:
     """Time ``repeats`` GetSuggestions calls (after one warm-up call) for one history."""
     stub = api_pb2_grpc.SuggestionStub(channel)
     experiment = experiment_to_proto(
-        f"latency-{problem.name}", problem.space, target.algorithm,
-        [("random_state", str(seed))], budget=len(history) + count, batch=count,
+        f"latency-{problem.name}",
+        problem.space,
+        target.algorithm,
+        [("random_state", str(seed))],
+        budget=len(history) + count,
+        batch=count,
     )
-    request = pb.GetSuggestionsRequest(experiment=experiment, trials=history,
-                                       current_request_number=count,
-                                       total_request_number=len(history) + count)
+    request = pb.GetSuggestionsRequest(
+        experiment=experiment,
+        trials=history,
+        current_request_number=count,
+        total_request_number=len(history) + count,
+    )
     seconds = []
     try:
         stub.GetSuggestions(request, timeout=DEADLINE)
@@ -87,8 +99,12 @@ def measure(
 
 
 def run_latency(
-    channels: Sequence[tuple[ServiceTarget, grpc.Channel]], problem: Problem,
-    sizes: Sequence[int] = SIZES, repeats: int = 5, count: int = 1, seed: int = 0,
+    channels: Sequence[tuple[ServiceTarget, grpc.Channel]],
+    problem: Problem,
+    sizes: Sequence[int] = SIZES,
+    repeats: int = 5,
+    count: int = 1,
+    seed: int = 0,
     progress: Callable[[LatencySample], object] | None = None,
 ) -> list[LatencySample]:
     """Every contender at every history size; a contender that fails stops growing."""
@@ -122,9 +138,13 @@ def format_latency(samples: Sequence[LatencySample], markdown: bool = False) -> 
             row.append("-" if s is None else "error" if s.error else f"{s.median * 1e3:.2f}")
         body.append(row)
     if markdown:
-        return "\n".join(["| " + " | ".join(header) + " |",
-                          "|" + "|".join("---" for _ in header) + "|",
-                          *("| " + " | ".join(r) + " |" for r in body)])
+        return "\n".join(
+            [
+                "| " + " | ".join(header) + " |",
+                "|" + "|".join("---" for _ in header) + "|",
+                *("| " + " | ".join(r) + " |" for r in body),
+            ]
+        )
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in body)])

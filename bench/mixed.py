@@ -95,7 +95,11 @@ def mixed_problem(blocks: int) -> Problem:
         optimiser.update(_block_optimiser(s, h))
     name = "mixed" if blocks == 1 else f"mixed-{7 * blocks}"
     return Problem(
-        name, space, objective, optimum=0.0, kind="mixed",
+        name,
+        space,
+        objective,
+        optimum=0.0,
+        kind="mixed",
         description=f"{7 * blocks} mixed-type parameters (log doubles, ints, categorical, "
         "discrete, stepped double) with an optimum of 0 by construction",
         optimiser=optimiser,

@@ -103,10 +103,15 @@ def _optuna_distribution(spec: ParameterSpec) -> Any:
         return d.CategoricalDistribution(tuple(float(c) for c in spec.choices))
     log = spec.distribution.is_log
     if spec.type is ParameterType.INT:
-        return d.IntDistribution(int(spec.low or 0), int(spec.high or 0), log=log,
-                                 step=1 if log else int(spec.step or 1))
-    return d.FloatDistribution(spec.low or 0.0, spec.high or 0.0, log=log,
-                               step=None if log else spec.step)
+        return d.IntDistribution(
+            int(spec.low or 0),
+            int(spec.high or 0),
+            log=log,
+            step=1 if log else int(spec.step or 1),
+        )
+    return d.FloatDistribution(
+        spec.low or 0.0, spec.high or 0.0, log=log, step=None if log else spec.step
+    )
 
 
 def _optuna(kind: str) -> Callable[[Problem, RunSettings], Optimizer]:
@@ -117,14 +122,17 @@ def _optuna(kind: str) -> Callable[[Problem, RunSettings], Optimizer]:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         liar = run.batch > 1
         factories: dict[str, Callable[[], Any]] = {
-            "tpe": lambda: samplers.TPESampler(seed=run.seed, multivariate=False,
-                                               constant_liar=liar),
-            "tpe-mv": lambda: samplers.TPESampler(seed=run.seed, multivariate=True,
-                                                  constant_liar=liar),
+            "tpe": lambda: samplers.TPESampler(
+                seed=run.seed, multivariate=False, constant_liar=liar
+            ),
+            "tpe-mv": lambda: samplers.TPESampler(
+                seed=run.seed, multivariate=True, constant_liar=liar
+            ),
             "random": lambda: samplers.RandomSampler(seed=run.seed),
             "cmaes": lambda: samplers.CmaEsSampler(seed=run.seed, warn_independent_sampling=False),
-            "qmc": lambda: samplers.QMCSampler(seed=run.seed, scramble=True,
-                                               warn_independent_sampling=False),
+            "qmc": lambda: samplers.QMCSampler(
+                seed=run.seed, scramble=True, warn_independent_sampling=False
+            ),
             "gp": lambda: samplers.GPSampler(seed=run.seed),
         }
         return OptunaOptimizer(problem.space, factories[kind]())
@@ -182,8 +190,11 @@ def _hyperopt_expr(spec: ParameterSpec) -> Any:
     from hyperopt import hp
 
     if not spec.is_numeric_range:
-        values = spec.choices if spec.type is ParameterType.CATEGORICAL else \
-            tuple(float(c) for c in spec.choices)
+        values = (
+            spec.choices
+            if spec.type is ParameterType.CATEGORICAL
+            else tuple(float(c) for c in spec.choices)
+        )
         return hp.choice(spec.name, list(values))
     low, high = float(spec.low or 0.0), float(spec.high or 0.0)
     if spec.type is ParameterType.INT:  # widen by half a step so rounding is fair
@@ -197,8 +208,9 @@ def _hyperopt(kind: str) -> Callable[[Problem, RunSettings], Optimizer]:
     def make(problem: Problem, run: RunSettings) -> Optimizer:
         from hyperopt import rand, tpe
 
-        return HyperoptOptimizer(problem.space, {"tpe": tpe.suggest, "rand": rand.suggest}[kind],
-                                 run.seed)
+        return HyperoptOptimizer(
+            problem.space, {"tpe": tpe.suggest, "rand": rand.suggest}[kind], run.seed
+        )
 
     return make
 
@@ -218,8 +230,11 @@ class SkoptOptimizer:
             elif p.type is ParameterType.INT:
                 dims.append(Integer(int(p.low or 0), int(p.high or 0), prior=prior, name=p.name))
             else:
-                values = [float(c) for c in p.choices] if p.type is ParameterType.DISCRETE \
+                values = (
+                    [float(c) for c in p.choices]
+                    if p.type is ParameterType.DISCRETE
                     else list(p.choices)
+                )
                 dims.append(Categorical(values, name=p.name))
         self.space = space
         self.opt = SkOptimizer(dims, base_estimator="GP", n_initial_points=10, random_state=seed)
@@ -291,8 +306,10 @@ class Peer:
 PEERS: dict[str, Peer] = {
     p.name: p
     for p in (
-        *(Peer(f"optuna:{k}", ("optuna",), _optuna(k))
-          for k in ("tpe", "tpe-mv", "random", "qmc")),
+        *(
+            Peer(f"optuna:{k}", ("optuna",), _optuna(k))
+            for k in ("tpe", "tpe-mv", "random", "qmc")
+        ),
         Peer("optuna:cmaes", ("optuna", "cmaes"), _optuna("cmaes")),
         Peer("optuna:gp", ("optuna", "torch"), _optuna("gp")),
         Peer("hyperopt:tpe", ("hyperopt",), _hyperopt("tpe")),

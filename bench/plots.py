@@ -42,8 +42,11 @@ def _styles(names: Sequence[str], kinds: Mapping[str, str]) -> dict[str, str]:
 
 
 def plot_convergence(
-    path: Path, curves: Mapping[tuple[str, str], np.ndarray], problems: Sequence[str],
-    kinds: Mapping[str, str], title: str = "",
+    path: Path,
+    curves: Mapping[tuple[str, str], np.ndarray],
+    problems: Sequence[str],
+    kinds: Mapping[str, str],
+    title: str = "",
 ) -> None:
     """Write the convergence figure: ``curves[(problem, algorithm)]`` is ``(seeds, budget)``."""
     plt = _pyplot()
@@ -66,11 +69,12 @@ def plot_convergence(
         ax.set_xlabel("trials")
         ax.set_ylabel("regret (best so far)")
         ax.grid(True, which="major", alpha=0.3)
-    for ax in list(axes.flat)[len(problems):]:
+    for ax in list(axes.flat)[len(problems) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=9,
-               frameon=False)
+    fig.legend(
+        handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=9, frameon=False
+    )
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 6), 1, 0.97 if title else 1))
@@ -80,8 +84,10 @@ def plot_convergence(
 
 
 def plot_latency(
-    path: Path, points: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    kinds: Mapping[str, str], title: str = "suggestion latency",
+    path: Path,
+    points: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    kinds: Mapping[str, str],
+    title: str = "suggestion latency",
 ) -> None:
     """Latency (seconds, log) against history size: ``points[name] = (sizes, seconds)``."""
     plt = _pyplot()
@@ -91,8 +97,9 @@ def plot_latency(
     for name in names:
         sizes, seconds = points[name]
         if len(sizes):
-            ax.plot(sizes, seconds, styles[name], marker="o", ms=3, color=colours[name],
-                    label=name)
+            ax.plot(
+                sizes, seconds, styles[name], marker="o", ms=3, color=colours[name], label=name
+            )
     ax.set_xscale("symlog", linthresh=10)
     ax.set_yscale("log")
     ax.set_xlabel("trials in the history")

@@ -70,12 +70,14 @@ class Problem:
         return self.objective(point, rng)
 
 
-def double(name: str, low: float, high: float, log: bool = False, step: float | None = None
-           ) -> ParameterSpec:
+def double(
+    name: str, low: float, high: float, log: bool = False, step: float | None = None
+) -> ParameterSpec:
     """A double parameter (log-uniform when ``log``)."""
     dist = Distribution.LOG_UNIFORM if log else Distribution.UNIFORM
-    return ParameterSpec(name, ParameterType.DOUBLE, low=low, high=high, step=step,
-                         distribution=dist)
+    return ParameterSpec(
+        name, ParameterType.DOUBLE, low=low, high=high, step=step, distribution=dist
+    )
 
 
 def integer(name: str, low: int, high: int, log: bool = False) -> ParameterSpec:
@@ -111,8 +113,15 @@ def synthetic(fn: SyntheticFunction, dim: int, noise: float = 0.0) -> Problem:
     if noise:
         name, what = f"{name}-noisy", f"{what} with N(0, {noise:g}^2) observation noise"
     optimiser = dict(zip(names, fn.minimiser(dim), strict=True))
-    return Problem(name, space, objective, optimum=fn.minimum(dim),
-                   kind="noisy" if noise else "synthetic", description=what, optimiser=optimiser)
+    return Problem(
+        name,
+        space,
+        objective,
+        optimum=fn.minimum(dim),
+        kind="noisy" if noise else "synthetic",
+        description=what,
+        optimiser=optimiser,
+    )
 
 
 def _registry() -> dict[str, Callable[[], Problem]]:
@@ -161,16 +170,31 @@ class Suite:
 
 
 #: Fast peers: everything but skopt:gp (about 0.5 s per suggestion at 100 trials).
-FAST_PEERS = ("optuna:tpe", "optuna:tpe-mv", "optuna:random", "optuna:cmaes", "optuna:qmc",
-              "hyperopt:tpe", "hyperopt:rand", "cma")
+FAST_PEERS = (
+    "optuna:tpe",
+    "optuna:tpe-mv",
+    "optuna:random",
+    "optuna:cmaes",
+    "optuna:qmc",
+    "hyperopt:tpe",
+    "hyperopt:rand",
+    "cma",
+)
 
 SUITES: dict[str, Suite] = {
-    "smoke": Suite("smoke", ("branin", "hartmann3", "mixed", "svc-digits"), budget=30, seeds=3,
-                   peers=("optuna:tpe", "hyperopt:tpe")),
+    "smoke": Suite(
+        "smoke",
+        ("branin", "hartmann3", "mixed", "svc-digits"),
+        budget=30,
+        seeds=3,
+        peers=("optuna:tpe", "hyperopt:tpe"),
+    ),
     "standard": Suite(
         "standard",
         ("branin", "hartmann6", "levy-5d", "mixed", "hartmann6-noisy", "svc-breast-cancer"),
-        budget=100, seeds=10, peers=FAST_PEERS,
+        budget=100,
+        seeds=10,
+        peers=FAST_PEERS,
     ),
     "full": Suite("full", (), budget=100, seeds=10, peers=None),  # () = every problem
 }

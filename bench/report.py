@@ -30,27 +30,45 @@ from katib.bench.runner import RunResult
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = (
-    "problem", "algorithm", "kind", "seed", "batch", "trial", "params", "value", "true_value",
-    "best_so_far", "regret", "latency_s", "history",
+    "problem",
+    "algorithm",
+    "kind",
+    "seed",
+    "batch",
+    "trial",
+    "params",
+    "value",
+    "true_value",
+    "best_so_far",
+    "regret",
+    "latency_s",
+    "history",
 )
 
 
-def reference_values(problems: Sequence[Problem], results: Sequence[RunResult]
-                     ) -> dict[str, float]:
+def reference_values(
+    problems: Sequence[Problem], results: Sequence[RunResult]
+) -> dict[str, float]:
     """``f*`` per problem: the known optimum, else the best noise-free value in ``results``."""
     refs: dict[str, float] = {}
     for problem in problems:
         if problem.optimum is not None:
             refs[problem.name] = problem.optimum
             continue
-        seen = [t.true_value for r in results if r.problem == problem.name for t in r.trials
-                if t.true_value is not None]
+        seen = [
+            t.true_value
+            for r in results
+            if r.problem == problem.name
+            for t in r.trials
+            if t.true_value is not None
+        ]
         refs[problem.name] = min(seen) if seen else float("nan")
     return refs
 
 
-def regret_curves(results: Sequence[RunResult], refs: dict[str, float], budget: int
-                  ) -> dict[tuple[str, str], np.ndarray]:
+def regret_curves(
+    results: Sequence[RunResult], refs: dict[str, float], budget: int
+) -> dict[tuple[str, str], np.ndarray]:
     """``(problem, algorithm) -> R``, ``R[s, t]`` the regret of seed ``s`` after ``t + 1`` trials.
 
     Rows are padded with the last value (exhausted runs) and NaN where no trial has succeeded.
@@ -63,7 +81,7 @@ def regret_curves(results: Sequence[RunResult], refs: dict[str, float], budget: 
         best = r.best_curve()[:budget] - refs[r.problem]
         curve[: len(best)] = best
         if len(best) < budget:
-            curve[len(best):] = best[-1]
+            curve[len(best) :] = best[-1]
         grouped.setdefault((r.problem, r.algorithm), []).append(np.maximum(curve, 0.0))
     return {key: np.vstack(rows) for key, rows in grouped.items()}
 
@@ -73,8 +91,9 @@ def checkpoints(budget: int) -> list[int]:
     return sorted({max(1, round(budget * f)) for f in (0.1, 0.25, 0.5, 1.0)})
 
 
-def summarise(results: Sequence[RunResult], problems: Sequence[Problem], budget: int
-              ) -> list[dict[str, Any]]:
+def summarise(
+    results: Sequence[RunResult], problems: Sequence[Problem], budget: int
+) -> list[dict[str, Any]]:
     """One row per (problem, algorithm, checkpoint): median, q25, q75 regret and average rank."""
     refs = reference_values(problems, results)
     curves = regret_curves(results, refs, budget)
@@ -86,11 +105,23 @@ def summarise(results: Sequence[RunResult], problems: Sequence[Problem], budget:
             ranks = _ranks([curves[(problem.name, a)][:, b - 1] for a in present])
             for algorithm, rank in zip(present, ranks, strict=True):
                 finals = curves[(problem.name, algorithm)][:, b - 1]
-                q25, med, q75 = np.nanpercentile(finals, [25, 50, 75]) if np.isfinite(
-                    finals).any() else (np.nan,) * 3
-                rows.append({"problem": problem.name, "algorithm": algorithm, "budget": b,
-                             "median": float(med), "q25": float(q25), "q75": float(q75),
-                             "rank": rank, "runs": len(finals)})
+                q25, med, q75 = (
+                    np.nanpercentile(finals, [25, 50, 75])
+                    if np.isfinite(finals).any()
+                    else (np.nan,) * 3
+                )
+                rows.append(
+                    {
+                        "problem": problem.name,
+                        "algorithm": algorithm,
+                        "budget": b,
+                        "median": float(med),
+                        "q25": float(q25),
+                        "q75": float(q75),
+                        "rank": rank,
+                        "runs": len(finals),
+                    }
+                )
     return rows
 
 
@@ -105,21 +136,28 @@ def _ranks(columns: list[np.ndarray]) -> list[float]:
     return [float(x) for x in ranks.mean(axis=1)]
 
 
-def format_table(rows: Sequence[dict[str, Any]], problems: Sequence[Problem],
-                 markdown: bool = False) -> str:
+def format_table(
+    rows: Sequence[dict[str, Any]], problems: Sequence[Problem], markdown: bool = False
+) -> str:
     """The summary as text: one block per problem, then average ranks over problems."""
     lines: list[str] = []
     budgets = sorted({r["budget"] for r in rows})
     algorithms = list(dict.fromkeys(r["algorithm"] for r in rows))
     index = {(r["problem"], r["algorithm"], r["budget"]): r for r in rows}
-    header = ["algorithm", *(f"regret @{b}" for b in budgets), f"rank @{budgets[-1]}"] \
-        if budgets else ["algorithm"]
+    header = (
+        ["algorithm", *(f"regret @{b}" for b in budgets), f"rank @{budgets[-1]}"]
+        if budgets
+        else ["algorithm"]
+    )
     for problem in problems:
         present = [a for a in algorithms if (problem.name, a, budgets[-1]) in index]
         if not present:
             continue
-        ref = f"optimum {problem.optimum:.6g}" if problem.optimum is not None \
+        ref = (
+            f"optimum {problem.optimum:.6g}"
+            if problem.optimum is not None
             else "regret vs best value seen in any run"
+        )
         title = f"{problem.name} ({problem.space.dim} params, {ref})"
         body = []
         for a in present:
@@ -127,8 +165,12 @@ def format_table(rows: Sequence[dict[str, Any]], problems: Sequence[Problem],
             body.append([a, *cells, f"{index[(problem.name, a, budgets[-1])]['rank']:.2f}"])
         lines += _block(title, header, body, markdown)
     summary = [[a, *(_mean_rank(rows, a, b) for b in budgets)] for a in algorithms]
-    lines += _block("average rank over problems (1 = best)",
-                    ["algorithm", *(f"rank @{b}" for b in budgets)], summary, markdown)
+    lines += _block(
+        "average rank over problems (1 = best)",
+        ["algorithm", *(f"rank @{b}" for b in budgets)],
+        summary,
+        markdown,
+    )
     return "\n".join(lines)
 
 
@@ -145,9 +187,14 @@ def _mean_rank(rows: Sequence[dict[str, Any]], algorithm: str, budget: int) -> s
 
 def _block(title: str, header: list[str], body: list[list[str]], markdown: bool) -> list[str]:
     if markdown:
-        return [f"**{title}**", "", "| " + " | ".join(header) + " |",
-                "|" + "|".join("---" for _ in header) + "|",
-                *("| " + " | ".join(row) + " |" for row in body), ""]
+        return [
+            f"**{title}**",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(row) + " |" for row in body),
+            "",
+        ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     return [title, fmt.format(*header), *(fmt.format(*row) for row in body), ""]
@@ -165,13 +212,23 @@ def trial_rows(results: Sequence[RunResult], refs: dict[str, float]) -> list[dic
     for r in results:
         for t in r.trials:
             regret = None if t.best is None else max(t.best - refs[r.problem], 0.0)
-            rows.append({
-                "problem": r.problem, "algorithm": r.algorithm, "kind": r.kind, "seed": r.seed,
-                "batch": r.batch, "trial": t.index,
-                "params": {k: _jsonable(v) for k, v in t.params.items()},
-                "value": t.value, "true_value": t.true_value, "best_so_far": t.best,
-                "regret": regret, "latency_s": t.latency_s, "history": t.history,
-            })
+            rows.append(
+                {
+                    "problem": r.problem,
+                    "algorithm": r.algorithm,
+                    "kind": r.kind,
+                    "seed": r.seed,
+                    "batch": r.batch,
+                    "trial": t.index,
+                    "params": {k: _jsonable(v) for k, v in t.params.items()},
+                    "value": t.value,
+                    "true_value": t.true_value,
+                    "best_so_far": t.best,
+                    "regret": regret,
+                    "latency_s": t.latency_s,
+                    "history": t.history,
+                }
+            )
     return rows
 
 
@@ -186,8 +243,13 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
             writer.writerow(out)
 
 
-def write_json(path: Path, meta: dict[str, Any], results: Sequence[RunResult],
-               refs: dict[str, float], summary: Sequence[dict[str, Any]]) -> None:
+def write_json(
+    path: Path,
+    meta: dict[str, Any],
+    results: Sequence[RunResult],
+    refs: dict[str, float],
+    summary: Sequence[dict[str, Any]],
+) -> None:
     """Metadata, the summary rows and every run with its trials."""
     runs = []
     rows = trial_rows(results, refs)
@@ -195,13 +257,29 @@ def write_json(path: Path, meta: dict[str, Any], results: Sequence[RunResult],
     for row in rows:
         by_run.setdefault((row["problem"], row["algorithm"], row["seed"]), []).append(row)
     for r in results:
-        trials = [{k: v for k, v in row.items() if k not in ("problem", "algorithm", "kind",
-                                                             "seed", "batch")}
-                  for row in by_run.get((r.problem, r.algorithm, r.seed), [])]
-        runs.append({"problem": r.problem, "algorithm": r.algorithm, "kind": r.kind,
-                     "seed": r.seed, "batch": r.batch, "budget": r.budget,
-                     "exhausted": r.exhausted, "error": r.error, "wall_s": r.wall_s,
-                     "reference": refs.get(r.problem), "trials": trials})
+        trials = [
+            {
+                k: v
+                for k, v in row.items()
+                if k not in ("problem", "algorithm", "kind", "seed", "batch")
+            }
+            for row in by_run.get((r.problem, r.algorithm, r.seed), [])
+        ]
+        runs.append(
+            {
+                "problem": r.problem,
+                "algorithm": r.algorithm,
+                "kind": r.kind,
+                "seed": r.seed,
+                "batch": r.batch,
+                "budget": r.budget,
+                "exhausted": r.exhausted,
+                "error": r.error,
+                "wall_s": r.wall_s,
+                "reference": refs.get(r.problem),
+                "trials": trials,
+            }
+        )
     document = {"meta": meta, "summary": list(summary), "runs": runs}
     path.write_text(json.dumps(_clean(document), indent=1, allow_nan=False))
 

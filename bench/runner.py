@@ -77,8 +77,9 @@ def _finite(x: float) -> float | None:
 
 def run_one(problem: Problem, contender: Contender, run: RunSettings) -> RunResult:
     """Run ``contender`` on ``problem`` for ``run.budget`` trials; errors end the run."""
-    result = RunResult(problem.name, contender.name, contender.kind, run.seed, run.batch,
-                       run.budget)
+    result = RunResult(
+        problem.name, contender.name, contender.kind, run.seed, run.batch, run.budget
+    )
     noise = np.random.default_rng([run.seed, zlib.crc32(problem.name.encode())])
     start = time.perf_counter()
     best: float | None = None
@@ -102,8 +103,13 @@ def run_one(problem: Problem, contender: Contender, run: RunSettings) -> RunResu
                 asked += len(points)
                 if len(points) < want:
                     result.exhausted = True
-                    logger.info("%s on %s (seed %d): exhausted after %d trials",
-                                contender.name, problem.name, run.seed, asked)
+                    logger.info(
+                        "%s on %s (seed %d): exhausted after %d trials",
+                        contender.name,
+                        problem.name,
+                        run.seed,
+                        asked,
+                    )
             if not inflight:
                 break
             point, latency, history = inflight.popleft()
@@ -116,8 +122,9 @@ def run_one(problem: Problem, contender: Contender, run: RunSettings) -> RunResu
             )
     except Exception as exc:  # recorded with the run; the other runs go on
         result.error = _describe(exc)
-        logger.warning("%s on %s (seed %d): %s", contender.name, problem.name, run.seed,
-                       result.error)
+        logger.warning(
+            "%s on %s (seed %d): %s", contender.name, problem.name, run.seed, result.error
+        )
     finally:
         optimizer.close()
     result.wall_s = time.perf_counter() - start
@@ -128,8 +135,9 @@ def _describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
 
 
-def _evaluate(problem: Problem, point: Point, noise: np.random.Generator
-              ) -> tuple[float | None, float | None]:
+def _evaluate(
+    problem: Problem, point: Point, noise: np.random.Generator
+) -> tuple[float | None, float | None]:
     """``(observed, true)``; ``(None, None)`` when the objective raises or is not finite."""
     try:
         evaluation = problem.evaluate(point, noise)
@@ -152,7 +160,8 @@ class BenchmarkConfig:
 
 
 def run_benchmark(
-    config: BenchmarkConfig, contenders: Sequence[Contender],
+    config: BenchmarkConfig,
+    contenders: Sequence[Contender],
     progress: Callable[[RunResult, int, int], Any] | None = None,
 ) -> list[RunResult]:
     """Every contender on every problem with every seed, sequentially.
@@ -166,8 +175,12 @@ def run_benchmark(
     for problem in config.problems:
         for contender in contenders:
             for seed in config.seeds:
-                run = RunSettings(seed=seed, budget=config.budget, batch=config.batch,
-                                  asynchronous=config.asynchronous)
+                run = RunSettings(
+                    seed=seed,
+                    budget=config.budget,
+                    batch=config.batch,
+                    asynchronous=config.asynchronous,
+                )
                 result = run_one(problem, contender, run)
                 results.append(result)
                 if progress is not None:

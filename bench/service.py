@@ -66,8 +66,12 @@ def parameter_to_proto(spec: ParameterSpec) -> pb.ParameterSpec:
 
 
 def experiment_to_proto(
-    name: str, space: SearchSpace, algorithm: str, settings: Iterable[tuple[str, str]],
-    budget: int, batch: int,
+    name: str,
+    space: SearchSpace,
+    algorithm: str,
+    settings: Iterable[tuple[str, str]],
+    budget: int,
+    batch: int,
 ) -> pb.Experiment:
     """The experiment the controller would send for this run."""
     spec = pb.ExperimentSpec(
@@ -86,8 +90,9 @@ def experiment_to_proto(
 class ServiceOptimizer:
     """One run driven through a ``Suggestion`` stub (see the module docstring for the protocol)."""
 
-    def __init__(self, stub: api_pb2_grpc.SuggestionStub, experiment: pb.Experiment,
-                 space: SearchSpace) -> None:
+    def __init__(
+        self, stub: api_pb2_grpc.SuggestionStub, experiment: pb.Experiment, space: SearchSpace
+    ) -> None:
         self.stub = stub
         self.experiment = experiment
         self.space = space
@@ -101,13 +106,16 @@ class ServiceOptimizer:
         except grpc.RpcError as exc:
             if exc.code() is grpc.StatusCode.UNIMPLEMENTED:  # the controller treats it as valid
                 return
-            raise ServiceError(f"ValidateAlgorithmSettings: {exc.code().name}: {exc.details()}"
-                               ) from None
+            raise ServiceError(
+                f"ValidateAlgorithmSettings: {exc.code().name}: {exc.details()}"
+            ) from None
 
     def ask(self, count: int) -> list[Point]:
         """Call GetSuggestions with the whole history; new trials start RUNNING."""
         request = pb.GetSuggestionsRequest(
-            experiment=self.experiment, trials=self.trials, current_request_number=count,
+            experiment=self.experiment,
+            trials=self.trials,
+            current_request_number=count,
             total_request_number=len(self.trials) + count,
         )
         try:
@@ -115,8 +123,10 @@ class ServiceOptimizer:
         except grpc.RpcError as exc:
             raise ServiceError(f"GetSuggestions: {exc.code().name}: {exc.details()}") from None
         if len(reply.parameter_assignments) > count:
-            raise ServiceError(f"GetSuggestions returned {len(reply.parameter_assignments)} "
-                               f"assignments for {count} requested")
+            raise ServiceError(
+                f"GetSuggestions returned {len(reply.parameter_assignments)} "
+                f"assignments for {count} requested"
+            )
         self._overlay(reply.algorithm)
         points = []
         for item in reply.parameter_assignments:
@@ -182,8 +192,9 @@ def parse_target(text: str) -> ServiceTarget:
     return ServiceTarget(label=label, algorithm=algorithm or label, address=address)
 
 
-def service_contender(target: ServiceTarget, channel: grpc.Channel, kind: str = "service"
-                      ) -> Contender:
+def service_contender(
+    target: ServiceTarget, channel: grpc.Channel, kind: str = "service"
+) -> Contender:
     """A contender whose runs talk to ``channel`` with ``target.algorithm``."""
     stub = api_pb2_grpc.SuggestionStub(channel)
 
@@ -192,8 +203,12 @@ def service_contender(target: ServiceTarget, channel: grpc.Channel, kind: str = 
         # same experiment (and answers) in process and behind an address.
         name = f"bench-{problem.name}-{target.algorithm}-s{run.seed}"
         experiment = experiment_to_proto(
-            name, problem.space, target.algorithm, [("random_state", str(run.seed))],
-            budget=run.budget, batch=run.batch,
+            name,
+            problem.space,
+            target.algorithm,
+            [("random_state", str(run.seed))],
+            budget=run.budget,
+            batch=run.batch,
         )
         return ServiceOptimizer(stub, experiment, problem.space)
 

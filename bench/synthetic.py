@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _HARTMANN_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-_HARTMANN3_A = np.array(
-    [[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]]
-)
+_HARTMANN3_A = np.array([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]])
 _HARTMANN3_P = 1e-4 * np.array(
     [[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547], [381, 5743, 8828]]
 )
@@ -125,33 +123,55 @@ FUNCTIONS: dict[str, SyntheticFunction] = {
     f.name: f
     for f in (
         SyntheticFunction(
-            "branin", branin, ((-5.0, 10.0), (0.0, 15.0)),
-            minimum=lambda d: 0.39788735772973816, minimiser=lambda d: (math.pi, 2.275),
+            "branin",
+            branin,
+            ((-5.0, 10.0), (0.0, 15.0)),
+            minimum=lambda d: 0.39788735772973816,
+            minimiser=lambda d: (math.pi, 2.275),
         ),
         SyntheticFunction(
-            "hartmann3", hartmann3, ((0.0, 1.0),) * 3,
+            "hartmann3",
+            hartmann3,
+            ((0.0, 1.0),) * 3,
             minimum=lambda d: -3.8627797869493365,
             minimiser=lambda d: (0.114614, 0.555649, 0.852547),
         ),
         SyntheticFunction(
-            "hartmann6", hartmann6, ((0.0, 1.0),) * 6,
+            "hartmann6",
+            hartmann6,
+            ((0.0, 1.0),) * 6,
             minimum=lambda d: -3.3223680114155147,
             minimiser=lambda d: (0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573),
         ),
         SyntheticFunction(
-            "rosenbrock", rosenbrock, ((-5.0, 10.0),), scalable=True,
-            minimum=lambda d: 0.0, minimiser=lambda d: (1.0,) * d,
+            "rosenbrock",
+            rosenbrock,
+            ((-5.0, 10.0),),
+            scalable=True,
+            minimum=lambda d: 0.0,
+            minimiser=lambda d: (1.0,) * d,
         ),
         SyntheticFunction(
-            "ackley", ackley, ((-15.0, 30.0),), scalable=True,
-            minimum=lambda d: 0.0, minimiser=lambda d: (0.0,) * d,
+            "ackley",
+            ackley,
+            ((-15.0, 30.0),),
+            scalable=True,
+            minimum=lambda d: 0.0,
+            minimiser=lambda d: (0.0,) * d,
         ),
         SyntheticFunction(
-            "levy", levy, ((-10.0, 10.0),), scalable=True,
-            minimum=lambda d: 0.0, minimiser=lambda d: (1.0,) * d,
+            "levy",
+            levy,
+            ((-10.0, 10.0),),
+            scalable=True,
+            minimum=lambda d: 0.0,
+            minimiser=lambda d: (1.0,) * d,
         ),
         SyntheticFunction(
-            "styblinski-tang", styblinski_tang, ((-5.0, 5.0),), scalable=True,
+            "styblinski-tang",
+            styblinski_tang,
+            ((-5.0, 5.0),),
+            scalable=True,
             minimum=lambda d: float(styblinski_tang(np.full((1, d), _ST_X))[0]),
             minimiser=lambda d: (_ST_X,) * d,
         ),

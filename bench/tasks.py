@@ -61,19 +61,27 @@ def _task(
         value = cv_error(build(point), dataset(data, size))
         return Evaluation(value, value)
 
-    return Problem(name, space, objective, optimum=None, kind="ml",
-                   description=f"{what}; 1 - {FOLDS}-fold CV accuracy on {size} rows of {data}")
+    return Problem(
+        name,
+        space,
+        objective,
+        optimum=None,
+        kind="ml",
+        description=f"{what}; 1 - {FOLDS}-fold CV accuracy on {size} rows of {data}",
+    )
 
 
 def svc_digits() -> Problem:
     """SVC on digits: C and gamma log-scaled, kernel categorical."""
     from sklearn.svm import SVC
 
-    space = SearchSpace((
-        double("C", 1e-2, 1e3, log=True),
-        double("gamma", 1e-5, 1e0, log=True),
-        categorical("kernel", ("rbf", "poly", "sigmoid")),
-    ))
+    space = SearchSpace(
+        (
+            double("C", 1e-2, 1e3, log=True),
+            double("gamma", 1e-5, 1e0, log=True),
+            categorical("kernel", ("rbf", "poly", "sigmoid")),
+        )
+    )
 
     def build(p: Point) -> Any:
         return SVC(C=p["C"], gamma=p["gamma"], kernel=p["kernel"], random_state=0)
@@ -85,61 +93,83 @@ def svc_breast_cancer() -> Problem:
     """SVC on breast cancer: C, gamma log-scaled, kernel categorical, polynomial degree int."""
     from sklearn.svm import SVC
 
-    space = SearchSpace((
-        double("C", 1e-2, 1e3, log=True),
-        double("gamma", 1e-5, 1e0, log=True),
-        categorical("kernel", ("rbf", "poly", "sigmoid")),
-        integer("degree", 1, 5),
-    ))
+    space = SearchSpace(
+        (
+            double("C", 1e-2, 1e3, log=True),
+            double("gamma", 1e-5, 1e0, log=True),
+            categorical("kernel", ("rbf", "poly", "sigmoid")),
+            integer("degree", 1, 5),
+        )
+    )
 
     def build(p: Point) -> Any:
-        return SVC(C=p["C"], gamma=p["gamma"], kernel=p["kernel"], degree=p["degree"],
-                   random_state=0)
+        return SVC(
+            C=p["C"], gamma=p["gamma"], kernel=p["kernel"], degree=p["degree"], random_state=0
+        )
 
-    return _task("svc-breast-cancer", space, build, "breast_cancer", 569,
-                 "SVC(C, gamma, kernel, degree)")
+    return _task(
+        "svc-breast-cancer", space, build, "breast_cancer", 569, "SVC(C, gamma, kernel, degree)"
+    )
 
 
 def hgb_breast_cancer() -> Problem:
     """HistGradientBoosting on breast cancer: learning rate log, depth and leaves ints."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    space = SearchSpace((
-        double("learning_rate", 1e-3, 1.0, log=True),
-        integer("max_depth", 1, 8),
-        integer("max_iter", 5, 50),
-        integer("min_samples_leaf", 2, 64, log=True),
-        double("l2_regularization", 1e-6, 10.0, log=True),
-    ))
+    space = SearchSpace(
+        (
+            double("learning_rate", 1e-3, 1.0, log=True),
+            integer("max_depth", 1, 8),
+            integer("max_iter", 5, 50),
+            integer("min_samples_leaf", 2, 64, log=True),
+            double("l2_regularization", 1e-6, 10.0, log=True),
+        )
+    )
 
     def build(p: Point) -> Any:
         return HistGradientBoostingClassifier(
-            learning_rate=p["learning_rate"], max_depth=p["max_depth"], max_iter=p["max_iter"],
-            min_samples_leaf=p["min_samples_leaf"], l2_regularization=p["l2_regularization"],
-            early_stopping=False, random_state=0,
+            learning_rate=p["learning_rate"],
+            max_depth=p["max_depth"],
+            max_iter=p["max_iter"],
+            min_samples_leaf=p["min_samples_leaf"],
+            l2_regularization=p["l2_regularization"],
+            early_stopping=False,
+            random_state=0,
         )
 
-    return _task("hgb-breast-cancer", space, build, "breast_cancer", 400,
-                 "HistGradientBoosting(learning_rate, max_depth, max_iter, ...)")
+    return _task(
+        "hgb-breast-cancer",
+        space,
+        build,
+        "breast_cancer",
+        400,
+        "HistGradientBoosting(learning_rate, max_depth, max_iter, ...)",
+    )
 
 
 def mlp_digits() -> Problem:
     """A one-hidden-layer MLP on digits: width int log, alpha/lr log, activation, batch list."""
     from sklearn.neural_network import MLPClassifier
 
-    space = SearchSpace((
-        integer("units", 4, 128, log=True),
-        double("alpha", 1e-6, 1e-1, log=True),
-        double("learning_rate_init", 1e-4, 1e-1, log=True),
-        categorical("activation", ("relu", "tanh", "logistic")),
-        discrete("batch_size", (16, 32, 64, 128)),
-    ))
+    space = SearchSpace(
+        (
+            integer("units", 4, 128, log=True),
+            double("alpha", 1e-6, 1e-1, log=True),
+            double("learning_rate_init", 1e-4, 1e-1, log=True),
+            categorical("activation", ("relu", "tanh", "logistic")),
+            discrete("batch_size", (16, 32, 64, 128)),
+        )
+    )
 
     def build(p: Point) -> Any:
         return MLPClassifier(
-            hidden_layer_sizes=(p["units"],), alpha=p["alpha"],
-            learning_rate_init=p["learning_rate_init"], activation=p["activation"],
-            batch_size=int(p["batch_size"]), max_iter=15, random_state=0,
+            hidden_layer_sizes=(p["units"],),
+            alpha=p["alpha"],
+            learning_rate_init=p["learning_rate_init"],
+            activation=p["activation"],
+            batch_size=int(p["batch_size"]),
+            max_iter=15,
+            random_state=0,
         )
 
     return _task("mlp-digits", space, build, "digits", 400, "MLPClassifier(units, alpha, ...)")

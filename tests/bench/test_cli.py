@@ -26,8 +26,9 @@ class RecordingServicer(SuggestionServicer):
         super().__init__(["random"])
         self.requests: list[tuple[int, dict[int, int]]] = []
 
-    def GetSuggestions(self, request: pb.GetSuggestionsRequest, context: grpc.ServicerContext
-                       ) -> pb.GetSuggestionsReply:
+    def GetSuggestions(
+        self, request: pb.GetSuggestionsRequest, context: grpc.ServicerContext
+    ) -> pb.GetSuggestionsReply:
         conditions: dict[int, int] = {}
         for trial in request.trials:
             conditions[trial.status.condition] = conditions.get(trial.status.condition, 0) + 1
@@ -39,8 +40,9 @@ class RecordingServicer(SuggestionServicer):
 def external() -> Iterator[tuple[RunningServer, RecordingServicer]]:
     """A suggestion server started on its own, as a researcher's service would be."""
     servicer = RecordingServicer()
-    spec = ServiceSpec(api_pb2_grpc.add_SuggestionServicer_to_server, servicer,
-                       ("api.v1.beta1.Suggestion",))
+    spec = ServiceSpec(
+        api_pb2_grpc.add_SuggestionServicer_to_server, servicer, ("api.v1.beta1.Suggestion",)
+    )
     server = start([spec], host="127.0.0.1", port=0)
     yield server, servicer
     server.stop(grace=0)
@@ -54,20 +56,55 @@ def rows(path: Path) -> list[dict[str, Any]]:
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for word in ("branin", "hartmann6", "mixed", "svc-digits", "random", "sobol", "optuna:tpe",
-                 "smoke"):
+    for word in (
+        "branin",
+        "hartmann6",
+        "mixed",
+        "svc-digits",
+        "random",
+        "sobol",
+        "optuna:tpe",
+        "smoke",
+    ):
         assert word in out
 
 
 def test_external_service_by_address_matches_in_process(
-    tmp_path: Path, external: tuple[RunningServer, RecordingServicer],
+    tmp_path: Path,
+    external: tuple[RunningServer, RecordingServicer],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     server, servicer = external
-    args = ["run", "--problems", "branin,mixed", "--budget", "9", "--seeds", "2", "--batch", "3",
-            "--mode", "async", "--peers", "none", "--quiet"]
-    assert main([*args, "--algorithms", "none", "--out", str(tmp_path / "ext"),
-                 "--service", f"myrandom=random@{server.address}"]) == 0
+    args = [
+        "run",
+        "--problems",
+        "branin,mixed",
+        "--budget",
+        "9",
+        "--seeds",
+        "2",
+        "--batch",
+        "3",
+        "--mode",
+        "async",
+        "--peers",
+        "none",
+        "--quiet",
+    ]
+    assert (
+        main(
+            [
+                *args,
+                "--algorithms",
+                "none",
+                "--out",
+                str(tmp_path / "ext"),
+                "--service",
+                f"myrandom=random@{server.address}",
+            ]
+        )
+        == 0
+    )
     assert "myrandom" in capsys.readouterr().out
     assert main([*args, "--algorithms", "random", "--out", str(tmp_path / "own")]) == 0
 

@@ -31,8 +31,14 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_tiny_run_writes_every_output(tmp_path: Path, batch: int) -> None:
-    report = harness.compare(algorithms=["random", "sobol"], problems=PROBLEMS, budget=10,
-                             seeds=2, batch=batch, out=tmp_path)
+    report = harness.compare(
+        algorithms=["random", "sobol"],
+        problems=PROBLEMS,
+        budget=10,
+        seeds=2,
+        batch=batch,
+        out=tmp_path,
+    )
     assert not report.notes
     for path in report.files.values():
         assert path.exists() and path.stat().st_size > 0
@@ -72,8 +78,13 @@ def values_only(path: Path) -> list[tuple[str, ...]]:
 
 
 def test_same_seed_reproduces_values(tmp_path: Path) -> None:
-    kwargs = {"algorithms": ["random", "sobol"], "problems": ["branin-noisy", "mixed"],
-              "budget": 8, "seeds": [3], "batch": 2}
+    kwargs = {
+        "algorithms": ["random", "sobol"],
+        "problems": ["branin-noisy", "mixed"],
+        "budget": 8,
+        "seeds": [3],
+        "batch": 2,
+    }
     first = harness.compare(out=tmp_path / "a", **kwargs)  # type: ignore[arg-type]
     second = harness.compare(out=tmp_path / "b", **kwargs)  # type: ignore[arg-type]
     assert values_only(first.files["csv"]) == values_only(second.files["csv"])
@@ -102,8 +113,7 @@ def test_exhausted_service_ends_the_run(algorithm: str) -> None:
 
 
 def test_rejected_experiment_is_a_note_not_a_crash() -> None:
-    report = harness.compare(algorithms=["grid", "random"], problems=["branin"], budget=4,
-                             seeds=2)
+    report = harness.compare(algorithms=["grid", "random"], problems=["branin"], budget=4, seeds=2)
     assert {r.algorithm for r in report.results if r.trials} == {"random"}
     assert len([r for r in report.results if r.algorithm == "grid"]) == 1  # not retried
     assert any("grid on branin" in n and "INVALID_ARGUMENT" in n for n in report.notes)
@@ -113,18 +123,26 @@ def test_parse_target() -> None:
     plain = parse_target("random=127.0.0.1:6789")
     assert (plain.label, plain.algorithm, plain.address) == ("random", "random", "127.0.0.1:6789")
     named = parse_target("mine=multivariate-tpe@[::1]:6789")
-    assert (named.label, named.algorithm, named.address) == ("mine", "multivariate-tpe",
-                                                             "[::1]:6789")
+    assert (named.label, named.algorithm, named.address) == (
+        "mine",
+        "multivariate-tpe",
+        "[::1]:6789",
+    )
     for bad in ("random", "x=", "=host:1", "x=@host:1", "x=host"):
         with pytest.raises(ValueError, match="NAME=HOST:PORT"):
             parse_target(bad)
 
 
 def test_latency_mode(tmp_path: Path) -> None:
-    samples, table = harness.latency(algorithms=["random", "sobol"], sizes=[10, 30], repeats=2,
-                                     out=tmp_path)
+    samples, table = harness.latency(
+        algorithms=["random", "sobol"], sizes=[10, 30], repeats=2, out=tmp_path
+    )
     assert [(s.algorithm, s.history) for s in samples] == [
-        ("random", 10), ("sobol", 10), ("random", 30), ("sobol", 30)]
+        ("random", 10),
+        ("sobol", 10),
+        ("random", 30),
+        ("sobol", 30),
+    ]
     assert all(len(s.seconds) == 2 and s.error is None and s.median > 0 for s in samples)
     assert "n=30 (ms)" in table
     assert (tmp_path / "latency.png").read_bytes().startswith(PNG)

@@ -12,8 +12,14 @@ from katib.bench.runner import run_one
 
 def test_optuna_peer_runs_side_by_side_with_our_service() -> None:
     pytest.importorskip("optuna")
-    report = harness.compare(algorithms=["random"], peers=["optuna:tpe", "optuna:tpe-mv"],
-                             problems=["mixed"], budget=12, seeds=[0], batch=3)
+    report = harness.compare(
+        algorithms=["random"],
+        peers=["optuna:tpe", "optuna:tpe-mv"],
+        problems=["mixed"],
+        budget=12,
+        seeds=[0],
+        batch=3,
+    )
     assert not report.notes
     by_name = {r.algorithm: r for r in report.results}
     assert set(by_name) == {"random", "optuna:tpe", "optuna:tpe-mv"}

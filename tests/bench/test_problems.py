@@ -14,8 +14,11 @@ SYNTHETIC = [n for n in problems.names() if problems.get(n).kind in ("synthetic"
 TOLERANCE = 1e-4
 
 
-CASES = [(n, d) for n, f in FUNCTIONS.items()
-         for d in (problems.SCALABLE_DIMS if f.scalable else (len(f.bounds),))]
+CASES = [
+    (n, d)
+    for n, f in FUNCTIONS.items()
+    for d in (problems.SCALABLE_DIMS if f.scalable else (len(f.bounds),))
+]
 
 
 @pytest.mark.parametrize(("name", "dim"), CASES)
@@ -29,9 +32,15 @@ def test_function_value_at_documented_minimiser(name: str, dim: int) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("branin", 0.397887), ("hartmann3", -3.86278), ("hartmann6", -3.32237),
-     ("rosenbrock-5d", 0.0), ("ackley-10d", 0.0), ("levy-2d", 0.0),
-     ("styblinski-tang-5d", -39.16617 * 5)],
+    [
+        ("branin", 0.397887),
+        ("hartmann3", -3.86278),
+        ("hartmann6", -3.32237),
+        ("rosenbrock-5d", 0.0),
+        ("ackley-10d", 0.0),
+        ("levy-2d", 0.0),
+        ("styblinski-tang-5d", -39.16617 * 5),
+    ],
 )
 def test_problem_optimum_matches_literature(name: str, expected: float) -> None:
     problem = problems.get(name)
@@ -88,8 +97,9 @@ def test_noisy_problem_observes_noise_but_reports_true_value() -> None:
     assert a.value != a.true_value
 
 
-@pytest.mark.parametrize("name", ["svc-digits", "svc-breast-cancer", "hgb-breast-cancer",
-                                  "mlp-digits"])
+@pytest.mark.parametrize(
+    "name", ["svc-digits", "svc-breast-cancer", "hgb-breast-cancer", "mlp-digits"]
+)
 def test_ml_task_is_deterministic_and_bounded(name: str) -> None:
     pytest.importorskip("sklearn")
     problem = problems.get(name)
