@@ -12,8 +12,9 @@ from katib.api.errors import InvalidArgument
 from katib.suggestion import parzen
 from katib.suggestion.base import ExperimentInfo
 from katib.suggestion.history import Direction, History, Trial, TrialState
-from katib.suggestion.random_search import RandomSearch, RandomSettings
+from katib.suggestion.random_search import RandomSearch
 from katib.suggestion.settings import parse_settings
+from katib.suggestion.sobol import SobolSearch, SobolSettings
 from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, SearchSpace
 from katib.suggestion.tpe import TPE, MultivariateTPE, TPESettings, n_good
 from tests.suggestion.requests import MIXED, assignments, experiment, request, trial
@@ -193,11 +194,11 @@ def test_samples_follow_the_mixture():
 
 
 @pytest.mark.parametrize("cls", BOTH)
-def test_startup_phase_is_random_then_model(cls):
+def test_startup_phase_is_sobol_then_model(cls):
     algo = make(cls, SQUARE, n_startup_trials=5, random_state=0)
     few = History(Direction.MINIMIZE, sampled_history(SQUARE, sphere, 4))
-    rand = RandomSearch(ExperimentInfo("exp", SQUARE), RandomSettings(random_state=0))
-    assert algo.suggest(few, 3) == rand.suggest(few, 3)
+    sobol = SobolSearch(ExperimentInfo("exp", SQUARE), SobolSettings(random_state=0))
+    assert algo.suggest(few, 3) == sobol.suggest(few, 3)
     many = History(Direction.MINIMIZE, sampled_history(SQUARE, sphere, 5))
     assert len(algo.suggest(many, 3)) == 3
 
@@ -244,9 +245,9 @@ def test_failed_trials_are_bad_observations_not_startup_trials(cls):
     algo = make(cls, SQUARE, n_startup_trials=12, random_state=0)
     good, bad = algo._split(History(Direction.MINIMIZE, (*ok, *failed)))
     assert (len(good.obs), len(bad.obs)) == (2, 10 + 6)
-    short = History(Direction.MINIMIZE, (*ok[:11], *failed))  # 11 values < 12: still random
-    rand = RandomSearch(ExperimentInfo("exp", SQUARE), RandomSettings(random_state=0))
-    assert algo.suggest(short, 2) == rand.suggest(short, 2)
+    short = History(Direction.MINIMIZE, (*ok[:11], *failed))  # 11 values < 12: still start-up
+    sobol = SobolSearch(ExperimentInfo("exp", SQUARE), SobolSettings(random_state=0))
+    assert algo.suggest(short, 2) == sobol.suggest(short, 2)
 
 
 @pytest.mark.parametrize("cls", BOTH)
@@ -337,3 +338,27 @@ def test_beats_random_on_a_sphere(cls):
     ours = np.median([_final_best(cls, s) for s in range(8)])
     rand = np.median([_final_best(RandomSearch, s) for s in range(8)])
     assert ours < 0.5 * rand
+
+
+@pytest.mark.parametrize("cls", BOTH)
+def test_good_group_has_ei_weights(cls):
+    trials = [
+        Trial(f"t{i}", {"x": 0.1 * i, "y": 0.0}, TrialState.SUCCEEDED, v)
+        for i, v in enumerate([5.0, 1.0, 3.0, 0.5, 4.0, 2.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0])
+    ]
+    good, bad = make(cls, SQUARE)._split(History(Direction.MINIMIZE, trials))
+    # n = 12: the two best (1.0 and 0.5, in request order) against the best bad loss 2.0
+    np.testing.assert_allclose(good.obs[:, 0], [0.1 * 1 / 2 + 0.5, 0.1 * 3 / 2 + 0.5])
+    np.testing.assert_allclose(good.gains, [1.0, 1.5])
+    assert bad.gains is None and len(bad.obs) == 10
+
+
+@pytest.mark.parametrize("cls", BOTH)
+def test_startup_batches_continue_one_sobol_sequence(cls):
+    algo = make(cls, SQUARE, random_state=3)
+    whole = algo.suggest(History(Direction.MINIMIZE), 4)
+    pieces: list[Trial] = []
+    for i in range(4):
+        (point,) = algo.suggest(History(Direction.MINIMIZE, pieces), 1)
+        pieces.append(Trial(f"p{i}", point, TrialState.PENDING))
+    assert [t.point for t in pieces] == whole
