@@ -25,7 +25,8 @@ from katib.api import api_pb2_grpc
 from katib.api.server import GRPC_OPTIONS, RunningServer, start
 from katib.bench.optimizer import Contender, RunSettings
 from katib.bench.problems import Problem
-from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, Point, SearchSpace
+from katib.suggestion.proto import parameter_to_proto
+from katib.suggestion.space import Point, SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -33,36 +34,9 @@ METRIC = "loss"
 #: The controller's deadline for one GetSuggestions call (seconds).
 DEADLINE = 60.0
 
-_TYPES = {
-    ParameterType.DOUBLE: pb.DOUBLE,
-    ParameterType.INT: pb.INT,
-    ParameterType.DISCRETE: pb.DISCRETE,
-    ParameterType.CATEGORICAL: pb.CATEGORICAL,
-}
-_DISTRIBUTIONS = {
-    Distribution.UNIFORM: pb.UNIFORM,
-    Distribution.LOG_UNIFORM: pb.LOG_UNIFORM,
-    Distribution.NORMAL: pb.NORMAL,
-    Distribution.LOG_NORMAL: pb.LOG_NORMAL,
-}
-
 
 class ServiceError(RuntimeError):
     """A suggestion service rejected the experiment or failed; the message says which RPC."""
-
-
-def parameter_to_proto(spec: ParameterSpec) -> pb.ParameterSpec:
-    """One parameter as Katib's ``ParameterSpec`` (min/max/step strings, or the list)."""
-    fs = pb.FeasibleSpace(distribution=_DISTRIBUTIONS[spec.distribution])
-    if spec.is_numeric_range:
-        assert spec.low is not None and spec.high is not None
-        fs.min, fs.max = spec.format(spec.low), spec.format(spec.high)
-        if spec.step is not None:
-            fs.step = str(int(spec.step)) if spec.type is ParameterType.INT else repr(spec.step)
-    else:
-        fs.distribution = pb.DISTRIBUTION_UNSPECIFIED
-        fs.list.extend(spec.choices)
-    return pb.ParameterSpec(name=spec.name, parameter_type=_TYPES[spec.type], feasible_space=fs)
 
 
 def experiment_to_proto(

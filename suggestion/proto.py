@@ -32,6 +32,13 @@ _DISTRIBUTIONS = {
     pb.NORMAL: Distribution.NORMAL,
     pb.LOG_NORMAL: Distribution.LOG_NORMAL,
 }
+_TYPES_OUT = {kind: number for number, kind in _TYPES.items()}
+_DISTRIBUTIONS_OUT = {
+    Distribution.UNIFORM: pb.UNIFORM,
+    Distribution.LOG_UNIFORM: pb.LOG_UNIFORM,
+    Distribution.NORMAL: pb.NORMAL,
+    Distribution.LOG_NORMAL: pb.LOG_NORMAL,
+}
 _CONDITIONS = {
     pb.TrialStatus.CREATED: TrialState.PENDING,
     pb.TrialStatus.RUNNING: TrialState.PENDING,
@@ -84,6 +91,26 @@ def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
         return SearchSpace(tuple(params))
     except InvalidArgument as exc:
         raise InvalidArgument([f"{where}: {p}" for p in exc.problems]) from None
+
+
+def parameter_to_proto(spec: ParameterSpec) -> pb.ParameterSpec:
+    """One parameter as Katib's ``ParameterSpec`` (min/max/step strings, or the list).
+
+    The inverse of :func:`space_from_proto` for one parameter, used by clients that build
+    experiments from domain objects (the benchmark harness).
+    """
+    fs = pb.FeasibleSpace()
+    if spec.is_numeric_range:
+        assert spec.low is not None and spec.high is not None
+        fs.distribution = _DISTRIBUTIONS_OUT[spec.distribution]
+        fs.min, fs.max = spec.format(spec.low), spec.format(spec.high)
+        if spec.step is not None:
+            fs.step = str(int(spec.step)) if spec.type is ParameterType.INT else repr(spec.step)
+    else:
+        fs.list.extend(spec.choices)
+    return pb.ParameterSpec(
+        name=spec.name, parameter_type=_TYPES_OUT[spec.type], feasible_space=fs
+    )
 
 
 def experiment_from_proto(

@@ -165,3 +165,12 @@ def test_grid_values_are_distinct_and_round_trip(spec):
         assert grid == sorted(grid)
     if spec.is_numeric_range:
         assert spec.low <= grid[0] and grid[-1] <= spec.high
+
+
+@settings(max_examples=100, deadline=None)
+@given(specs())
+def test_proto_round_trip(spec):
+    from katib.suggestion.proto import parameter_to_proto, space_from_proto
+
+    (back,) = space_from_proto([parameter_to_proto(spec)]).params
+    assert back == spec and back.cardinality == spec.cardinality
