@@ -122,7 +122,8 @@ class ExperimentRunner:
         condition = rec.Condition(self.status.get("condition", rec.Condition.CREATED))
         if condition in (rec.Condition.SUCCEEDED, rec.Condition.FAILED):
             reason = self.status.get("reason", "")
-            if not rec.can_restart(self.spec, condition, reason, len(self.trials)):
+            ran = sum(1 for t in self.trials.values() if t.condition.completed)
+            if not rec.can_restart(self.spec, condition, reason, ran):
                 return (
                     f"experiment {self.spec.name!r} already completed ({condition}, "
                     f"{reason}); resumePolicy {self.spec.resume_policy} does not restart it"

@@ -238,3 +238,32 @@ def test_changed_experiment_is_refused_in_the_same_results_dir(
     doc["spec"]["objective"]["type"] = "maximize"
     with pytest.raises(InvalidArgument, match="different experiment"):
         run(tmp_path, doc)
+
+
+def test_resume_with_lower_parallel_and_max_trial_count(tmp_path: Path, script: Path) -> None:
+    doc = experiment(script, mode="slow", max_trials=6, parallel=3)
+    container(doc)["env"] = [{"name": "TRIAL_SLEEP", "value": "0.3"}]
+
+    def interrupt_when_three_run(decision: rec.Decision, trials: list[Any]) -> None:
+        if sum(t.condition is C.RUNNING for t in trials) == 3:
+            raise KeyboardInterrupt
+
+    runner = ExperimentRunner(
+        load_experiment(doc), doc, tmp_path / "results", on_progress=interrupt_when_three_run
+    )
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    doc["spec"].update(parallelTrialCount=1, maxTrialCount=2, maxFailedTrialCount=2)
+    most_running = []
+
+    def watch(decision: rec.Decision, trials: list[Any]) -> None:
+        most_running.append(sum(t.condition is C.RUNNING for t in trials) + len(decision.start))
+
+    result = ExperimentRunner(
+        load_experiment(doc), doc, tmp_path / "results", on_progress=watch
+    ).run()
+    assert max(most_running) == 1  # never more than the new parallelTrialCount
+    assert result.decision.reason is rec.Reason.MAX_TRIALS_REACHED
+    # the two oldest ran one at a time; the third stays queued, never started
+    assert conditions(result) == [C.SUCCEEDED, C.SUCCEEDED, C.CREATED]
+    assert [t.attempts for t in result.trials] == [2, 2, 1]
