@@ -7,7 +7,8 @@ goes through a shell unless the command itself is ``sh -c``), in the trial's own
 only the controller.
 
 Metrics are parsed while the trial runs (StdOut from the pipe, File by tailing the file) and
-flushed to the DB service every :data:`FLUSH_SECONDS` and at exit. Exit code 0 is the Job's
+flushed to the DB service every :data:`FLUSH_SECONDS` and at exit. A Push trial reports its own
+metrics; its output is only logged, never parsed. Exit code 0 is the Job's
 ``Complete`` condition, anything else ``Failed``.
 """
 
@@ -203,7 +204,7 @@ class LocalBackend:
                 self._selector.unregister(stdout)
                 return
             os.write(run.log_fd, chunk)
-            if run.metrics_file is None:
+            if self.collector.kind is CollectorKind.STDOUT:  # File reads its file, Push the DB
                 run.stream.feed(chunk)
 
     def _tail(self, run: _Running) -> None:

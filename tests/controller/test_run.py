@@ -185,6 +185,7 @@ def test_push_collector(tmp_path: Path) -> None:
         textwrap.dedent("""
         import sys
         from katib.controller.push import report_metrics
+        print("debug: previous best loss=-100", flush=True)  # stdout is not scraped for Push
         report_metrics({"loss": float(sys.argv[1]) + 1})
         report_metrics({"loss": float(sys.argv[1]), "accuracy": 0.5})
     """)
@@ -203,6 +204,18 @@ def test_push_collector(tmp_path: Path) -> None:
         assert float(trial.metric("loss").min) == pytest.approx(  # type: ignore[union-attr]
             float(trial.assignment_dict()["x"])
         )
+
+
+def test_push_trial_that_never_reports_is_metrics_unavailable(tmp_path: Path) -> None:
+    silent = tmp_path / "silent.py"
+    silent.write_text("print('loss=0.5')\n")  # looks like a metric, but Push ignores stdout
+    doc = experiment(silent, max_trials=1, parallel=1, maxFailedTrialCount=1)
+    doc["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "Push"}}
+    container(doc)["command"] = [sys.executable, str(silent), "${trialParameters.x}"]
+    container(doc)["args"] = ["${trialParameters.y}"]
+    result = run(tmp_path, doc)
+    assert conditions(result) == [C.METRICS_UNAVAILABLE]
+    assert result.trials[0].metric("loss").latest == "unavailable"  # type: ignore[union-attr]
 
 
 def test_invalid_algorithm_settings_fail_before_any_trial(tmp_path: Path, script: Path) -> None:
