@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -133,8 +134,12 @@ class LocalBackend:
     def _metrics_file(self, workdir: Path) -> tuple[Path | None, Callable[[str], str]]:
         """Re-root a File collector's absolute path into the trial directory.
 
-        Every occurrence of the path (or its directory) in the command and env is rewritten,
-        which gives each trial its own file as the metrics volume does in a pod.
+        Gives each trial its own file, as the metrics volume does in a pod. Only whole tokens
+        are rewritten in the command and env: the exact ``fileSystemPath.path`` and its exact
+        directory (``/katib`` or ``/katib/``), each standing alone or after ``=``, ``:``, ``,``,
+        ``;``, a quote or whitespace (``--log=/katib/m.log``, ``sh -c "... > /katib/m.log"``).
+        Other paths under that directory (``/katib/fw.py``, ``/tmp/x`` for a ``/tmp/m.log``)
+        are left alone, so a trial must name the metrics file or its directory exactly.
         """
         fs_path = self.collector.file_system_path
         if self.collector.kind is not CollectorKind.FILE or fs_path is None:
@@ -142,11 +147,11 @@ class LocalBackend:
         original = fs_path.path
         local = workdir / original.lstrip("/")
         local.parent.mkdir(parents=True, exist_ok=True)
+        replacements = {original: str(local)}
         directory = os.path.dirname(original)
-        if directory in ("", "/"):
-            return local, lambda text: text.replace(original, str(local))
-        local_dir = str(local.parent)
-        return local, lambda text: text.replace(directory, local_dir)
+        if directory not in ("", "/"):
+            replacements[directory] = str(local.parent)
+        return local, path_rewriter(replacements)
 
     def poll(self, timeout: float) -> list[Finished]:
         """Wait up to ``timeout`` s for output or exits; returns the trials that finished."""
@@ -244,6 +249,28 @@ class LocalBackend:
         """Stop every trial still running."""
         self.stop(self.running)
         self._selector.close()
+
+
+_BEFORE_TOKEN = r"(?:^|(?<=[\s=:,;'\"]))"
+_AFTER_TOKEN = r"(?=$|[\s:,;'\"])"
+
+
+def path_rewriter(replacements: dict[str, str]) -> Callable[[str], str]:
+    """Replace each key of ``replacements`` where it is a whole path token in a string.
+
+    A key matches only between token boundaries (start or end of the string, whitespace,
+    ``=``, ``:``, ``,``, ``;``, a quote), optionally with one trailing ``/``; it never matches
+    as part of a longer path.
+    """
+    keys = sorted(replacements, key=len, reverse=True)
+    pattern = re.compile(
+        _BEFORE_TOKEN + "(" + "|".join(re.escape(k) for k in keys) + ")(/?)" + _AFTER_TOKEN
+    )
+
+    def rewrite(text: str) -> str:
+        return pattern.sub(lambda m: replacements[m.group(1)] + m.group(2), text)
+
+    return rewrite
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -142,7 +142,9 @@ def test_shell_metacharacters_pass_literally_and_grid_ends(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("fmt", ["TEXT", "JSON"])
 def test_file_collector(tmp_path: Path, fmt: str) -> None:
-    writer = tmp_path / "writer.py"
+    project = tmp_path / "proj" / "katib"  # contains the metrics directory's name
+    project.mkdir(parents=True)
+    writer = project / "writer.py"
     line = (
         'f"{{\\"loss\\": {x}, \\"timestamp\\": 1}}"'
         if fmt == "JSON"
