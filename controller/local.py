@@ -49,6 +49,7 @@ class _Running:
     stream: MetricStream
     metrics_file: Path | None
     file_offset: int = 0
+    file_inode: int | None = None
     eof: bool = False
     last_flush: float = field(default_factory=time.monotonic)
 
@@ -72,10 +73,12 @@ class LocalBackend:
         sink: Sink,
         env: dict[str, str] | None = None,
         experiment_dir: Path | None = None,
+        reset: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
         self.results_dir = results_dir
         self.sink = sink
+        self.reset = reset
         self.command = template.container_command(spec.trial_template)
         self.base_env = dict(os.environ)
         bin_dir = os.path.dirname(sys.executable)
@@ -213,15 +216,56 @@ class LocalBackend:
                 run.stream.feed(chunk)
 
     def _tail(self, run: _Running) -> None:
+        """Stream what was appended to the metrics file; start over if it was rewritten.
+
+        A file that shrank (truncated) or is a new file (replaced, another inode) is read
+        again from the start. A rewrite to the same length or longer cannot be told from an
+        append; :meth:`_finish` re-reads the whole file anyway.
+        """
         path = run.metrics_file
-        if path is None or not path.exists():
+        if path is None:
             return
-        with path.open("rb") as handle:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            return
+        with handle:
+            info = os.fstat(handle.fileno())
+            if info.st_ino != run.file_inode or info.st_size < run.file_offset:
+                if run.file_offset:
+                    logger.debug("trial %s: %s was rewritten; re-reading it", run.name, path)
+                run.file_inode, run.file_offset = info.st_ino, 0
+                run.stream.restart()
             handle.seek(run.file_offset)
             chunk = handle.read()
         run.file_offset += len(chunk)
         if chunk:
             run.stream.feed(chunk)
+
+    def _collect_file(self, run: _Running) -> MetricStream:
+        """Parse the whole metrics file once more and make it the trial's only observation rows.
+
+        Katib's collector reads the file after training ends; this gives the same final
+        observations whatever the trial did to the file while it ran (rewrites included).
+        Without a ``reset`` callback the streamed rows are kept and only the rest is added.
+        """
+        if self.reset is None:
+            self._tail(run)
+            run.stream.close()
+            self._flush(run)
+            return run.stream
+        final = MetricStream(make_parser(self.collector, self.metric_names))
+        path = run.metrics_file
+        with contextlib.suppress(FileNotFoundError):
+            if path is not None:
+                final.feed(path.read_bytes())
+        final.close()
+        run.stream.take()  # superseded by the full parse
+        self.reset(run.name)
+        entries = final.take()
+        if entries:
+            self.sink(run.name, entries)
+        return final
 
     def _flush(self, run: _Running) -> None:
         run.last_flush = time.monotonic()
@@ -232,9 +276,11 @@ class LocalBackend:
     def _finish(self, run: _Running, exit_code: int) -> Finished:
         self._read(run)
         if run.metrics_file is not None:
-            self._tail(run)
-        run.stream.close()
-        self._flush(run)
+            stream = self._collect_file(run)
+        else:
+            stream = run.stream
+            stream.close()
+            self._flush(run)
         _signal_group(run.popen.pid, signal.SIGKILL)  # leftovers die with the "pod"
         if run.popen.stdout is not None:
             if not run.eof:
@@ -243,7 +289,7 @@ class LocalBackend:
         os.close(run.log_fd)
         del self._running[run.name]
         logger.debug("trial %s exited with %d", run.name, exit_code)
-        return Finished(run.name, exit_code, frozenset(run.stream.seen))
+        return Finished(run.name, exit_code, frozenset(stream.seen))
 
     def close(self) -> None:
         """Stop every trial still running."""

@@ -169,6 +169,7 @@ class ExperimentRunner:
             db.report,
             env={"KATIB_DB_MANAGER_ADDRESS": endpoints.db},
             experiment_dir=self.experiment_dir,
+            reset=db.delete,
         )
         try:
             db.wait_ready()

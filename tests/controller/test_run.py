@@ -282,3 +282,39 @@ def test_resume_with_lower_parallel_and_max_trial_count(tmp_path: Path, script: 
     # the two oldest ran one at a time; the third stays queued, never started
     assert conditions(result) == [C.SUCCEEDED, C.SUCCEEDED, C.CREATED]
     assert [t.attempts for t in result.trials] == [2, 2, 1]
+
+
+REWRITER = textwrap.dedent("""
+    import os, sys, time
+    path, how = sys.argv[1], sys.argv[2]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    values = ["0.900000", "0.5", "0.100000"] if how == "shorter" else ["0.9", "0.5", "0.1"]
+    for value in values:
+        if how == "replace":  # write a new file and rename it over the old one
+            with open(path + ".tmp", "w") as f:
+                print(f"loss={value}", file=f)
+            os.replace(path + ".tmp", path)
+        else:  # truncate and rewrite in place
+            with open(path, "w") as f:
+                print(f"loss={value}", file=f)
+        time.sleep(0.7)  # longer than a poll, so the controller sees every version
+""")
+
+
+@pytest.mark.parametrize("how", ["same-length", "shorter", "replace"])
+def test_rewritten_metrics_file_ends_as_the_file_ends(tmp_path: Path, how: str) -> None:
+    writer = tmp_path / "rewriter.py"
+    writer.write_text(REWRITER)
+    doc = experiment(writer, max_trials=1, parallel=1, maxFailedTrialCount=1)
+    doc["spec"]["metricsCollectorSpec"] = {
+        "collector": {"kind": "File"},
+        "source": {"fileSystemPath": {"path": "/katib/metrics.log", "kind": "File"}},
+    }
+    container(doc)["command"] = [sys.executable, str(writer), "/katib/metrics.log", how]
+    container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
+    result = run(tmp_path, doc)
+    assert conditions(result) == [C.SUCCEEDED]
+    loss = result.trials[0].metric("loss")
+    assert loss is not None
+    # the observation log holds exactly what the file holds at the end
+    assert float(loss.min) == float(loss.max) == float(loss.latest) == pytest.approx(0.1)
