@@ -81,6 +81,8 @@ def iter_strings(obj: Any) -> Iterator[str]:
 def meta_value(field: str, trial_spec: Mapping[str, Any], trial_name: str, namespace: str) -> str:
     """The value of ``${trialSpec.<field>}``; ``KeyError`` with a message if it has none."""
     metadata = trial_spec.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        metadata = {}
     if field == "Name":
         return trial_name
     if field == "Namespace":
@@ -92,7 +94,7 @@ def meta_value(field: str, trial_spec: Mapping[str, Any], trial_name: str, names
     match = _META_KEYED.match(field)
     if match:
         source = metadata.get(match.group(1).lower()) or {}
-        if match.group(2) not in source:
+        if not isinstance(source, Mapping) or match.group(2) not in source:
             raise KeyError(
                 f"the template's metadata.{match.group(1).lower()} has no key {match.group(2)!r}"
             )
@@ -144,24 +146,46 @@ def expand_k8s_vars(text: str, env: Mapping[str, str]) -> str:
     return _K8S_VAR.sub(repl, text)
 
 
-def find_container(obj: Any, name: str) -> dict[str, Any] | None:
-    """The first container named ``name`` in any ``containers`` list inside ``obj``."""
+class TemplateError(ValueError):
+    """A malformed field of the trial template; ``path`` is relative to the trialSpec."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"trialSpec{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+def locate_container(obj: Any, name: str, path: str = "") -> tuple[str, dict[str, Any]] | None:
+    """The first container named ``name`` in any ``containers`` list inside ``obj``, with its
+    path (``.spec.template.spec.containers[0]``)."""
     if isinstance(obj, Mapping):
         containers = obj.get("containers")
         if isinstance(containers, list):
-            for container in containers:
+            for i, container in enumerate(containers):
                 if isinstance(container, Mapping) and container.get("name") == name:
-                    return dict(container)
-        for value in obj.values():
-            found = find_container(value, name)
+                    return f"{path}.containers[{i}]", dict(container)
+        for key, value in obj.items():
+            found = locate_container(value, name, f"{path}.{key}")
             if found is not None:
                 return found
     elif isinstance(obj, list):
-        for value in obj:
-            found = find_container(value, name)
+        for i, value in enumerate(obj):
+            found = locate_container(value, name, f"{path}[{i}]")
             if found is not None:
                 return found
     return None
+
+
+def _string_list(container: Mapping[str, Any], key: str, path: str) -> list[str]:
+    """``command`` or ``args`` as Kubernetes takes them: a list of strings (numbers allowed)."""
+    value = container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or any(
+        isinstance(x, bool) or not isinstance(x, str | int | float) for x in value
+    ):
+        raise TemplateError(f"{path}.{key}", "must be a list of strings")
+    return [str(x) for x in value]
 
 
 @dataclass(frozen=True)
@@ -174,20 +198,23 @@ class Command:
 
 def container_command(template: TrialTemplate) -> Command:
     """The raw (unsubstituted) primary container command; ``ValueError`` if it has none."""
-    container = find_container(template.trial_spec, template.primary_container_name)
-    if container is None:
+    found = locate_container(template.trial_spec, template.primary_container_name)
+    if found is None:
         raise ValueError(f"no container named {template.primary_container_name!r}")
-    argv = [str(x) for x in (container.get("command") or [])]
-    argv += [str(x) for x in (container.get("args") or [])]
+    path, container = found
+    argv = _string_list(container, "command", path) + _string_list(container, "args", path)
     if not argv:
         raise ValueError(
             f"container {template.primary_container_name!r} has no command or args; a local "
             "run cannot use the image's entrypoint, so give the command explicitly"
         )
     env: list[tuple[str, str]] = []
-    for item in container.get("env") or []:
-        if not isinstance(item, Mapping) or "name" not in item:
-            continue
+    items = container.get("env") or []
+    if not isinstance(items, list):
+        raise TemplateError(f"{path}.env", "must be a list of {name, value} mappings")
+    for j, item in enumerate(items):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise TemplateError(f"{path}.env[{j}]", "must be a mapping with a name and a value")
         if "value" in item:
             env.append((str(item["name"]), str(item.get("value") or "")))
         else:

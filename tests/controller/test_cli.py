@@ -125,3 +125,14 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_validate_malformed_shapes_exits_2_naming_the_fields(tmp_path: Path) -> None:
+    doc = experiment("/t.py")
+    doc["metadata"]["labels"] = ["team-a"]
+    doc["spec"]["trialTemplate"]["primaryPodLabels"] = "role=master"
+    done = katib("validate", str(write(tmp_path, doc)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "metadata.labels: must be a mapping" in done.stdout
+    assert "spec.trialTemplate.primaryPodLabels: must be a mapping" in done.stdout
+    assert "Traceback" not in done.stderr
