@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from katib.api.errors import InvalidArgument
+from katib.api.errors import FailedPrecondition, InvalidArgument
 from katib.controller import reconcile as rec
 from katib.controller.runner import ExperimentRunner, RunResult
+from katib.controller.services import SuggestionClient
 from katib.controller.trials import TrialCondition
 from katib.controller.validation import load_experiment
 from tests.controller.experiments import container, experiment, write_trial_script
@@ -318,3 +319,31 @@ def test_rewritten_metrics_file_ends_as_the_file_ends(tmp_path: Path, how: str) 
     assert loss is not None
     # the observation log holds exactly what the file holds at the end
     assert float(loss.min) == float(loss.max) == float(loss.latest) == pytest.approx(0.1)
+
+
+def test_rerun_resumes_after_a_suggestion_service_failure(
+    tmp_path: Path, script: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = experiment(script, max_trials=3, parallel=1)
+    real_get = SuggestionClient.get
+    calls = []
+
+    def failing_second_time(self: SuggestionClient, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise FailedPrecondition("GetSuggestions failed: INTERNAL: boom")
+        return real_get(self, *args)
+
+    monkeypatch.setattr(SuggestionClient, "get", failing_second_time)
+    failed = run(tmp_path, doc)
+    assert (failed.decision.condition, failed.decision.reason) == (
+        rec.Condition.FAILED,
+        rec.Reason.FAILED,
+    )
+    assert "boom" in failed.decision.message
+    assert conditions(failed) == [C.SUCCEEDED]
+    monkeypatch.setattr(SuggestionClient, "get", real_get)
+    resumed = run(tmp_path, doc)
+    assert resumed.decision.reason is rec.Reason.MAX_TRIALS_REACHED
+    assert conditions(resumed) == [C.SUCCEEDED] * 3
+    assert resumed.trials[0] == failed.trials[0]  # not re-run
