@@ -136,3 +136,15 @@ def test_validate_malformed_shapes_exits_2_naming_the_fields(tmp_path: Path) -> 
     assert "metadata.labels: must be a mapping" in done.stdout
     assert "spec.trialTemplate.primaryPodLabels: must be a mapping" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_status_without_an_experiment_record_exits_2(tmp_path: Path) -> None:
+    ResultsStore(tmp_path / "empty").close()  # experiment.db with no experiment row
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "experiment.db").write_text("not a database")
+    for directory in ("empty", "junk"):
+        for command in ("status", "trials"):
+            done = katib(command, str(tmp_path / directory))
+            assert done.returncode == 2, done.stdout + done.stderr
+            assert "Traceback" not in done.stderr
+            assert str(tmp_path / directory) in done.stdout.replace("\n", "")

@@ -389,6 +389,43 @@ def test_numbers_in_feasible_space_are_accepted_as_strings() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        ({"min": 1.0, "max": "8.0", "step": 2.0}, ("1", "8", "2")),
+        ({"min": "1", "max": 8}, ("1", "8", "")),
+        ({"min": "-2.0", "max": "0"}, ("-2", "0", "")),
+    ],
+)
+def test_int_bounds_accept_integral_floats(
+    space: dict[str, Any], expected: tuple[str, str, str]
+) -> None:
+    doc = base()
+    doc["spec"]["parameters"][0] = {"name": "x", "parameterType": "int", "feasibleSpace": space}
+    got = load_experiment(doc, ALGORITHMS).parameters[0].feasible_space
+    assert (got.min, got.max, got.step) == expected
+
+
+@pytest.mark.parametrize(
+    ("space", "problem"),
+    [
+        (
+            {"min": "1", "max": "8", "step": "0.8"},
+            "spec.parameters[0].feasibleSpace.step: an int parameter needs a whole-number step, "
+            "got '0.8'; use a double parameter for fractional steps",
+        ),
+        (
+            {"min": "1.5", "max": "8"},
+            "spec.parameters[0].feasibleSpace.min: must be an integer, got '1.5'",
+        ),
+    ],
+)
+def test_int_rejects_fractions(space: dict[str, Any], problem: str) -> None:
+    doc = base()
+    doc["spec"]["parameters"][0] = {"name": "x", "parameterType": "int", "feasibleSpace": space}
+    assert problems_of(doc) == [problem]
+
+
 def test_meta_references_are_valid() -> None:
     doc = base()
     doc["spec"]["trialTemplate"]["trialParameters"].append(
