@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from katib.controller.store import ResultsStore
@@ -148,3 +149,47 @@ def test_status_without_an_experiment_record_exits_2(tmp_path: Path) -> None:
             assert done.returncode == 2, done.stdout + done.stderr
             assert "Traceback" not in done.stderr
             assert str(tmp_path / directory) in done.stdout.replace("\n", "")
+
+
+SPAWNER = """
+import os, signal, subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c",
+     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"]
+)
+with open(os.path.join(sys.argv[1], os.environ["KATIB_TRIAL_NAME"] + ".pids"), "w") as f:
+    f.write(f"{os.getpid()} {child.pid}")
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_and_leaves_no_trial_process(tmp_path: Path, sig: int) -> None:
+    spawner = tmp_path / "spawner.py"
+    spawner.write_text(SPAWNER)
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    doc = experiment(spawner, max_trials=4, parallel=2)
+    container(doc)["command"] = [sys.executable, str(spawner), str(pids_dir)]
+    container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [*KATIB, "run", str(write(tmp_path, doc)), "--results", str(results), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(pids_dir.glob("*.pids"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = [int(p) for f in pids_dir.glob("*.pids") for p in f.read_text().split()]
+    assert len(pids) == 4  # two trials, each with a child that ignores SIGTERM
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    time.sleep(0.2)
+    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
+    assert alive == []
+    trials = read_trials(results)
+    assert [t.condition for t in trials] == [TrialCondition.CREATED] * 2  # re-run on resume
