@@ -25,6 +25,9 @@ PLACEHOLDER = re.compile(r"\$\{trialParameters\.(.+?)\}")
 _META_KEYED = re.compile(r"^(Labels|Annotations)\[(.+)\]$")
 _META_PLAIN = ("Name", "Namespace", "Kind", "APIVersion")
 _K8S_VAR = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
+#: Variables the controller defines for every trial, which ``$(VAR)`` may name besides the
+#: container's own env (Katib injects ``KATIB_TRIAL_NAME`` into the container the same way).
+CONTROLLER_VARS = ("KATIB_TRIAL_NAME", "KATIB_EXPERIMENT_DIR", "KATIB_DB_MANAGER_ADDRESS")
 
 _KUBEFLOW_JOBS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob")
 
@@ -230,15 +233,21 @@ def render_command(
 ) -> tuple[list[str], dict[str, str]]:
     """argv and env for one trial.
 
+    ``local_env`` is the process environment (this machine's, plus :data:`CONTROLLER_VARS`).
+    As in Kubernetes, ``$(VAR)`` names only variables defined for the container: the
+    :data:`CONTROLLER_VARS` and the container's ``env`` entries (in an env value, only those
+    listed before it); anything else, e.g. ``$(HOME)``, stays as written.
+
     Order matters: ``$(VAR)`` expansion and ``rewrite`` (path re-rooting) run on the template's
     own strings first; parameter values are substituted last, so they are passed verbatim.
     """
     env: dict[str, str] = dict(local_env)
+    defined = {name: local_env[name] for name in CONTROLLER_VARS if name in local_env}
     for name, value in command.env:
-        env[name] = substitute(rewrite(expand_k8s_vars(value, env)), values)
+        env[name] = defined[name] = substitute(rewrite(expand_k8s_vars(value, defined)), values)
 
     def one(text: str) -> str:
-        return substitute(rewrite(expand_k8s_vars(text, env)), values)
+        return substitute(rewrite(expand_k8s_vars(text, defined)), values)
 
     return [one(arg) for arg in command.argv], env
 
