@@ -4,7 +4,10 @@ The primary container's ``command + args`` run as an argv list (the image is ign
 goes through a shell unless the command itself is ``sh -c``), in the trial's own directory
 ``<results>/trials/<name>/`` with output in ``trial.log`` there. Each trial gets its own session
 (process group), so stopping a trial stops its children too and a Ctrl-C in the terminal reaches
-only the controller.
+only the controller. On Linux each trial process also gets SIGTERM when the controller dies
+(``PR_SET_PDEATHSIG``), so a SIGKILLed controller leaves no trial running; children the trial
+started are not signalled then, and are killed when the experiment is resumed
+(:func:`kill_leftover`).
 
 Metrics are parsed while the trial runs (StdOut from the pipe, File by tailing the file) and
 flushed to the DB service every :data:`FLUSH_SECONDS` and at exit. A Push trial reports its own
@@ -19,6 +22,7 @@ import logging
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +118,7 @@ class LocalBackend:
         log_fd = os.open(workdir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             popen = subprocess.Popen(
-                argv,
+                _launch_argv(argv, workdir, env.get("PATH")),
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -319,6 +323,40 @@ def path_rewriter(replacements: dict[str, str]) -> Callable[[str], str]:
     return rewrite
 
 
+#: Started in place of each trial's command on Linux: asks the kernel to SIGTERM it when the
+#: controller's thread exits (``prctl(PR_SET_PDEATHSIG)``), then execs the command in the same
+#: process. A launcher, not a ``preexec_fn``: that would force ``fork()`` in a process running
+#: gRPC threads (whose fork handlers log a warning per trial) instead of ``vfork``.
+_LAUNCHER = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    os._exit(143)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as exc:
+    sys.stderr.write(f"cannot start {sys.argv[2]!r}: {exc}\\n")
+    os._exit(127)
+"""
+
+
+def _launch_argv(argv: list[str], cwd: Path, path: str | None) -> list[str]:
+    """``argv`` wrapped by :data:`_LAUNCHER` (Linux only; ``argv`` unchanged elsewhere).
+
+    ``FileNotFoundError`` if ``argv[0]`` is not an executable, as ``Popen`` would raise.
+    """
+    program = argv[0]
+    if os.sep in program:
+        found = str(cwd / program) if os.access(cwd / program, os.X_OK) else None
+    else:
+        found = shutil.which(program, path=path)
+    if found is None or os.path.isdir(found):
+        raise FileNotFoundError(f"no executable {program!r}")
+    if not sys.platform.startswith("linux"):
+        return argv
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -333,13 +371,35 @@ def process_start_tick(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def _session_members(sid: int, since_tick: int) -> list[int]:
+    """Processes of session ``sid`` (process group ``sid`` too) started at or after a tick."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pgrp, session, start = int(fields[2]), int(fields[3]), int(fields[19])
+        if pgrp == sid and session == sid and start >= since_tick:
+            members.append(int(entry.name))
+    return members
+
+
 def kill_leftover(pid: int, start_tick: int) -> bool:
     """Kill the process group of a trial left running by a dead controller.
 
-    Only if ``pid`` still names the same process (same start tick), so a recycled pid is safe.
+    If ``pid`` is alive it must be the same process (same start tick), so a recycled pid is
+    safe. If it is gone (the trial died with the controller), what is left of its session,
+    children started after it with the same process group, is killed: the kernel does not
+    reuse a pid while a process group of that number exists, so such a group is the trial's.
     """
-    if not pid or not start_tick or process_start_tick(pid) != start_tick:
+    if not pid or not start_tick:
         return False
-    logger.info("killing leftover trial process group %d", pid)
-    _signal_group(pid, signal.SIGKILL)
-    return True
+    tick = process_start_tick(pid)
+    if tick == start_tick or (tick == 0 and _session_members(pid, start_tick)):
+        logger.info("killing leftover trial process group %d", pid)
+        _signal_group(pid, signal.SIGKILL)
+        return True
+    return False

@@ -100,6 +100,7 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path) -> None:
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    before = read_trials(results)  # what the killed controller recorded last
     finished = {t.name: t for t in before if t.condition.completed}
     interrupted = [t for t in before if not t.condition.completed]
     assert len(finished) >= 2 and interrupted
@@ -193,3 +194,54 @@ def test_interrupt_exits_130_and_leaves_no_trial_process(tmp_path: Path, sig: in
     assert alive == []
     trials = read_trials(results)
     assert [t.condition for t in trials] == [TrialCondition.CREATED] * 2  # re-run on resume
+
+
+ONCE_SPAWNER = """
+import os, subprocess, sys, time
+pids_dir = sys.argv[1]
+if not os.path.exists(os.path.join(pids_dir, "first-run")):
+    print("loss=0.5")
+    sys.exit(0)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+with open(os.path.join(pids_dir, os.environ["KATIB_TRIAL_NAME"] + ".pids"), "w") as f:
+    f.write(f"{os.getpid()} {child.pid}")
+time.sleep(60)
+"""
+
+
+def test_trials_die_with_a_sigkilled_controller_and_leftovers_on_resume(tmp_path: Path) -> None:
+    spawner = tmp_path / "spawner.py"
+    spawner.write_text(ONCE_SPAWNER)
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    (pids_dir / "first-run").touch()
+    doc = experiment(spawner, max_trials=2, parallel=2)
+    container(doc)["command"] = [sys.executable, str(spawner), str(pids_dir)]
+    container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
+    path, results = write(tmp_path, doc), tmp_path / "results"
+    proc = subprocess.Popen(
+        [*KATIB, "run", str(path), "--results", str(results), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(pids_dir.glob("*.pids"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pairs = [[int(p) for p in f.read_text().split()] for f in pids_dir.glob("*.pids")]
+    assert len(pairs) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
+
+    deadline = time.monotonic() + 10
+    while any(alive(leader) for leader, _ in pairs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(leader) for leader, _ in pairs)  # SIGTERM from the kernel
+    assert all(alive(child) for _, child in pairs)  # in the trial's group, not signalled yet
+    (pids_dir / "first-run").unlink()
+    again = katib("run", str(path), "--results", str(results), "--quiet")
+    assert again.returncode == 0, again.stdout + again.stderr
+    time.sleep(0.2)
+    assert not any(alive(child) for _, child in pairs)  # killed by the resume
