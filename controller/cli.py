@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -150,15 +151,22 @@ def _print_outcome(
 
 
 def _open(directory: str) -> tuple[Experiment, dict[str, Any], list[Any]]:
-    with ResultsStore(Path(directory), create=False) as store:
-        raw = store.get("experiment")
-        status = store.get("status") or {}
-        trials = store.trials()
-    return (
-        load_experiment(raw, algorithms=[raw["spec"]["algorithm"]["algorithmName"]]),
-        status,
-        trials,
-    )
+    """The experiment, status and trials of a results directory; ``InvalidArgument`` if there
+    is no readable experiment record in it."""
+    try:
+        with ResultsStore(Path(directory), create=False) as store:
+            raw = store.get("experiment")
+            status = store.get("status") or {}
+            trials = store.trials()
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        raise InvalidArgument(f"{directory}: cannot read the results: {exc}") from None
+    try:
+        algorithm = raw["spec"]["algorithm"]["algorithmName"]
+    except (TypeError, KeyError):
+        raise InvalidArgument(
+            f"{directory}: holds no experiment record; is it a results directory of katib run?"
+        ) from None
+    return load_experiment(raw, algorithms=[algorithm]), status, trials
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:

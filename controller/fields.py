@@ -88,6 +88,20 @@ def integer(problems: Problems, obj: Mapping[str, Any], key: str, path: str) -> 
     return value
 
 
+def boolean(problems: Problems, obj: Mapping[str, Any], key: str, path: str) -> bool | None:
+    """``obj[key]`` as a bool, None when missing; strings such as ``"false"`` are refused.
+
+    Kubernetes takes only a YAML boolean here; ``bool("false")`` would read as true.
+    """
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        problems.add(path, f"must be true or false (a YAML boolean, unquoted), got {value!r}")
+        return None
+    return value
+
+
 def number(text: str) -> float | None:
     """``text`` as a finite float, None if it is not one."""
     try:

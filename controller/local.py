@@ -4,10 +4,14 @@ The primary container's ``command + args`` run as an argv list (the image is ign
 goes through a shell unless the command itself is ``sh -c``), in the trial's own directory
 ``<results>/trials/<name>/`` with output in ``trial.log`` there. Each trial gets its own session
 (process group), so stopping a trial stops its children too and a Ctrl-C in the terminal reaches
-only the controller.
+only the controller. On Linux each trial process also gets SIGTERM when the controller dies
+(``PR_SET_PDEATHSIG``), so a SIGKILLed controller leaves no trial running; children the trial
+started are not signalled then, and are killed when the experiment is resumed
+(:func:`kill_leftover`).
 
 Metrics are parsed while the trial runs (StdOut from the pipe, File by tailing the file) and
-flushed to the DB service every :data:`FLUSH_SECONDS` and at exit. Exit code 0 is the Job's
+flushed to the DB service every :data:`FLUSH_SECONDS` and at exit. A Push trial reports its own
+metrics; its output is only logged, never parsed. Exit code 0 is the Job's
 ``Complete`` condition, anything else ``Failed``.
 """
 
@@ -16,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +53,7 @@ class _Running:
     stream: MetricStream
     metrics_file: Path | None
     file_offset: int = 0
+    file_inode: int | None = None
     eof: bool = False
     last_flush: float = field(default_factory=time.monotonic)
 
@@ -70,10 +77,12 @@ class LocalBackend:
         sink: Sink,
         env: dict[str, str] | None = None,
         experiment_dir: Path | None = None,
+        reset: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
         self.results_dir = results_dir
         self.sink = sink
+        self.reset = reset
         self.command = template.container_command(spec.trial_template)
         self.base_env = dict(os.environ)
         bin_dir = os.path.dirname(sys.executable)
@@ -109,7 +118,7 @@ class LocalBackend:
         log_fd = os.open(workdir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             popen = subprocess.Popen(
-                argv,
+                _launch_argv(argv, workdir, env.get("PATH")),
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -132,8 +141,12 @@ class LocalBackend:
     def _metrics_file(self, workdir: Path) -> tuple[Path | None, Callable[[str], str]]:
         """Re-root a File collector's absolute path into the trial directory.
 
-        Every occurrence of the path (or its directory) in the command and env is rewritten,
-        which gives each trial its own file as the metrics volume does in a pod.
+        Gives each trial its own file, as the metrics volume does in a pod. Only whole tokens
+        are rewritten in the command and env: the exact ``fileSystemPath.path`` and its exact
+        directory (``/katib`` or ``/katib/``), each standing alone or after ``=``, ``:``, ``,``,
+        ``;``, a quote or whitespace (``--log=/katib/m.log``, ``sh -c "... > /katib/m.log"``).
+        Other paths under that directory (``/katib/fw.py``, ``/tmp/x`` for a ``/tmp/m.log``)
+        are left alone, so a trial must name the metrics file or its directory exactly.
         """
         fs_path = self.collector.file_system_path
         if self.collector.kind is not CollectorKind.FILE or fs_path is None:
@@ -141,11 +154,11 @@ class LocalBackend:
         original = fs_path.path
         local = workdir / original.lstrip("/")
         local.parent.mkdir(parents=True, exist_ok=True)
+        replacements = {original: str(local)}
         directory = os.path.dirname(original)
-        if directory in ("", "/"):
-            return local, lambda text: text.replace(original, str(local))
-        local_dir = str(local.parent)
-        return local, lambda text: text.replace(directory, local_dir)
+        if directory not in ("", "/"):
+            replacements[directory] = str(local.parent)
+        return local, path_rewriter(replacements)
 
     def poll(self, timeout: float) -> list[Finished]:
         """Wait up to ``timeout`` s for output or exits; returns the trials that finished."""
@@ -203,19 +216,60 @@ class LocalBackend:
                 self._selector.unregister(stdout)
                 return
             os.write(run.log_fd, chunk)
-            if run.metrics_file is None:
+            if self.collector.kind is CollectorKind.STDOUT:  # File reads its file, Push the DB
                 run.stream.feed(chunk)
 
     def _tail(self, run: _Running) -> None:
+        """Stream what was appended to the metrics file; start over if it was rewritten.
+
+        A file that shrank (truncated) or is a new file (replaced, another inode) is read
+        again from the start. A rewrite to the same length or longer cannot be told from an
+        append; :meth:`_finish` re-reads the whole file anyway.
+        """
         path = run.metrics_file
-        if path is None or not path.exists():
+        if path is None:
             return
-        with path.open("rb") as handle:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            return
+        with handle:
+            info = os.fstat(handle.fileno())
+            if info.st_ino != run.file_inode or info.st_size < run.file_offset:
+                if run.file_offset:
+                    logger.debug("trial %s: %s was rewritten; re-reading it", run.name, path)
+                run.file_inode, run.file_offset = info.st_ino, 0
+                run.stream.restart()
             handle.seek(run.file_offset)
             chunk = handle.read()
         run.file_offset += len(chunk)
         if chunk:
             run.stream.feed(chunk)
+
+    def _collect_file(self, run: _Running) -> MetricStream:
+        """Parse the whole metrics file once more and make it the trial's only observation rows.
+
+        Katib's collector reads the file after training ends; this gives the same final
+        observations whatever the trial did to the file while it ran (rewrites included).
+        Without a ``reset`` callback the streamed rows are kept and only the rest is added.
+        """
+        if self.reset is None:
+            self._tail(run)
+            run.stream.close()
+            self._flush(run)
+            return run.stream
+        final = MetricStream(make_parser(self.collector, self.metric_names))
+        path = run.metrics_file
+        with contextlib.suppress(FileNotFoundError):
+            if path is not None:
+                final.feed(path.read_bytes())
+        final.close()
+        run.stream.take()  # superseded by the full parse
+        self.reset(run.name)
+        entries = final.take()
+        if entries:
+            self.sink(run.name, entries)
+        return final
 
     def _flush(self, run: _Running) -> None:
         run.last_flush = time.monotonic()
@@ -226,9 +280,11 @@ class LocalBackend:
     def _finish(self, run: _Running, exit_code: int) -> Finished:
         self._read(run)
         if run.metrics_file is not None:
-            self._tail(run)
-        run.stream.close()
-        self._flush(run)
+            stream = self._collect_file(run)
+        else:
+            stream = run.stream
+            stream.close()
+            self._flush(run)
         _signal_group(run.popen.pid, signal.SIGKILL)  # leftovers die with the "pod"
         if run.popen.stdout is not None:
             if not run.eof:
@@ -237,12 +293,68 @@ class LocalBackend:
         os.close(run.log_fd)
         del self._running[run.name]
         logger.debug("trial %s exited with %d", run.name, exit_code)
-        return Finished(run.name, exit_code, frozenset(run.stream.seen))
+        return Finished(run.name, exit_code, frozenset(stream.seen))
 
     def close(self) -> None:
         """Stop every trial still running."""
         self.stop(self.running)
         self._selector.close()
+
+
+_BEFORE_TOKEN = r"(?:^|(?<=[\s=:,;'\"]))"
+_AFTER_TOKEN = r"(?=$|[\s:,;'\"])"
+
+
+def path_rewriter(replacements: dict[str, str]) -> Callable[[str], str]:
+    """Replace each key of ``replacements`` where it is a whole path token in a string.
+
+    A key matches only between token boundaries (start or end of the string, whitespace,
+    ``=``, ``:``, ``,``, ``;``, a quote), optionally with one trailing ``/``; it never matches
+    as part of a longer path.
+    """
+    keys = sorted(replacements, key=len, reverse=True)
+    pattern = re.compile(
+        _BEFORE_TOKEN + "(" + "|".join(re.escape(k) for k in keys) + ")(/?)" + _AFTER_TOKEN
+    )
+
+    def rewrite(text: str) -> str:
+        return pattern.sub(lambda m: replacements[m.group(1)] + m.group(2), text)
+
+    return rewrite
+
+
+#: Started in place of each trial's command on Linux: asks the kernel to SIGTERM it when the
+#: controller's thread exits (``prctl(PR_SET_PDEATHSIG)``), then execs the command in the same
+#: process. A launcher, not a ``preexec_fn``: that would force ``fork()`` in a process running
+#: gRPC threads (whose fork handlers log a warning per trial) instead of ``vfork``.
+_LAUNCHER = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    os._exit(143)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as exc:
+    sys.stderr.write(f"cannot start {sys.argv[2]!r}: {exc}\\n")
+    os._exit(127)
+"""
+
+
+def _launch_argv(argv: list[str], cwd: Path, path: str | None) -> list[str]:
+    """``argv`` wrapped by :data:`_LAUNCHER` (Linux only; ``argv`` unchanged elsewhere).
+
+    ``FileNotFoundError`` if ``argv[0]`` is not an executable, as ``Popen`` would raise.
+    """
+    program = argv[0]
+    if os.sep in program:
+        found = str(cwd / program) if os.access(cwd / program, os.X_OK) else None
+    else:
+        found = shutil.which(program, path=path)
+    if found is None or os.path.isdir(found):
+        raise FileNotFoundError(f"no executable {program!r}")
+    if not sys.platform.startswith("linux"):
+        return argv
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -259,13 +371,35 @@ def process_start_tick(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def _session_members(sid: int, since_tick: int) -> list[int]:
+    """Processes of session ``sid`` (process group ``sid`` too) started at or after a tick."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pgrp, session, start = int(fields[2]), int(fields[3]), int(fields[19])
+        if pgrp == sid and session == sid and start >= since_tick:
+            members.append(int(entry.name))
+    return members
+
+
 def kill_leftover(pid: int, start_tick: int) -> bool:
     """Kill the process group of a trial left running by a dead controller.
 
-    Only if ``pid`` still names the same process (same start tick), so a recycled pid is safe.
+    If ``pid`` is alive it must be the same process (same start tick), so a recycled pid is
+    safe. If it is gone (the trial died with the controller), what is left of its session,
+    children started after it with the same process group, is killed: the kernel does not
+    reuse a pid while a process group of that number exists, so such a group is the trial's.
     """
-    if not pid or not start_tick or process_start_tick(pid) != start_tick:
+    if not pid or not start_tick:
         return False
-    logger.info("killing leftover trial process group %d", pid)
-    _signal_group(pid, signal.SIGKILL)
-    return True
+    tick = process_start_tick(pid)
+    if tick == start_tick or (tick == 0 and _session_members(pid, start_tick)):
+        logger.info("killing leftover trial process group %d", pid)
+        _signal_group(pid, signal.SIGKILL)
+        return True
+    return False

@@ -129,6 +129,10 @@ class LineSplitter:
     def __init__(self) -> None:
         self._partial = b""
 
+    def reset(self) -> None:
+        """Forget an incomplete line (the stream starts over)."""
+        self._partial = b""
+
     def feed(self, chunk: bytes) -> list[str]:
         """Complete lines in ``chunk`` (with whatever was left over before)."""
         data = self._partial + chunk
@@ -154,6 +158,10 @@ class MetricStream:
         """Parse the complete lines of ``chunk``."""
         for line in self.splitter.feed(chunk):
             self._parse(line)
+
+    def restart(self) -> None:
+        """The source starts over (a rewritten file): drop any incomplete line."""
+        self.splitter.reset()
 
     def close(self) -> None:
         """Parse the final line if it had no newline."""

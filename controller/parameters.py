@@ -95,6 +95,8 @@ def _feasible_space(
             )
     if ptype in (ParameterType.INT, ParameterType.DOUBLE):
         _check_range(problems, ptype, low, high, step, distribution, at)
+        if ptype is ParameterType.INT:  # "1.0" -> "1", as the suggestion services parse ints
+            low, high, step = (_int_text(text) for text in (low, high, step))
         if "list" in raw:
             problems.add(f"{at}.list", f"a {ptype} parameter takes min/max/step, not a list")
         distribution = distribution or Distribution.UNIFORM
@@ -117,7 +119,7 @@ def _check_range(
     distribution: Distribution | None,
     at: str,
 ) -> None:
-    parse = fields.whole if ptype is ParameterType.INT else fields.number
+    parse = _integral if ptype is ParameterType.INT else fields.number
     kind = "an integer" if ptype is ParameterType.INT else "a number"
     bounds = {}
     for key, text in (("min", low), ("max", high)):
@@ -136,10 +138,33 @@ def _check_range(
         problems.add(f"{at}.min", f"must be > 0 for a {distribution} distribution, got {low}")
     if step:
         step_value = parse(step)
-        if step_value is None:
+        if step_value is None and ptype is ParameterType.INT and fields.number(step) is not None:
+            problems.add(
+                f"{at}.step",
+                f"an int parameter needs a whole-number step, got {step!r}; use a double "
+                "parameter for fractional steps",
+            )
+        elif step_value is None:
             problems.add(f"{at}.step", f"must be {kind}, got {step!r}")
         elif step_value <= 0:
             problems.add(f"{at}.step", f"must be greater than 0, got {step}")
+
+
+def _integral(text: str) -> int | None:
+    """``text`` as an int if it is an integer literal or a float with no fraction (``1.0``).
+
+    Katib stores int bounds as strings and accepts ``min: 1.0``; so do we.
+    """
+    value = fields.whole(text)
+    if value is not None:
+        return value
+    number = fields.number(text)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def _int_text(text: str) -> str:
+    value = _integral(text) if text else None
+    return text if value is None else str(value)
 
 
 def _check_list(problems: Problems, ptype: ParameterType, values: list[str], at: str) -> None:

@@ -8,6 +8,12 @@ With ``metricsCollectorSpec.collector.kind: Push`` the trial reports its own met
 The trial name comes from ``KATIB_TRIAL_NAME`` and the DB manager's address from
 ``KATIB_DB_MANAGER_ADDRESS`` (both set by the controller for every trial), falling back to
 Katib's in-cluster default. All metrics of one call share one UTC timestamp.
+
+Training code that imports the real Katib SDK instead (``from kubeflow.katib import
+report_metrics``) ignores ``KATIB_DB_MANAGER_ADDRESS``: it reports to
+``katib-db-manager.kubeflow:6789`` unless given ``db_manager_address=`` explicitly, so in a
+local run it fails to connect (and the trial ends MetricsUnavailable). Import this module, or
+pass ``db_manager_address=os.environ["KATIB_DB_MANAGER_ADDRESS"]`` to the SDK's function.
 """
 
 from __future__ import annotations

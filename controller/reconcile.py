@@ -7,6 +7,13 @@ which to stop. It performs no I/O; the runner carries decisions out and feeds re
 Arithmetic differs from Katib's where Katib is inconsistent: MetricsUnavailable trials count as
 completed both when deciding how many trials to create and when checking ``maxTrialCount``, so
 an experiment never runs more than ``maxTrialCount`` trials.
+
+Created trials form a queue. At most ``parallelTrialCount - running`` of them start at a time,
+and never more than ``maxTrialCount - completed - running``, so lowering either count before a
+resume is honoured. Katib deletes the newest trials when parallelism shrinks; we keep the excess
+queued instead (Created, in creation order): they start as running trials finish, or, if the
+budget runs out first, stay Created and are the first to run if the experiment is restarted with
+a larger ``maxTrialCount``.
 """
 
 from __future__ import annotations
@@ -152,6 +159,13 @@ def goal_reached(spec: Experiment, best: TrialRecord | None) -> bool:
     return value <= goal
 
 
+_SUGGESTION_END = (
+    Condition.SUCCEEDED,
+    Reason.SUGGESTION_END_REACHED,
+    "Experiment has succeeded because the search space is exhausted",
+)
+
+
 def _outcome(
     spec: Experiment, counts: Counts, best: TrialRecord | None, state: SuggestionState
 ) -> tuple[Condition, Reason, str]:
@@ -159,6 +173,8 @@ def _outcome(
     if state.failed_message:
         return Condition.FAILED, Reason.FAILED, f"Suggestion has failed: {state.failed_message}"
     if counts.trials == 0:
+        if state.exhausted:  # the space had no point at all: nothing will ever run
+            return _SUGGESTION_END
         return Condition.RUNNING, Reason.RUNNING, "Experiment is running"
     if goal_reached(spec, best):
         return (
@@ -181,11 +197,7 @@ def _outcome(
             "Experiment has succeeded because max trial count has reached",
         )
     if state.exhausted and counts.active == 0:
-        return (
-            Condition.SUCCEEDED,
-            Reason.SUGGESTION_END_REACHED,
-            "Experiment has succeeded because the search space is exhausted",
-        )
+        return _SUGGESTION_END
     return Condition.RUNNING, Reason.RUNNING, "Experiment is running"
 
 
@@ -199,6 +211,14 @@ def requests_needed(spec: Experiment, counts: Counts, state: SuggestionState) ->
     return max(0, required - counts.active)
 
 
+def startable(spec: Experiment, counts: Counts) -> int:
+    """How many Created trials may start now: free parallel slots, within the trial budget."""
+    room = spec.parallel_trial_count - counts.running
+    if spec.max_trial_count is not None:
+        room = min(room, spec.max_trial_count - counts.completed - counts.running)
+    return max(0, room)
+
+
 def reconcile(spec: Experiment, trials: Sequence[TrialRecord], state: SuggestionState) -> Decision:
     """One reconcile step. Trials are in creation order."""
     counts = Counts.of(trials)
@@ -209,6 +229,7 @@ def reconcile(spec: Experiment, trials: Sequence[TrialRecord], state: Suggestion
         active = tuple(t.name for t in trials if not t.condition.completed)
         return Decision(condition, reason, message, counts, best_name, stop=active)
     pending = tuple(t.name for t in trials if t.condition is TrialCondition.CREATED)
+    pending = pending[: startable(spec, counts)]
     return Decision(
         condition,
         reason,
@@ -230,7 +251,11 @@ def after_suggestions(state: SuggestionState, requested: int, received: int) -> 
 def can_restart(
     spec: Experiment, condition: Condition, reason: Reason | str, trial_count: int
 ) -> bool:
-    """Whether a completed experiment may continue (reference 6.2 rule 4, 6.8)."""
+    """Whether a completed experiment may continue (reference 6.2 rule 4, 6.8).
+
+    ``trial_count`` counts the trials that ran; Created trials still queued are not counted
+    (Katib counts every trial), so they do not use up a raised ``maxTrialCount``.
+    """
     return (
         condition is Condition.SUCCEEDED
         and reason == Reason.MAX_TRIALS_REACHED

@@ -9,7 +9,9 @@ results directory before acting on it.
 Resume: trials that were created or running when a previous controller died are re-run with the
 same name and assignments (their leftover processes are killed and their observation rows
 deleted first); finished trials are never re-run. A Ctrl-C stops running trials and leaves them
-to be re-run the same way.
+to be re-run the same way. An experiment that failed because GetSuggestions failed (after the
+client's retries of transient errors) is resumed by a rerun too, unlike one that failed because
+of its trials.
 """
 
 from __future__ import annotations
@@ -120,9 +122,24 @@ class ExperimentRunner:
         )
         self.overlay = dict(saved.get("settings") or {})
         condition = rec.Condition(self.status.get("condition", rec.Condition.CREATED))
-        if condition in (rec.Condition.SUCCEEDED, rec.Condition.FAILED):
+        if condition is rec.Condition.FAILED and self.state.failed_message:
+            # the suggestion service failed, not the experiment's trials: try again
+            logger.info(
+                "resuming %s after a suggestion service error: %s",
+                self.spec.name,
+                self.state.failed_message,
+            )
+            self.state = replace(self.state, failed_message="")
+            self.status.update(
+                condition=rec.Condition.RESTARTING,
+                reason=rec.Reason.RESTARTING,
+                completion_time=None,
+            )
+            self.store.put(suggestion=self._suggestion_record())
+        elif condition in (rec.Condition.SUCCEEDED, rec.Condition.FAILED):
             reason = self.status.get("reason", "")
-            if not rec.can_restart(self.spec, condition, reason, len(self.trials)):
+            ran = sum(1 for t in self.trials.values() if t.condition.completed)
+            if not rec.can_restart(self.spec, condition, reason, ran):
                 return (
                     f"experiment {self.spec.name!r} already completed ({condition}, "
                     f"{reason}); resumePolicy {self.spec.resume_policy} does not restart it"
@@ -168,6 +185,7 @@ class ExperimentRunner:
             db.report,
             env={"KATIB_DB_MANAGER_ADDRESS": endpoints.db},
             experiment_dir=self.experiment_dir,
+            reset=db.delete,
         )
         try:
             db.wait_ready()

@@ -28,7 +28,20 @@ logger = logging.getLogger(__name__)
 
 OBSERVATIONS_DB = "observations.db"
 DEADLINE_SECONDS = 60.0
-RETRIES = 5
+#: Codes worth retrying: the service is down, overloaded or slow, not wrong. INTERNAL and
+#: UNKNOWN are bugs in the service (deterministic for a given history), so they are not retried;
+#: the experiment fails and a rerun resumes it.
+TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+RETRY_SECONDS = 60.0  # waiting between attempts stops after this (plus the calls' own time)
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 10.0
 
 
 @dataclass
@@ -125,9 +138,10 @@ class SuggestionClient:
         try:
             reply = cast(pb.GetSuggestionsReply, self._call(self._stub.GetSuggestions, request))
         except grpc.RpcError as exc:
-            raise FailedPrecondition(
-                f"GetSuggestions failed: {exc.code().name}: {exc.details()}"
-            ) from None
+            message = f"GetSuggestions failed: {exc.code().name}: {exc.details()}"
+            if exc.code() in TRANSIENT:
+                raise Unavailable(f"{message} (gave up after {RETRY_SECONDS:g} s)") from None
+            raise FailedPrecondition(message) from None
         if len(reply.parameter_assignments) > count:
             raise FailedPrecondition(
                 f"GetSuggestions returned {len(reply.parameter_assignments)} assignments "
@@ -147,18 +161,28 @@ class SuggestionClient:
         return result
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
-        """Call with a deadline, retrying while the service is unavailable."""
-        delay = 0.2
-        for attempt in range(RETRIES):
+        """Call with a deadline; retry :data:`TRANSIENT` errors with exponential backoff.
+
+        Waits :data:`FIRST_BACKOFF` s, doubling up to :data:`MAX_BACKOFF` s, while the total
+        wait stays within :data:`RETRY_SECONDS`; then the last error is raised.
+        """
+        delay, waited = FIRST_BACKOFF, 0.0
+        while True:
             try:
                 return method(request, timeout=DEADLINE_SECONDS, wait_for_ready=True)
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == RETRIES - 1:
+                if exc.code() not in TRANSIENT or waited + delay > RETRY_SECONDS:
                     raise
-                logger.warning("suggestion service unavailable (%s); retrying", exc.details())
+                logger.warning(
+                    "suggestion service at %s: %s: %s; retrying in %.1f s",
+                    self.address,
+                    exc.code().name,
+                    exc.details(),
+                    delay,
+                )
                 time.sleep(delay)
-                delay *= 2
-        raise Unavailable("unreachable")  # pragma: no cover
+                waited += delay
+                delay = min(delay * 2, MAX_BACKOFF)
 
     def close(self) -> None:
         """Close the channel."""

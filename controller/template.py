@@ -25,6 +25,9 @@ PLACEHOLDER = re.compile(r"\$\{trialParameters\.(.+?)\}")
 _META_KEYED = re.compile(r"^(Labels|Annotations)\[(.+)\]$")
 _META_PLAIN = ("Name", "Namespace", "Kind", "APIVersion")
 _K8S_VAR = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
+#: Variables the controller defines for every trial, which ``$(VAR)`` may name besides the
+#: container's own env (Katib injects ``KATIB_TRIAL_NAME`` into the container the same way).
+CONTROLLER_VARS = ("KATIB_TRIAL_NAME", "KATIB_EXPERIMENT_DIR", "KATIB_DB_MANAGER_ADDRESS")
 
 _KUBEFLOW_JOBS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob")
 
@@ -81,6 +84,8 @@ def iter_strings(obj: Any) -> Iterator[str]:
 def meta_value(field: str, trial_spec: Mapping[str, Any], trial_name: str, namespace: str) -> str:
     """The value of ``${trialSpec.<field>}``; ``KeyError`` with a message if it has none."""
     metadata = trial_spec.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        metadata = {}
     if field == "Name":
         return trial_name
     if field == "Namespace":
@@ -92,7 +97,7 @@ def meta_value(field: str, trial_spec: Mapping[str, Any], trial_name: str, names
     match = _META_KEYED.match(field)
     if match:
         source = metadata.get(match.group(1).lower()) or {}
-        if match.group(2) not in source:
+        if not isinstance(source, Mapping) or match.group(2) not in source:
             raise KeyError(
                 f"the template's metadata.{match.group(1).lower()} has no key {match.group(2)!r}"
             )
@@ -144,24 +149,46 @@ def expand_k8s_vars(text: str, env: Mapping[str, str]) -> str:
     return _K8S_VAR.sub(repl, text)
 
 
-def find_container(obj: Any, name: str) -> dict[str, Any] | None:
-    """The first container named ``name`` in any ``containers`` list inside ``obj``."""
+class TemplateError(ValueError):
+    """A malformed field of the trial template; ``path`` is relative to the trialSpec."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"trialSpec{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+def locate_container(obj: Any, name: str, path: str = "") -> tuple[str, dict[str, Any]] | None:
+    """The first container named ``name`` in any ``containers`` list inside ``obj``, with its
+    path (``.spec.template.spec.containers[0]``)."""
     if isinstance(obj, Mapping):
         containers = obj.get("containers")
         if isinstance(containers, list):
-            for container in containers:
+            for i, container in enumerate(containers):
                 if isinstance(container, Mapping) and container.get("name") == name:
-                    return dict(container)
-        for value in obj.values():
-            found = find_container(value, name)
+                    return f"{path}.containers[{i}]", dict(container)
+        for key, value in obj.items():
+            found = locate_container(value, name, f"{path}.{key}")
             if found is not None:
                 return found
     elif isinstance(obj, list):
-        for value in obj:
-            found = find_container(value, name)
+        for i, value in enumerate(obj):
+            found = locate_container(value, name, f"{path}[{i}]")
             if found is not None:
                 return found
     return None
+
+
+def _string_list(container: Mapping[str, Any], key: str, path: str) -> list[str]:
+    """``command`` or ``args`` as Kubernetes takes them: a list of strings (numbers allowed)."""
+    value = container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or any(
+        isinstance(x, bool) or not isinstance(x, str | int | float) for x in value
+    ):
+        raise TemplateError(f"{path}.{key}", "must be a list of strings")
+    return [str(x) for x in value]
 
 
 @dataclass(frozen=True)
@@ -174,20 +201,23 @@ class Command:
 
 def container_command(template: TrialTemplate) -> Command:
     """The raw (unsubstituted) primary container command; ``ValueError`` if it has none."""
-    container = find_container(template.trial_spec, template.primary_container_name)
-    if container is None:
+    found = locate_container(template.trial_spec, template.primary_container_name)
+    if found is None:
         raise ValueError(f"no container named {template.primary_container_name!r}")
-    argv = [str(x) for x in (container.get("command") or [])]
-    argv += [str(x) for x in (container.get("args") or [])]
+    path, container = found
+    argv = _string_list(container, "command", path) + _string_list(container, "args", path)
     if not argv:
         raise ValueError(
             f"container {template.primary_container_name!r} has no command or args; a local "
             "run cannot use the image's entrypoint, so give the command explicitly"
         )
     env: list[tuple[str, str]] = []
-    for item in container.get("env") or []:
-        if not isinstance(item, Mapping) or "name" not in item:
-            continue
+    items = container.get("env") or []
+    if not isinstance(items, list):
+        raise TemplateError(f"{path}.env", "must be a list of {name, value} mappings")
+    for j, item in enumerate(items):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise TemplateError(f"{path}.env[{j}]", "must be a mapping with a name and a value")
         if "value" in item:
             env.append((str(item["name"]), str(item.get("value") or "")))
         else:
@@ -203,15 +233,21 @@ def render_command(
 ) -> tuple[list[str], dict[str, str]]:
     """argv and env for one trial.
 
+    ``local_env`` is the process environment (this machine's, plus :data:`CONTROLLER_VARS`).
+    As in Kubernetes, ``$(VAR)`` names only variables defined for the container: the
+    :data:`CONTROLLER_VARS` and the container's ``env`` entries (in an env value, only those
+    listed before it); anything else, e.g. ``$(HOME)``, stays as written.
+
     Order matters: ``$(VAR)`` expansion and ``rewrite`` (path re-rooting) run on the template's
     own strings first; parameter values are substituted last, so they are passed verbatim.
     """
     env: dict[str, str] = dict(local_env)
+    defined = {name: local_env[name] for name in CONTROLLER_VARS if name in local_env}
     for name, value in command.env:
-        env[name] = substitute(rewrite(expand_k8s_vars(value, env)), values)
+        env[name] = defined[name] = substitute(rewrite(expand_k8s_vars(value, defined)), values)
 
     def one(text: str) -> str:
-        return substitute(rewrite(expand_k8s_vars(text, env)), values)
+        return substitute(rewrite(expand_k8s_vars(text, defined)), values)
 
     return [one(arg) for arg in command.argv], env
 

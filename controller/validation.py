@@ -82,6 +82,7 @@ def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Exp
         problems.add("kind", f"must be {KIND}, got {data.get('kind')!r}")
     metadata = fields.mapping(problems, data, "metadata", "metadata", required=True) or {}
     name = _name(problems, metadata)
+    labels = fields.mapping(problems, metadata, "labels", "metadata.labels") or {}
     namespace = fields.string(problems, metadata, "namespace", "metadata.namespace") or "default"
     spec = fields.mapping(problems, data, "spec", "spec", required=True) or {}
     fields.unknown_keys(problems, spec, _SPEC_FIELDS, "spec")
@@ -112,7 +113,7 @@ def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Exp
         )
         policy = ResumePolicy.NEVER
     raw_params = fields.sequence(problems, spec, "parameters", "spec.parameters")
-    nas = fields.mapping(problems, spec, "nasConfig", "spec.nasConfig")
+    nas = _nas_config(problems, spec, "spec.nasConfig")
     if bool(raw_params) == bool(nas):
         problems.add("spec.parameters", "give exactly one of spec.parameters or spec.nasConfig")
     parameters = parse_parameters(problems, raw_params, "spec.parameters")
@@ -134,7 +135,7 @@ def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Exp
         metrics_collector=collector,
         early_stopping=early,
         nas_config=nas,
-        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
+        labels={str(k): str(v) for k, v in labels.items()},
     )
 
 
@@ -344,19 +345,22 @@ def _trial_template(
     for key, value in (("successCondition", success), ("failureCondition", failure)):
         if not value:
             problems.add(f"{at}.{key}", f"is required for a trial of kind {kind!r}")
-    labels = raw.get("primaryPodLabels") or template.default_primary_pod_labels(kind)
+    labels = fields.mapping(problems, raw, "primaryPodLabels", f"{at}.primaryPodLabels")
+    labels = labels or template.default_primary_pod_labels(kind)
     result = TrialTemplate(
         trial_spec=trial_spec,
         trial_parameters=tuple(params),
         primary_container_name=primary,
         success_condition=success,
         failure_condition=failure,
-        retain=bool(raw.get("retain")),
-        primary_pod_labels={str(k): str(v) for k, v in dict(labels).items()},
+        retain=bool(fields.boolean(problems, raw, "retain", f"{at}.retain")),
+        primary_pod_labels={str(k): str(v) for k, v in labels.items()},
     )
     if primary:
         try:
             template.container_command(result)
+        except template.TemplateError as exc:
+            problems.add(f"{at}.trialSpec{exc.path}", exc.message)
         except ValueError as exc:
             problems.add(f"{at}.primaryContainerName", str(exc))
     return result
@@ -383,11 +387,60 @@ def _trial_spec(problems: Problems, raw: Mapping[str, Any], at: str) -> dict[str
     for key in ("apiVersion", "kind"):
         if not trial_spec.get(key):
             problems.add(f"{at}.trialSpec.{key}", "is required")
-    metadata = trial_spec.get("metadata") or {}
+    metadata = fields.mapping(problems, trial_spec, "metadata", f"{at}.trialSpec.metadata")
+    if metadata is None and trial_spec.get("metadata") is not None:
+        return None  # a broken metadata would break the meta references too
+    metadata = metadata or {}
     for key in ("name", "namespace"):
-        if isinstance(metadata, Mapping) and metadata.get(key):
+        if metadata.get(key):
             problems.add(
                 f"{at}.trialSpec.metadata.{key}",
                 "must not be set; the controller names each trial",
             )
-    return trial_spec
+    bad = False
+    for key in ("labels", "annotations"):
+        if metadata.get(key) is not None:
+            where = f"{at}.trialSpec.metadata.{key}"
+            bad |= fields.mapping(problems, metadata, key, where) is None
+    return None if bad else trial_spec
+
+
+def _nas_config(problems: Problems, spec: Mapping[str, Any], at: str) -> dict[str, Any] | None:
+    """``spec.nasConfig``: a graph (numLayers >= 1, integer sizes) and operations to choose from.
+
+    Katib's webhook checks none of this; its NAS services fail at the first call instead.
+    """
+    raw = fields.mapping(problems, spec, "nasConfig", at)
+    if raw is None:
+        return None
+    fields.unknown_keys(problems, raw, ("graphConfig", "operations"), at)
+    graph = fields.mapping(problems, raw, "graphConfig", f"{at}.graphConfig", required=True)
+    if graph is not None:
+        fields.unknown_keys(
+            problems, graph, ("numLayers", "inputSizes", "outputSizes"), f"{at}.graphConfig"
+        )
+        path = f"{at}.graphConfig.numLayers"
+        layers = fields.integer(problems, graph, "numLayers", path)
+        if layers is None and graph.get("numLayers") is None:
+            problems.add(path, "is required")
+        elif layers is not None and layers < 1:
+            problems.add(path, f"must be at least 1, got {layers}")
+        for key in ("inputSizes", "outputSizes"):
+            path = f"{at}.graphConfig.{key}"
+            for j, value in enumerate(fields.sequence(problems, graph, key, path)):
+                fields.integer(problems, {"v": value}, "v", f"{path}[{j}]")
+    operations = fields.sequence(problems, raw, "operations", f"{at}.operations")
+    if not operations and isinstance(raw.get("operations", []), list):
+        problems.add(f"{at}.operations", "needs at least one operation")
+    for i, op in enumerate(operations):
+        path = f"{at}.operations[{i}]"
+        if not isinstance(op, Mapping):
+            problems.add(path, "must be a mapping with operationType and parameters")
+            continue
+        fields.unknown_keys(problems, op, ("operationType", "parameters"), path)
+        fields.string(problems, op, "operationType", f"{path}.operationType", required=True)
+        params = fields.sequence(problems, op, "parameters", f"{path}.parameters")
+        if not params and isinstance(op.get("parameters", []), list):
+            problems.add(f"{path}.parameters", "needs at least one parameter")
+        parse_parameters(problems, params, f"{path}.parameters")
+    return raw

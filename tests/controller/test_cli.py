@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from katib.controller.store import ResultsStore
@@ -99,6 +100,7 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path) -> None:
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    before = read_trials(results)  # what the killed controller recorded last
     finished = {t.name: t for t in before if t.condition.completed}
     interrupted = [t for t in before if not t.condition.completed]
     assert len(finished) >= 2 and interrupted
@@ -125,3 +127,121 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_validate_malformed_shapes_exits_2_naming_the_fields(tmp_path: Path) -> None:
+    doc = experiment("/t.py")
+    doc["metadata"]["labels"] = ["team-a"]
+    doc["spec"]["trialTemplate"]["primaryPodLabels"] = "role=master"
+    done = katib("validate", str(write(tmp_path, doc)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "metadata.labels: must be a mapping" in done.stdout
+    assert "spec.trialTemplate.primaryPodLabels: must be a mapping" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_status_without_an_experiment_record_exits_2(tmp_path: Path) -> None:
+    ResultsStore(tmp_path / "empty").close()  # experiment.db with no experiment row
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "experiment.db").write_text("not a database")
+    for directory in ("empty", "junk"):
+        for command in ("status", "trials"):
+            done = katib(command, str(tmp_path / directory))
+            assert done.returncode == 2, done.stdout + done.stderr
+            assert "Traceback" not in done.stderr
+            assert str(tmp_path / directory) in done.stdout.replace("\n", "")
+
+
+SPAWNER = """
+import os, signal, subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c",
+     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"]
+)
+with open(os.path.join(sys.argv[1], os.environ["KATIB_TRIAL_NAME"] + ".pids"), "w") as f:
+    f.write(f"{os.getpid()} {child.pid}")
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_and_leaves_no_trial_process(tmp_path: Path, sig: int) -> None:
+    spawner = tmp_path / "spawner.py"
+    spawner.write_text(SPAWNER)
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    doc = experiment(spawner, max_trials=4, parallel=2)
+    container(doc)["command"] = [sys.executable, str(spawner), str(pids_dir)]
+    container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [*KATIB, "run", str(write(tmp_path, doc)), "--results", str(results), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(pids_dir.glob("*.pids"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = [int(p) for f in pids_dir.glob("*.pids") for p in f.read_text().split()]
+    assert len(pids) == 4  # two trials, each with a child that ignores SIGTERM
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    time.sleep(0.2)
+    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
+    assert alive == []
+    trials = read_trials(results)
+    assert [t.condition for t in trials] == [TrialCondition.CREATED] * 2  # re-run on resume
+
+
+ONCE_SPAWNER = """
+import os, subprocess, sys, time
+pids_dir = sys.argv[1]
+if not os.path.exists(os.path.join(pids_dir, "first-run")):
+    print("loss=0.5")
+    sys.exit(0)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+with open(os.path.join(pids_dir, os.environ["KATIB_TRIAL_NAME"] + ".pids"), "w") as f:
+    f.write(f"{os.getpid()} {child.pid}")
+time.sleep(60)
+"""
+
+
+def test_trials_die_with_a_sigkilled_controller_and_leftovers_on_resume(tmp_path: Path) -> None:
+    spawner = tmp_path / "spawner.py"
+    spawner.write_text(ONCE_SPAWNER)
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    (pids_dir / "first-run").touch()
+    doc = experiment(spawner, max_trials=2, parallel=2)
+    container(doc)["command"] = [sys.executable, str(spawner), str(pids_dir)]
+    container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
+    path, results = write(tmp_path, doc), tmp_path / "results"
+    proc = subprocess.Popen(
+        [*KATIB, "run", str(path), "--results", str(results), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(pids_dir.glob("*.pids"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pairs = [[int(p) for p in f.read_text().split()] for f in pids_dir.glob("*.pids")]
+    assert len(pairs) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
+
+    deadline = time.monotonic() + 10
+    while any(alive(leader) for leader, _ in pairs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(leader) for leader, _ in pairs)  # SIGTERM from the kernel
+    assert all(alive(child) for _, child in pairs)  # in the trial's group, not signalled yet
+    (pids_dir / "first-run").unlink()
+    again = katib("run", str(path), "--results", str(results), "--quiet")
+    assert again.returncode == 0, again.stdout + again.stderr
+    time.sleep(0.2)
+    assert not any(alive(child) for _, child in pairs)  # killed by the resume

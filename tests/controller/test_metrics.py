@@ -106,8 +106,29 @@ def test_substitution_is_literal_and_structural() -> None:
     argv, env = template.render_command(
         template.container_command(tmpl), values, {"HOME": "/home/u"}
     )
-    assert argv == ["sh", "-c", f"echo {evil} /home/u $(X) in trial-1", "--team=ml"]
+    # $(HOME) is not defined for the container, so it stays as written (as in Kubernetes)
+    assert argv == ["sh", "-c", f"echo {evil} $(HOME) $(X) in trial-1", "--team=ml"]
     assert env["MODE"] == f"m-{evil}"
+    assert env["HOME"] == "/home/u"  # the process still inherits it
+
+
+def test_k8s_vars_expand_only_container_and_controller_variables() -> None:
+    tmpl = _template(
+        ["run", "$(MODE)", "$(LATER)", "$(KATIB_TRIAL_NAME)", "$(PATH)", "$(SECRET)"],
+        [TrialParameter("lr", "lr")],
+    )
+    container = tmpl.trial_spec["spec"]["template"]["spec"]["containers"][0]
+    container["command"].append("${trialParameters.lr}")
+    container["env"] = [
+        {"name": "EARLY", "value": "$(LATER)-$(KATIB_TRIAL_NAME)-$(SECRET)"},
+        {"name": "LATER", "value": "late"},
+        {"name": "MODE", "value": "m-$(LATER)"},
+    ]
+    host = {"PATH": "/usr/bin", "SECRET": "s3cret", "KATIB_TRIAL_NAME": "t1"}
+    values = template.parameter_values(tmpl, {"lr": "0.1"}, "t1", "ns")
+    argv, env = template.render_command(template.container_command(tmpl), values, host)
+    assert argv == ["run", "m-late", "late", "t1", "$(PATH)", "$(SECRET)", "0.1"]
+    assert env["EARLY"] == "$(LATER)-t1-$(SECRET)"  # only variables defined before it
 
 
 def test_conditions_defaults_by_kind() -> None:

@@ -131,6 +131,62 @@ def test_exhausted_search_space_waits_for_running_then_succeeds() -> None:
     assert done.reason is rec.Reason.SUGGESTION_END_REACHED
 
 
+def test_exhausted_before_any_trial_succeeds_with_zero_trials() -> None:
+    spec = make_spec(maxTrialCount=10)
+    state = rec.after_suggestions(rec.SuggestionState(), 2, 0)
+    decision = rec.reconcile(spec, [], state)
+    assert (decision.condition, decision.reason) == (
+        rec.Condition.SUCCEEDED,
+        rec.Reason.SUGGESTION_END_REACHED,
+    )
+    assert (decision.request, decision.start, decision.counts.trials) == (0, (), 0)
+
+
+def test_resume_start_respects_lowered_parallel_and_max() -> None:
+    created = [trial(i, C.CREATED) for i in range(3)]
+    spec = make_spec(maxTrialCount=1, parallelTrialCount=1, maxFailedTrialCount=1)
+    assert run(spec, created).start == ("t0",)
+    spec = make_spec(maxTrialCount=10, parallelTrialCount=2)
+    assert run(spec, created).start == ("t0", "t1")
+    # one slot busy, so one more starts; the queue keeps creation order
+    busy = [trial(0, C.RUNNING), *created[1:]]
+    assert run(spec, busy).start == ("t1",)
+    # budget: 2 done + 1 running leaves no room under maxTrialCount 3 despite free slots
+    spec = make_spec(maxTrialCount=3, parallelTrialCount=3)
+    trials = [trial(0, C.SUCCEEDED, "1"), trial(1, C.FAILED), trial(2, C.RUNNING)]
+    decision = run(spec, [*trials, trial(3, C.CREATED), trial(4, C.CREATED)])
+    assert (decision.start, decision.request) == ((), 0)
+    # queued trials beyond the budget never start; the experiment ends with them Created
+    done = run(spec, [*trials[:2], trial(2, C.SUCCEEDED, "2"), trial(3, C.CREATED)])
+    assert done.reason is rec.Reason.MAX_TRIALS_REACHED and done.start == ()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "condition"),
+    [("min", rec.Condition.SUCCEEDED), ("latest", rec.Condition.RUNNING)],
+)
+def test_goal_uses_the_objective_strategy(strategy: str, condition: rec.Condition) -> None:
+    spec = make_spec(
+        objective={
+            "type": "minimize",
+            "objectiveMetricName": "loss",
+            "goal": 0.1,
+            "metricStrategies": [{"name": "loss", "value": strategy}],
+        }
+    )
+    # the loss dipped to 0.05 during training but ended at 0.5
+    seen = TrialRecord(
+        name="t0",
+        index=0,
+        assignments=(("x", "0.1"),),
+        condition=C.SUCCEEDED,
+        observation=(MetricValue("loss", "0.05", "0.9", "0.5"),),
+    )
+    decision = run(spec, [seen])
+    assert decision.condition is condition
+    assert decision.best_trial == "t0"
+
+
 def test_after_suggestions_marks_exhaustion() -> None:
     state = rec.SuggestionState()
     assert not rec.after_suggestions(state, 3, 3).exhausted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -388,6 +389,43 @@ def test_numbers_in_feasible_space_are_accepted_as_strings() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        ({"min": 1.0, "max": "8.0", "step": 2.0}, ("1", "8", "2")),
+        ({"min": "1", "max": 8}, ("1", "8", "")),
+        ({"min": "-2.0", "max": "0"}, ("-2", "0", "")),
+    ],
+)
+def test_int_bounds_accept_integral_floats(
+    space: dict[str, Any], expected: tuple[str, str, str]
+) -> None:
+    doc = base()
+    doc["spec"]["parameters"][0] = {"name": "x", "parameterType": "int", "feasibleSpace": space}
+    got = load_experiment(doc, ALGORITHMS).parameters[0].feasible_space
+    assert (got.min, got.max, got.step) == expected
+
+
+@pytest.mark.parametrize(
+    ("space", "problem"),
+    [
+        (
+            {"min": "1", "max": "8", "step": "0.8"},
+            "spec.parameters[0].feasibleSpace.step: an int parameter needs a whole-number step, "
+            "got '0.8'; use a double parameter for fractional steps",
+        ),
+        (
+            {"min": "1.5", "max": "8"},
+            "spec.parameters[0].feasibleSpace.min: must be an integer, got '1.5'",
+        ),
+    ],
+)
+def test_int_rejects_fractions(space: dict[str, Any], problem: str) -> None:
+    doc = base()
+    doc["spec"]["parameters"][0] = {"name": "x", "parameterType": "int", "feasibleSpace": space}
+    assert problems_of(doc) == [problem]
+
+
 def test_meta_references_are_valid() -> None:
     doc = base()
     doc["spec"]["trialTemplate"]["trialParameters"].append(
@@ -408,3 +446,123 @@ def test_examples_are_valid() -> None:
         assert load_file(root / f"{name}.yaml").algorithm.algorithm_name == name
     for name in ("tpe", "multivariate-tpe"):
         assert load_file(root / f"{name}.yaml", [name]).algorithm.algorithm_name == name
+
+
+NAS = {
+    "graphConfig": {"numLayers": 2, "inputSizes": [32, 32, 3], "outputSizes": [10]},
+    "operations": [
+        {
+            "operationType": "convolution",
+            "parameters": [
+                {
+                    "name": "filter_size",
+                    "parameterType": "categorical",
+                    "feasibleSpace": {"list": ["3", "5"]},
+                }
+            ],
+        }
+    ],
+}
+
+
+def nas(**config: Any) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["spec"].pop("parameters")
+        doc["spec"]["nasConfig"] = {**copy.deepcopy(NAS), **config}
+
+    return mutate
+
+
+def nas_op(**op: Any) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        nas()(doc)
+        doc["spec"]["nasConfig"]["operations"][0].update(op)
+
+    return mutate
+
+
+def meta_list(doc: dict[str, Any]) -> None:
+    template(doc)["trialSpec"]["metadata"] = ["team-a"]
+    template(doc)["trialParameters"].append(
+        {"name": "team", "reference": "${trialSpec.Labels[x]}"}
+    )
+    container(doc)["command"].append("${trialParameters.team}")
+
+
+SHAPES = [
+    ("metadata.labels", lambda d: d["metadata"].update(labels=["team-a"])),
+    ("metadata.labels", lambda d: d["metadata"].update(labels="team-a")),
+    ("spec.trialTemplate.primaryPodLabels", set_in(template, primaryPodLabels=["a"])),
+    ("spec.trialTemplate.primaryPodLabels", set_in(template, primaryPodLabels="role=master")),
+    ("spec.trialTemplate.retain", set_in(template, retain="false")),
+    ("spec.trialTemplate.trialSpec.metadata", meta_list),
+    (
+        "spec.trialTemplate.trialSpec.metadata.labels",
+        lambda d: template(d)["trialSpec"].update(metadata={"labels": ["x"]}),
+    ),
+    (
+        "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].command",
+        lambda d: container(d).update(command="python train.py ${trialParameters.x}"),
+    ),
+    (
+        "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].command",
+        lambda d: container(d)["command"].append({"a": 1}),
+    ),
+    (
+        "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].args",
+        lambda d: container(d).update(args="--lr=0.1"),
+    ),
+    (
+        "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].args",
+        lambda d: container(d).update(args=[["--lr", "0.1"]]),
+    ),
+    (
+        "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].env",
+        lambda d: container(d).update(env="A=1"),
+    ),
+    (
+        "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].env[0]",
+        lambda d: container(d).update(env=["A=1"]),
+    ),
+    ("spec.nasConfig", lambda d: (d["spec"].pop("parameters"), d["spec"].update(nasConfig=[1]))),
+    ("spec.nasConfig.graphConfig", nas(graphConfig="two layers")),
+    ("spec.nasConfig.graphConfig", nas(graphConfig=None)),
+    ("spec.nasConfig.graphConfig.numLayers", nas(graphConfig={"numLayers": "two"})),
+    ("spec.nasConfig.graphConfig.numLayers", nas(graphConfig={"numLayers": 0})),
+    ("spec.nasConfig.graphConfig.numLayers", nas(graphConfig={"inputSizes": [1]})),
+    ("spec.nasConfig.graphConfig.inputSizes", nas(graphConfig={"numLayers": 1, "inputSizes": 3})),
+    (
+        "spec.nasConfig.graphConfig.outputSizes[0]",
+        nas(graphConfig={"numLayers": 1, "outputSizes": ["ten"]}),
+    ),
+    ("spec.nasConfig.operations", nas(operations="convolution")),
+    ("spec.nasConfig.operations", nas(operations=[])),
+    ("spec.nasConfig.operations[0]", nas(operations=["convolution"])),
+    ("spec.nasConfig.operations[0].operationType", nas_op(operationType=None)),
+    ("spec.nasConfig.operations[0].operationType", nas_op(operationType=["conv"])),
+    ("spec.nasConfig.operations[0].parameters", nas_op(parameters="filter_size")),
+    ("spec.nasConfig.operations[0].parameters", nas_op(parameters=[])),
+    ("spec.nasConfig.operations[0].parameters[0]", nas_op(parameters=["filter_size"])),
+    (
+        "spec.nasConfig.operations[0].parameters[0].feasibleSpace.min",
+        nas_op(
+            parameters=[
+                {"name": "n", "parameterType": "int", "feasibleSpace": {"min": "x", "max": "3"}}
+            ]
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("field", "mutate"), SHAPES)
+def test_malformed_shapes_are_problems_not_tracebacks(field: str, mutate: Mutation) -> None:
+    doc = base()
+    mutate(doc)
+    problems = problems_of(doc)  # InvalidArgument, never another exception
+    assert any(p.startswith(f"{field}:") for p in problems), problems
+
+
+def test_valid_nas_config() -> None:
+    doc = base()
+    nas()(doc)
+    assert load_experiment(doc, ALGORITHMS).nas_config == NAS
