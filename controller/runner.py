@@ -280,13 +280,16 @@ class ExperimentRunner:
 
     def _complete(self, db: ObservationLog, done: Finished) -> None:
         trial = self.trials[done.name]
-        entries = db.entries(trial.name)
+        summary = done.summary
+        if summary is None:  # metrics the trial reported itself: the DB is the only record
+            summary = tr.ObservationSummary(self.spec.objective)
+            summary.add(db.entries(trial.name))
         objective = self.spec.objective.objective_metric_name
-        if not any(e.name == objective for e in entries):
+        if objective not in summary.names:
             missing = LogEntry(None, objective, UNAVAILABLE)
             db.report(trial.name, [missing])
-            entries.append(missing)
-        observation = tr.compute_observation(entries, self.spec.objective)
+            summary.add([missing])
+        observation = summary.observation()
         self._save(tr.finish(trial, done.exit_code, observation, self.spec.objective, now()))
 
     def _interrupt(self, backend: LocalBackend) -> None:

@@ -100,43 +100,75 @@ class TrialRecord:
         return dict(self.assignments)
 
 
-def compute_observation(
-    entries: Iterable[LogEntry], objective: Objective
-) -> tuple[MetricValue, ...]:
-    """Min/max/latest per metric with a strategy, from rows in DB order (reference 4).
+class ObservationSummary:
+    """The observation of a stream of rows, folded as they come, in constant memory.
 
-    Latest is the value with the greatest timestamp, ties going to the later row; untimed rows
-    count as the earliest time. Non-numeric values only affect Latest.
+    Rows are given in DB order or in report order (the same up to timestamp ties, which both
+    resolve to the later report). Latest is the value with the greatest timestamp, ties going
+    to the later row; untimed rows count as the earliest time. Non-numeric values only affect
+    Latest; NaN never wins min or max.
     """
-    state: dict[str, dict[str, Any]] = {}
-    wanted = {s.name for s in objective.metric_strategies}
-    for entry in entries:
-        if entry.name not in wanted:
-            continue
-        slot = state.setdefault(entry.name, {"min": None, "max": None, "latest": None, "t": None})
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+        self._wanted = {s.name for s in objective.metric_strategies}
+        self._slots: dict[str, _Slot] = {}
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The metrics that have at least one row."""
+        return frozenset(self._slots)
+
+    def add(self, entries: Iterable[LogEntry]) -> None:
+        """Fold rows in."""
+        for entry in entries:
+            if entry.name not in self._wanted:
+                continue
+            slot = self._slots.get(entry.name)
+            if slot is None:
+                slot = self._slots[entry.name] = _Slot()
+            slot.add(entry)
+
+    def observation(self) -> tuple[MetricValue, ...]:
+        """One :class:`MetricValue` per observed metric, in the objective's metric order."""
+        return tuple(
+            self._slots[name].metric(name)
+            for name in self.objective.metric_names
+            if name in self._slots
+        )
+
+
+class _Slot:
+    """Running min, max and latest of one metric."""
+
+    __slots__ = ("high", "high_value", "latest", "low", "low_value", "moment")
+
+    def __init__(self) -> None:
+        self.low = self.high = 0.0
+        self.low_value = self.high_value = self.latest = UNAVAILABLE
+        self.moment: datetime | None = None
+
+    def add(self, entry: LogEntry) -> None:
         try:
             number = float(entry.value)
         except ValueError:
             number = None
         if number is not None and number == number:  # NaN never wins min/max
-            if slot["min"] is None or number < float(slot["min"]):
-                slot["min"] = entry.value
-            if slot["max"] is None or number > float(slot["max"]):
-                slot["max"] = entry.value
-        moment = entry.time or datetime.min
-        if slot["t"] is None or moment.replace(tzinfo=None) >= slot["t"]:
-            slot["t"] = moment.replace(tzinfo=None)
-            slot["latest"] = entry.value
-    return tuple(
-        MetricValue(
+            if self.low_value == UNAVAILABLE or number < self.low:
+                self.low, self.low_value = number, entry.value
+            if self.high_value == UNAVAILABLE or number > self.high:
+                self.high, self.high_value = number, entry.value
+        moment = (entry.time or datetime.min).replace(tzinfo=None)
+        if self.moment is None or moment >= self.moment:
+            self.moment, self.latest = moment, entry.value
+
+    def metric(self, name: str) -> MetricValue:
+        return MetricValue(
             name=name,
-            min=state[name]["min"] or UNAVAILABLE,
-            max=state[name]["max"] or UNAVAILABLE,
-            latest=state[name]["latest"] or UNAVAILABLE,
+            min=self.low_value or UNAVAILABLE,
+            max=self.high_value or UNAVAILABLE,
+            latest=self.latest or UNAVAILABLE,
         )
-        for name in objective.metric_names
-        if name in state
-    )
 
 
 def start(trial: TrialRecord, now: datetime) -> TrialRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,7 +210,17 @@ time.sleep(60)
 """
 
 
-def test_trials_die_with_a_sigkilled_controller_and_leftovers_on_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", ["setpriv", "python"])
+def test_trials_die_with_a_sigkilled_controller_and_leftovers_on_resume(
+    tmp_path: Path, launcher: str
+) -> None:
+    """Either way of asking for the kernel's SIGTERM works: util-linux ``setpriv`` when it is
+    on the PATH, the Python launcher when it is not (a PATH without /usr/bin hides it)."""
+    env = dict(os.environ)
+    if launcher == "python":
+        env["PATH"] = str(Path(sys.executable).parent)
+    elif shutil.which("setpriv") is None:
+        pytest.skip("no setpriv on this machine")
     spawner = tmp_path / "spawner.py"
     spawner.write_text(ONCE_SPAWNER)
     pids_dir = tmp_path / "pids"
@@ -223,6 +234,7 @@ def test_trials_die_with_a_sigkilled_controller_and_leftovers_on_resume(tmp_path
         [*KATIB, "run", str(path), "--results", str(results), "--quiet"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     deadline = time.monotonic() + 60
     while len(list(pids_dir.glob("*.pids"))) < 2 and time.monotonic() < deadline:

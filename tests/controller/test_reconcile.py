@@ -251,7 +251,7 @@ def test_trial_transitions() -> None:
     assert tr.from_dict(tr.to_dict(started)) == started
 
 
-def test_compute_observation_min_max_latest() -> None:
+def test_observation_min_max_latest() -> None:
     spec = make_spec()
     t = [datetime(2024, 1, 1, 0, 0, s, tzinfo=UTC) for s in range(4)]
     entries = [
@@ -262,7 +262,37 @@ def test_compute_observation_min_max_latest() -> None:
         LogEntry(None, "accuracy", "n/a"),
         LogEntry(t[0], "other", "1"),
     ]
-    loss, accuracy = tr.compute_observation(entries, spec.objective)
+    summary = tr.ObservationSummary(spec.objective)
+    summary.add(entries)
+    loss, accuracy = summary.observation()
     assert (loss.min, loss.max, loss.latest) == ("0.2", "0.5", "0.3")
     assert (accuracy.min, accuracy.max, accuracy.latest) == ("0.7", "0.7", "n/a")
     assert loss.value(spec.objective.strategy("loss")) == "0.2"  # type: ignore[arg-type]
+    assert summary.names == {"loss", "accuracy"}
+
+    # Folded in pieces (as the backend reports while a trial runs) it is the same.
+    pieces = tr.ObservationSummary(spec.objective)
+    for entry in entries:
+        pieces.add([entry])
+    assert pieces.observation() == summary.observation()
+
+
+def test_observation_ties_nan_and_no_numbers() -> None:
+    spec = make_spec()
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    summary = tr.ObservationSummary(spec.objective)
+    summary.add(
+        [
+            LogEntry(moment, "loss", "nan"),
+            LogEntry(moment, "loss", "0.4"),  # same time, later row: latest
+            LogEntry(None, "loss", "0.1"),  # untimed: earliest, still the minimum
+            LogEntry(None, "accuracy", "n/a"),
+        ]
+    )
+    loss, accuracy = summary.observation()
+    assert (loss.min, loss.max, loss.latest) == ("0.1", "0.4", "0.4")
+    assert (accuracy.min, accuracy.max, accuracy.latest) == (
+        tr.UNAVAILABLE,
+        tr.UNAVAILABLE,
+        "n/a",
+    )
