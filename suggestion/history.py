@@ -53,6 +53,9 @@ class Trial:
     value: float | None = None
     metrics: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    #: ``point``'s :meth:`SearchSpace.key` in the experiment's space, when the decoder computed
+    #: it (decoded trials are reused across requests, so de-duplication pays for it once).
+    key: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_complete(self) -> bool:
@@ -153,7 +156,11 @@ class History:
 
     def taken_keys(self, space: SearchSpace) -> set[tuple[str, ...]]:
         """Canonical keys of every point already tried or pending (for de-duplication)."""
-        return {space.key(p) for p in self.points()}
+        return {
+            t.key if t.key is not None else space.key(t.point)
+            for t in self.trials
+            if t.point is not None
+        }
 
 
 def parse_objective(value: str) -> float | None:

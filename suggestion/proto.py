@@ -218,6 +218,7 @@ def _trial_from_proto(trial: pb.Trial, info: ExperimentInfo) -> Trial:
         value=parse_objective(metrics.get(info.objective_metric, "")),
         metrics=metrics,
         labels=dict(trial.spec.labels),
+        key=None if point is None else info.space.key(point),
     )
 
 
