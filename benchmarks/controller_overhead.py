@@ -4,7 +4,7 @@
 
 The experiment runs ``N`` trivial trials (``sh -c 'echo loss=…'``) through the whole path:
 GetSuggestions over loopback gRPC, trial records persisted in SQLite, process start, streamed
-StdOut parsing, ReportObservationLog + GetObservationLog against the DB service. The baseline
+StdOut parsing, ReportObservationLog against the DB service. The baseline
 spawns the same ``sh -c 'echo loss=…'`` processes with the same parallelism, reading their
 output, and nothing else. Overhead per trial = (experiment wall time - baseline wall time) / N.
 """

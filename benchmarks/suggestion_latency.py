@@ -4,15 +4,22 @@
 
 Prints the median / p90 latency of one GetSuggestions call (one suggestion, a history of
 ``--history`` completed trials over a 7-parameter mixed space), then the requests/s that
-``--clients`` concurrent clients sustain, each with its own channel.
+``--clients`` concurrent clients sustain, each with its own channel. The service runs as its own
+``katib-suggestion`` process, as a controller would reach it; ``--in-process`` hosts it in the
+benchmark's process instead (client and server then share one interpreter lock).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import statistics
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 
@@ -72,6 +79,33 @@ def throughput(address: str, req: pb.GetSuggestionsRequest, clients: int, second
     return sum(done) / (time.perf_counter() - start_time)
 
 
+@contextlib.contextmanager
+def serve(algorithms: list[str], in_process: bool) -> Iterator[str]:
+    """The address of a suggestion service hosting ``algorithms``, stopped on exit."""
+    if in_process:
+        server = start(services(algorithms), port=0)
+        try:
+            yield server.address
+        finally:
+            server.stop(grace=0)
+        return
+    argv = [sys.executable, "-m", "katib.suggestion.server", "--host", "127.0.0.1", "--port", "0"]
+    argv += [arg for name in algorithms for arg in ("--algorithm", name)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            match = re.search(r"listening on (\S+)", line)
+            if match:
+                break
+        else:
+            raise RuntimeError(f"katib-suggestion exited with {proc.wait()} before listening")
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algorithm", action="append", help="repeatable; default random")
@@ -79,24 +113,24 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--in-process", action="store_true", help="host the service in-process")
     args = parser.parse_args()
     algorithms = args.algorithm or ["random"]
-    server = start(services([*algorithms, "random"]), port=0)
     rps_label = f"req/s x{args.clients}"
     print(f"{'algorithm':<18}{'history':>8}{'median ms':>11}{'p90 ms':>9}{rps_label:>12}")
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = api_pb2_grpc.SuggestionStub(channel)
-            for algorithm in algorithms:
-                req = build_request(stub, algorithm, args.history)
-                times = sorted(latency(stub, req, args.calls))
-                rps = throughput(server.address, req, args.clients, args.seconds)
-                print(
-                    f"{algorithm:<18}{args.history:>8}{statistics.median(times) * 1e3:>11.2f}"
-                    f"{times[int(0.9 * len(times))] * 1e3:>9.2f}{rps:>12.0f}"
-                )
-    finally:
-        server.stop(grace=0)
+    with (
+        serve(sorted({*algorithms, "random"}), args.in_process) as address,
+        grpc.insecure_channel(address) as channel,
+    ):
+        stub = api_pb2_grpc.SuggestionStub(channel)
+        for algorithm in algorithms:
+            req = build_request(stub, algorithm, args.history)
+            times = sorted(latency(stub, req, args.calls))
+            rps = throughput(address, req, args.clients, args.seconds)
+            print(
+                f"{algorithm:<18}{args.history:>8}{statistics.median(times) * 1e3:>11.2f}"
+                f"{times[int(0.9 * len(times))] * 1e3:>9.2f}{rps:>12.0f}"
+            )
 
 
 if __name__ == "__main__":
