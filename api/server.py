@@ -31,11 +31,42 @@ GRPC_OPTIONS = [
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """One servicer to host: how to register it and the health names it answers to."""
+    """One servicer to host: how to register it and the health names it answers to.
+
+    ``probe``, when given, runs on every health ``Check`` of those names and raises when the
+    service cannot do its work (the DB manager pings its database, as Katib's runs ``SELECT
+    1``): the answer is then NOT_SERVING, so a readiness probe takes the pod out of rotation.
+    """
 
     register: Callable[[Any, grpc.Server], None]
     servicer: Any
     health_names: tuple[str, ...]
+    probe: Callable[[], None] | None = None
+
+
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class _ProbingHealth(health.HealthServicer):
+    """The standard health servicer, with a live probe behind some service names."""
+
+    def __init__(self, probes: dict[str, Callable[[], None]]) -> None:
+        super().__init__(experimental_non_blocking=True)
+        self._probes = probes
+
+    def Check(self, request: Any, context: Any) -> Any:
+        reply = super().Check(request, context)
+        probe = self._probes.get(request.service)
+        if probe is None or reply.status != health_pb2.HealthCheckResponse.SERVING:
+            return reply
+        try:
+            probe()
+        except Exception as exc:  # any failure means "cannot serve", with the reason logged
+            logger.warning("health check of %r failed: %s", request.service, exc)
+            return health_pb2.HealthCheckResponse(
+                status=health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+        return reply
 
 
 @dataclass
@@ -67,7 +98,8 @@ def start(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         options=GRPC_OPTIONS,
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    probes = {name: spec.probe for spec in services if spec.probe for name in spec.health_names}
+    health_servicer = _ProbingHealth(probes)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for spec in services:
         spec.register(spec.servicer, server)

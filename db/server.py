@@ -37,6 +37,7 @@ def build_service(store: ObservationStore) -> ServiceSpec:
         register=api_pb2_grpc.add_DBManagerServicer_to_server,
         servicer=DBManagerServicer(store),
         health_names=HEALTH_NAMES,
+        probe=store.ping,
     )
 
 

@@ -24,6 +24,7 @@ from katib.db.client import ZERO_TIME, DBClient, MetricLogEntry
 from katib.db.server import build_service
 from katib.db.service import HEALTH_NAMES
 from katib.db.store import open_store
+from katib.db.testing import PostgresServer
 
 
 @pytest.fixture
@@ -143,6 +144,36 @@ def test_health_names_are_serving(server: RunningServer) -> None:
         for name in HEALTH_NAMES:
             reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+
+
+def test_health_follows_the_database() -> None:
+    """Like Katib's DB manager (``SELECT 1`` per Check), health turns NOT_SERVING when the
+    database stops answering, and the service itself keeps answering."""
+    postgres = PostgresServer.start()
+    store = open_store(postgres.url(), connect_timeout=10)
+    running = start([build_service(store)], host="127.0.0.1", port=0)
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+
+            def status(name: str) -> int:
+                request = health_pb2.HealthCheckRequest(service=name)
+                return health.Check(request, timeout=10).status
+
+            assert all(status(n) == health_pb2.HealthCheckResponse.SERVING for n in HEALTH_NAMES)
+            postgres.stop()
+            for name in HEALTH_NAMES:
+                assert status(name) == health_pb2.HealthCheckResponse.NOT_SERVING, name
+            stub = api_pb2_grpc.DBManagerStub(channel)
+            request = api_pb2.GetObservationLogRequest(trial_name="t")
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.GetObservationLog(request, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert status("") == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        running.stop(grace=1)
+        store.close()
+        postgres.stop()
 
 
 def _console_script() -> list[str]:
