@@ -33,9 +33,11 @@ GRPC_OPTIONS = [
 class ServiceSpec:
     """One servicer to host: how to register it and the health names it answers to.
 
-    ``probe``, when given, runs on every health ``Check`` of those names and raises when the
-    service cannot do its work (the DB manager pings its database, as Katib's runs ``SELECT
-    1``): the answer is then NOT_SERVING, so a readiness probe takes the pod out of rotation.
+    ``probe``, when given, raises when the service cannot do its work (the DB manager pings its
+    database, as Katib's runs ``SELECT 1`` per check). It runs in the background every
+    :data:`PROBE_INTERVAL_S` seconds; while it fails or hangs past :data:`PROBE_TIMEOUT_S`, the
+    service's health names answer NOT_SERVING (``Check`` and ``Watch`` alike), so a readiness
+    probe takes the pod out of rotation, and a hung database never ties up request threads.
     """
 
     register: Callable[[Any, grpc.Server], None]
@@ -44,29 +46,77 @@ class ServiceSpec:
     probe: Callable[[], None] | None = None
 
 
+PROBE_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 5.0
+
+
+class _Prober:
+    """Publishes the result of one service's probe as the health of its names.
+
+    The probe always runs on the same worker thread (a store keeps one connection per thread),
+    never twice at once; the loop waits at most :data:`PROBE_TIMEOUT_S` for an answer.
+    """
+
+    def __init__(
+        self,
+        health_servicer: health.HealthServicer,
+        names: Sequence[str],
+        probe: Callable[[], None],
+    ) -> None:
+        self._health, self._names, self._probe = health_servicer, tuple(names), probe
+        self._stopped = threading.Event()
+        self._asked, self._answered = threading.Event(), threading.Event()
+        self._error: Exception | None = None
+        self._threads = [
+            threading.Thread(target=self._loop, name="health-probe", daemon=True),
+            threading.Thread(target=self._work, name="health-probe-call", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._asked.set()  # wakes an idle worker
+        self._threads[0].join(timeout=PROBE_TIMEOUT_S + 1)
+
+    def _work(self) -> None:
+        while True:
+            self._asked.wait()
+            self._asked.clear()
+            if self._stopped.is_set():
+                return
+            try:
+                self._probe()
+                self._error = None
+            except Exception as exc:  # any failure means "cannot serve"; the reason is logged
+                self._error = exc
+            self._answered.set()
+
+    def _loop(self) -> None:
+        healthy, busy = True, False
+        while not self._stopped.is_set():
+            if not busy:  # a hung probe is waited for, never doubled
+                self._answered.clear()
+                self._asked.set()
+            busy = not self._answered.wait(PROBE_TIMEOUT_S)
+            if self._stopped.is_set():
+                return
+            error = TimeoutError(f"no answer in {PROBE_TIMEOUT_S:g} s") if busy else self._error
+            if (error is None) != healthy:
+                healthy = error is None
+                if healthy:
+                    logger.info("%s: health probe passes again", self._names[-1])
+                else:
+                    logger.warning("%s: health probe failed: %s", self._names[-1], error)
+                for name in self._names:
+                    self._health.set(name, _SERVING if healthy else _NOT_SERVING)
+            self._stopped.wait(PROBE_INTERVAL_S)
+
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-class _ProbingHealth(health.HealthServicer):
-    """The standard health servicer, with a live probe behind some service names."""
-
-    def __init__(self, probes: dict[str, Callable[[], None]]) -> None:
-        super().__init__(experimental_non_blocking=True)
-        self._probes = probes
-
-    def Check(self, request: Any, context: Any) -> Any:
-        reply = super().Check(request, context)
-        probe = self._probes.get(request.service)
-        if probe is None or reply.status != health_pb2.HealthCheckResponse.SERVING:
-            return reply
-        try:
-            probe()
-        except Exception as exc:  # any failure means "cannot serve", with the reason logged
-            logger.warning("health check of %r failed: %s", request.service, exc)
-            return health_pb2.HealthCheckResponse(
-                status=health_pb2.HealthCheckResponse.NOT_SERVING
-            )
-        return reply
 
 
 @dataclass
@@ -77,6 +127,7 @@ class RunningServer:
     port: int
     host: str
     health: health.HealthServicer
+    probers: Sequence[_Prober] = ()
 
     @property
     def address(self) -> str:
@@ -86,6 +137,8 @@ class RunningServer:
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Mark every service NOT_SERVING, then stop, letting in-flight calls finish."""
+        for prober in self.probers:
+            prober.stop()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
 
@@ -98,8 +151,7 @@ def start(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         options=GRPC_OPTIONS,
     )
-    probes = {name: spec.probe for spec in services if spec.probe for name in spec.health_names}
-    health_servicer = _ProbingHealth(probes)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for spec in services:
         spec.register(spec.servicer, server)
@@ -114,12 +166,18 @@ def start(
         server.stop(None)
         raise OSError(f"cannot listen on {host}:{port}: {reason}")
     server.start()
-    serving = health_pb2.HealthCheckResponse.SERVING
-    health_servicer.set("", serving)
+    health_servicer.set("", _SERVING)
     for spec in services:
         for name in spec.health_names:
-            health_servicer.set(name, serving)
-    running = RunningServer(server=server, port=bound, host=host, health=health_servicer)
+            health_servicer.set(name, _SERVING)
+    probers = [
+        _Prober(health_servicer, spec.health_names, spec.probe) for spec in services if spec.probe
+    ]
+    for prober in probers:
+        prober.start()
+    running = RunningServer(
+        server=server, port=bound, host=host, health=health_servicer, probers=probers
+    )
     logger.info("listening on %s", running.address)
     return running
 

@@ -143,10 +143,7 @@ class LocalBackend:
             trial.name, popen, log_fd, stream, metrics_file, summary
         )
         self._selector.register(stdout, selectors.EVENT_READ, trial.name)
-        run = self._running[trial.name]
-        run.exit_fd = _exit_fd(popen.pid)
-        if run.exit_fd is not None:
-            self._selector.register(run.exit_fd, selectors.EVENT_READ, trial.name)
+        self._running[trial.name].exit_fd = _watch_exit(self._selector, popen.pid, trial.name)
         logger.debug("trial %s started: pid %d argv %s", trial.name, popen.pid, argv)
         return {"pid": popen.pid, "start_tick": process_start_tick(popen.pid)}
 
@@ -399,13 +396,20 @@ def _setpriv() -> str | None:
     return found if probe.returncode == 0 else None
 
 
-def _exit_fd(pid: int) -> int | None:
-    """A descriptor that turns readable when process ``pid`` exits (Linux 5.3+), so the poll
-    wakes at the exit instead of on a timer; ``None`` where the system has none."""
+def _watch_exit(selector: selectors.BaseSelector, pid: int, name: str) -> int | None:
+    """Register a descriptor that turns readable when process ``pid`` exits (a pidfd, Linux
+    5.3+), so the poll wakes at the exit instead of on a timer. ``None`` where the system has
+    none or will not watch it: the poll then falls back to its short timer."""
     try:
-        return os.pidfd_open(pid)
+        fd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         return None
+    try:
+        selector.register(fd, selectors.EVENT_READ, name)
+    except (OSError, ValueError):
+        os.close(fd)
+        return None
+    return fd
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -103,10 +103,11 @@ class TrialRecord:
 class ObservationSummary:
     """The observation of a stream of rows, folded as they come, in constant memory.
 
-    Rows are given in DB order or in report order (the same up to timestamp ties, which both
-    resolve to the later report). Latest is the value with the greatest timestamp, ties going
-    to the later row; untimed rows count as the earliest time. Non-numeric values only affect
-    Latest; NaN never wins min or max.
+    Rows may come in report order or in DB order (by time, then report); the result is the
+    same. Latest is the value with the greatest timestamp, ties going to the later row; untimed
+    rows count as the earliest time. Min and max keep, among numerically equal values ("0.5",
+    "5e-1"), the spelling first in DB order. Non-numeric values only affect Latest; NaN never
+    wins min or max.
     """
 
     def __init__(self, objective: Objective) -> None:
@@ -141,24 +142,43 @@ class ObservationSummary:
 class _Slot:
     """Running min, max and latest of one metric."""
 
-    __slots__ = ("high", "high_value", "latest", "low", "low_value", "moment")
+    __slots__ = (
+        "high",
+        "high_moment",
+        "high_value",
+        "latest",
+        "low",
+        "low_moment",
+        "low_value",
+        "moment",
+    )
 
     def __init__(self) -> None:
         self.low = self.high = 0.0
         self.low_value = self.high_value = self.latest = UNAVAILABLE
         self.moment: datetime | None = None
+        self.low_moment = self.high_moment = datetime.min
 
     def add(self, entry: LogEntry) -> None:
+        moment = (entry.time or datetime.min).replace(tzinfo=None)
         try:
             number = float(entry.value)
         except ValueError:
             number = None
         if number is not None and number == number:  # NaN never wins min/max
-            if self.low_value == UNAVAILABLE or number < self.low:
-                self.low, self.low_value = number, entry.value
-            if self.high_value == UNAVAILABLE or number > self.high:
-                self.high, self.high_value = number, entry.value
-        moment = (entry.time or datetime.min).replace(tzinfo=None)
+            # An equal value wins only when it is earlier in DB order (by time, then report).
+            if (
+                self.low_value == UNAVAILABLE
+                or number < self.low
+                or (number == self.low and moment < self.low_moment)
+            ):
+                self.low, self.low_value, self.low_moment = number, entry.value, moment
+            if (
+                self.high_value == UNAVAILABLE
+                or number > self.high
+                or (number == self.high and moment < self.high_moment)
+            ):
+                self.high, self.high_value, self.high_moment = number, entry.value, moment
         if self.moment is None or moment >= self.moment:
             self.moment, self.latest = moment, entry.value
 

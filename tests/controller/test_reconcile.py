@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from katib.controller import reconcile as rec
 from katib.controller import trials as tr
@@ -296,3 +298,33 @@ def test_observation_ties_nan_and_no_numbers() -> None:
         tr.UNAVAILABLE,
         "n/a",
     )
+
+
+_SPELLINGS = st.sampled_from(["0.5", "5e-1", "1", "1.0", "2", "nan", "n/a", "-0.5"])
+_MOMENTS = st.one_of(
+    st.none(), st.integers(0, 3).map(lambda s: datetime(2024, 1, 1, 0, 0, s, tzinfo=UTC))
+)
+
+
+@given(st.lists(st.tuples(_MOMENTS, _SPELLINGS), max_size=12))
+def test_observation_is_the_same_in_report_and_db_order(
+    rows: list[tuple[datetime | None, str]],
+) -> None:
+    """The backend folds rows as it reports them; the DB returns them by time, then report."""
+    spec = make_spec()
+    entries = [LogEntry(moment, "loss", value) for moment, value in rows]
+    by_time = sorted(entries, key=lambda e: e.time or datetime.min.replace(tzinfo=UTC))
+    reported, stored = tr.ObservationSummary(spec.objective), tr.ObservationSummary(spec.objective)
+    reported.add(entries)
+    stored.add(by_time)
+    assert reported.observation() == stored.observation()
+
+
+def test_observation_equal_values_keep_the_db_order_spelling() -> None:
+    spec = make_spec()
+    summary = tr.ObservationSummary(spec.objective)
+    summary.add(
+        [LogEntry(datetime(2024, 1, 1, tzinfo=UTC), "loss", "5e-1"), LogEntry(None, "loss", "0.5")]
+    )
+    (loss,) = summary.observation()
+    assert (loss.min, loss.max, loss.latest) == ("0.5", "0.5", "5e-1")

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -147,8 +148,8 @@ def test_health_names_are_serving(server: RunningServer) -> None:
 
 
 def test_health_follows_the_database() -> None:
-    """Like Katib's DB manager (``SELECT 1`` per Check), health turns NOT_SERVING when the
-    database stops answering, and the service itself keeps answering."""
+    """Like Katib's DB manager (``SELECT 1``), health turns NOT_SERVING when the database
+    stops answering, and the service itself keeps answering."""
     postgres = PostgresServer.start()
     store = open_store(postgres.url(), connect_timeout=10)
     running = start([build_service(store)], host="127.0.0.1", port=0)
@@ -162,6 +163,10 @@ def test_health_follows_the_database() -> None:
 
             assert all(status(n) == health_pb2.HealthCheckResponse.SERVING for n in HEALTH_NAMES)
             postgres.stop()
+            deadline = time.monotonic() + 15  # probed every second in the background
+            while status("") != health_pb2.HealthCheckResponse.NOT_SERVING:
+                assert time.monotonic() < deadline, "still SERVING with the database gone"
+                time.sleep(0.1)
             for name in HEALTH_NAMES:
                 assert status(name) == health_pb2.HealthCheckResponse.NOT_SERVING, name
             stub = api_pb2_grpc.DBManagerStub(channel)
