@@ -92,18 +92,25 @@ def serve(algorithms: list[str], in_process: bool) -> Iterator[str]:
     argv = [sys.executable, "-m", "katib.suggestion.server", "--host", "127.0.0.1", "--port", "0"]
     argv += [arg for name in algorithms for arg in ("--algorithm", name)]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    stderr = proc.stderr
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
+        for line in stderr:
             match = re.search(r"listening on (\S+)", line)
             if match:
                 break
         else:
             raise RuntimeError(f"katib-suggestion exited with {proc.wait()} before listening")
+        # Keep draining (and showing) the server's log so that it never blocks on a full pipe.
+        threading.Thread(target=lambda: sys.stderr.writelines(stderr), daemon=True).start()
         yield match.group(1)
     finally:
         proc.terminate()
-        proc.wait()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> None:
