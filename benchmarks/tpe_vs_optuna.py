@@ -11,7 +11,9 @@ over seeds of the final regret (best value so far minus the known optimum) after
 200 trials, and the ratio of ours to Optuna's (below 1: ours is better). A second summary
 counts, per variant, the (problem, budget) cells where a one-sided Mann-Whitney U test over the
 seeds (p < 0.05) finds Optuna (or random search) better than ours, and the cells where it finds
-ours better; use ``--seeds 20`` or more for decisions. ``--cache`` keeps runs
+ours better; with 27 cells, about one such cell per direction is expected by chance alone, so
+the counts after Holm's correction for the number of cells follow. Use ``--seeds 20`` or more
+for decisions. ``--cache`` keeps runs
 in a JSON file so that re-running after a change only recomputes the methods asked for.
 """
 
@@ -320,24 +322,40 @@ def print_significance(
         for rival in (theirs, "random"):
             if rival not in methods:
                 continue
-            worse, better, cells = [], 0, 0
+            cells: list[str] = []
+            p_worse: list[float] = []
+            p_better: list[float] = []
             for problem in problems:
                 a = _final_regrets(cache, problem, ours, seeds, trials, checkpoints)
                 b = _final_regrets(cache, problem, rival, seeds, trials, checkpoints)
                 for i, c in enumerate(checkpoints):
-                    cells += 1
+                    cells.append(f"{problem}@{c}")
                     if np.array_equal(a[:, i], b[:, i]):
+                        p_worse.append(1.0)
+                        p_better.append(1.0)
                         continue
-                    if mannwhitneyu(a[:, i], b[:, i], alternative="greater").pvalue < alpha:
-                        worse.append(f"{problem}@{c}")
-                    if mannwhitneyu(a[:, i], b[:, i], alternative="less").pvalue < alpha:
-                        better += 1
+                    p_worse.append(mannwhitneyu(a[:, i], b[:, i], alternative="greater").pvalue)
+                    p_better.append(mannwhitneyu(a[:, i], b[:, i], alternative="less").pvalue)
+            worse = [f"{c} p={p:.3f}" for c, p in zip(cells, p_worse, strict=True) if p < alpha]
+            better = sum(p < alpha for p in p_better)
             rows.append(
-                f"  {ours} vs {rival}: {rival} significantly better in {len(worse)}/{cells}"
-                f" cells, {ours} significantly better in {better}/{cells}"
+                f"  {ours} vs {rival}: {rival} significantly better in {len(worse)}/{len(cells)}"
+                f" cells, {ours} significantly better in {better}/{len(cells)}"
                 + (f" ({rival} better: {', '.join(worse)})" if worse else "")
+                + f"; after Holm's correction over the {len(cells)} cells:"
+                f" {rival} better in {_holm(p_worse, alpha)}, {ours} in {_holm(p_better, alpha)}"
             )
         print("\n".join(rows))
+
+
+def _holm(p_values: list[float], alpha: float) -> int:
+    """How many of the hypotheses Holm's step-down procedure rejects at family-wise ``alpha``."""
+    rejected = 0
+    for k, p in enumerate(sorted(p_values)):
+        if p >= alpha / (len(p_values) - k):
+            break
+        rejected += 1
+    return rejected
 
 
 def print_table(
