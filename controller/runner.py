@@ -177,7 +177,7 @@ class ExperimentRunner:
     # -- the loop --------------------------------------------------------------------------------
 
     def _serve(self, endpoints: Endpoints) -> RunResult:
-        db = ObservationLog(endpoints.db)
+        db = ObservationLog(endpoints.db, endpoints.pushes)
         client = SuggestionClient(endpoints.suggestion)
         backend = LocalBackend(
             self.spec,
@@ -281,7 +281,8 @@ class ExperimentRunner:
     def _complete(self, db: ObservationLog, done: Finished) -> None:
         trial = self.trials[done.name]
         summary = done.summary
-        if summary is None:  # metrics the trial reported itself: the DB is the only record
+        if summary is None or db.may_hold_pushes(trial.name):
+            # Rows the trial reported itself: the DB holds the whole record.
             summary = tr.ObservationSummary(self.spec.objective)
             summary.add(db.entries(trial.name))
         objective = self.spec.objective.objective_metric_name

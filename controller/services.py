@@ -8,11 +8,12 @@ point the controller at services running elsewhere (ours or Katib's) instead.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import grpc
 
@@ -23,6 +24,10 @@ from katib.api.server import GRPC_OPTIONS, RunningServer, ServiceSpec, start
 from katib.controller import protos
 from katib.controller.spec import Experiment
 from katib.controller.trials import LogEntry, TrialRecord
+
+if TYPE_CHECKING:
+    from katib.db.service import DBManagerServicer
+    from katib.db.store import ObservationStore
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +49,63 @@ FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 10.0
 
 
+#: gRPC metadata on the controller's own DB calls, so that an in-process DB service can tell its
+#: reports from those a trial pushes itself (``report_metrics()``).
+CONTROLLER_METADATA = (("x-katib-reporter", "controller"),)
+
+
+class PushTracker:
+    """Which trials reported observation rows themselves, seen by the in-process DB service.
+
+    With a StdOut or File collector the controller folds the rows it parses as it reports them
+    and needs no read-back, unless the trial also pushed rows of its own: then, as in Katib,
+    the observation is computed from everything the DB holds for it.
+    """
+
+    def __init__(self) -> None:
+        self._pushed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def record(self, trial_name: str) -> None:
+        """Note a report that did not come from the controller."""
+        with self._lock:
+            self._pushed.add(trial_name)
+
+    def pushed(self, trial_name: str) -> bool:
+        """Whether anyone but the controller reported rows for ``trial_name``."""
+        with self._lock:
+            return trial_name in self._pushed
+
+
+def _tracking_servicer(store: ObservationStore, tracker: PushTracker) -> DBManagerServicer:
+    """The DBManager servicer, noting reports that lack :data:`CONTROLLER_METADATA`."""
+    from katib.db.service import DBManagerServicer
+
+    class Tracking(DBManagerServicer):
+        def ReportObservationLog(
+            self, request: pb.ReportObservationLogRequest, context: grpc.ServicerContext
+        ) -> pb.ReportObservationLogReply:
+            reply = super().ReportObservationLog(request, context)
+            if CONTROLLER_METADATA[0] not in tuple(context.invocation_metadata() or ()):
+                tracker.record(request.trial_name)
+            return reply
+
+    return Tracking(store)
+
+
 @dataclass
 class Endpoints:
-    """Addresses of the services, and the in-process server hosting them (if any)."""
+    """Addresses of the services, and the in-process server hosting them (if any).
+
+    ``pushes`` tracks trials' own reports when the DB service is in this process; ``None`` when
+    it is remote (then any trial may have pushed).
+    """
 
     suggestion: str
     db: str
     server: RunningServer | None = None
     closers: list[object] = field(default_factory=list)
+    pushes: PushTracker | None = None
 
     def stop(self) -> None:
         """Stop the in-process server and close its stores."""
@@ -69,6 +123,7 @@ def start_local(
     """Serve whatever is not given by address in this process, on a free loopback port."""
     specs: list[ServiceSpec] = []
     closers: list[object] = []
+    pushes = None
     if suggestion_address is None:
         from katib.suggestion.server import services
 
@@ -79,7 +134,8 @@ def start_local(
 
         store = open_store(f"sqlite:///{(results_dir / OBSERVATIONS_DB).resolve()}")
         closers.append(store)
-        specs.append(build_service(store))
+        pushes = PushTracker()
+        specs.append(replace(build_service(store), servicer=_tracking_servicer(store, pushes)))
     server = start(specs, host="127.0.0.1", port=0) if specs else None
     address = server.address if server else ""
     return Endpoints(
@@ -87,6 +143,7 @@ def start_local(
         db=db_address or address,
         server=server,
         closers=closers,
+        pushes=pushes,
     )
 
 
@@ -192,10 +249,15 @@ class SuggestionClient:
 class ObservationLog:
     """The DB service as the controller uses it: :class:`LogEntry` in and out."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, pushes: PushTracker | None = None) -> None:
         from katib.db.client import DBClient
 
-        self.client = DBClient(address)
+        self.client = DBClient(address, metadata=CONTROLLER_METADATA)
+        self.pushes = pushes
+
+    def may_hold_pushes(self, trial_name: str) -> bool:
+        """Whether the DB may hold rows the trial reported itself (always, for a remote DB)."""
+        return self.pushes is None or self.pushes.pushed(trial_name)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until the DB manager answers its health check."""

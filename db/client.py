@@ -17,7 +17,7 @@ raised as the original ``grpc.RpcError``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,13 +71,16 @@ def to_rfc3339(moment: Timestamp) -> str:
 class DBClient:
     """A client of the ``DBManager`` service at ``address`` (``host:port``).
 
-    ``timeout`` is the deadline of each call in seconds. Thread-safe; close it (or use it as a
-    context manager) to release the channel.
+    ``timeout`` is the deadline of each call in seconds; ``metadata`` is sent with every call.
+    Thread-safe; close it (or use it as a context manager) to release the channel.
     """
 
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str, timeout: float = 30.0, metadata: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self.address = address
         self.timeout = timeout
+        self.metadata = tuple(metadata)
         self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
         self._stub = api_pb2_grpc.DBManagerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -161,7 +164,7 @@ class DBClient:
 
     def _call(self, method: Any, request: Any) -> Any:
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=self.metadata or None)
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code == grpc.StatusCode.INVALID_ARGUMENT:

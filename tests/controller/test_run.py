@@ -224,6 +224,34 @@ def test_push_collector(tmp_path: Path) -> None:
         )
 
 
+def test_stdout_trial_that_also_pushes_counts_both(tmp_path: Path) -> None:
+    """As in Katib, the observation is everything the DB holds for the trial: the rows the
+    StdOut collector parsed and those the trial pushed itself with report_metrics()."""
+    both = tmp_path / "both.py"
+    both.write_text(
+        textwrap.dedent("""
+        import os, sys
+        from katib.controller.push import report_metrics
+        print(f"loss={sys.argv[1]}", flush=True)
+        try:  # only the first trial pushes, a lower loss than it prints
+            os.close(os.open(sys.argv[2], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            pass
+        else:
+            report_metrics({"loss": float(sys.argv[1]) - 10})
+    """)
+    )
+    doc = experiment(both, max_trials=2, parallel=1)
+    container(doc)["command"] = [sys.executable, str(both), "${trialParameters.x}"]
+    container(doc)["args"] = [str(tmp_path / "pushed"), "${trialParameters.y}"]
+    result = run(tmp_path, doc)
+    assert conditions(result) == [C.SUCCEEDED] * 2
+    first, second = result.trials
+    x0, x1 = (float(t.assignment_dict()["x"]) for t in (first, second))
+    assert float(first.metric("loss").min) == pytest.approx(x0 - 10)  # type: ignore[union-attr]
+    assert float(second.metric("loss").min) == pytest.approx(x1)  # type: ignore[union-attr]
+
+
 def test_push_trial_that_never_reports_is_metrics_unavailable(tmp_path: Path) -> None:
     silent = tmp_path / "silent.py"
     silent.write_text("print('loss=0.5')\n")  # looks like a metric, but Push ignores stdout
