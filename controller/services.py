@@ -11,9 +11,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import grpc
 
@@ -24,10 +24,6 @@ from katib.api.server import GRPC_OPTIONS, RunningServer, ServiceSpec, start
 from katib.controller import protos
 from katib.controller.spec import Experiment
 from katib.controller.trials import LogEntry, TrialRecord
-
-if TYPE_CHECKING:
-    from katib.db.service import DBManagerServicer
-    from katib.db.store import ObservationStore
 
 logger = logging.getLogger(__name__)
 
@@ -66,31 +62,16 @@ class PushTracker:
         self._pushed: set[str] = set()
         self._lock = threading.Lock()
 
-    def record(self, trial_name: str) -> None:
-        """Note a report that did not come from the controller."""
-        with self._lock:
-            self._pushed.add(trial_name)
+    def observe(self, trial_name: str, metadata: Sequence[tuple[str, str | bytes]]) -> None:
+        """The DB service's report observer: note reports without :data:`CONTROLLER_METADATA`."""
+        if CONTROLLER_METADATA[0] not in metadata:
+            with self._lock:
+                self._pushed.add(trial_name)
 
     def pushed(self, trial_name: str) -> bool:
         """Whether anyone but the controller reported rows for ``trial_name``."""
         with self._lock:
             return trial_name in self._pushed
-
-
-def _tracking_servicer(store: ObservationStore, tracker: PushTracker) -> DBManagerServicer:
-    """The DBManager servicer, noting reports that lack :data:`CONTROLLER_METADATA`."""
-    from katib.db.service import DBManagerServicer
-
-    class Tracking(DBManagerServicer):
-        def ReportObservationLog(
-            self, request: pb.ReportObservationLogRequest, context: grpc.ServicerContext
-        ) -> pb.ReportObservationLogReply:
-            reply = super().ReportObservationLog(request, context)
-            if CONTROLLER_METADATA[0] not in tuple(context.invocation_metadata() or ()):
-                tracker.record(request.trial_name)
-            return reply
-
-    return Tracking(store)
 
 
 @dataclass
@@ -135,7 +116,7 @@ def start_local(
         store = open_store(f"sqlite:///{(results_dir / OBSERVATIONS_DB).resolve()}")
         closers.append(store)
         pushes = PushTracker()
-        specs.append(replace(build_service(store), servicer=_tracking_servicer(store, pushes)))
+        specs.append(build_service(store, on_report=pushes.observe))
     server = start(specs, host="127.0.0.1", port=0) if specs else None
     address = server.address if server else ""
     return Endpoints(

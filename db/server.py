@@ -23,7 +23,7 @@ from katib.api import api_pb2_grpc
 from katib.api.errors import Unavailable
 from katib.api.server import ServiceSpec, run
 from katib.db.config import resolve_config
-from katib.db.service import HEALTH_NAMES, DBManagerServicer
+from katib.db.service import HEALTH_NAMES, DBManagerServicer, ReportObserver
 from katib.db.store import ObservationStore, open_store
 
 logger = logging.getLogger(__name__)
@@ -31,11 +31,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_PORT = 6789
 
 
-def build_service(store: ObservationStore) -> ServiceSpec:
+def build_service(store: ObservationStore, on_report: ReportObserver | None = None) -> ServiceSpec:
     """The DBManager service over ``store``, ready for :func:`katib.api.server.start`."""
     return ServiceSpec(
         register=api_pb2_grpc.add_DBManagerServicer_to_server,
-        servicer=DBManagerServicer(store),
+        servicer=DBManagerServicer(store, on_report),
         health_names=HEALTH_NAMES,
         probe=store.ping,
     )

@@ -13,6 +13,7 @@ Semantics (Katib's, minus its quirks; see ``KATIB_REFERENCE.md`` §5 and §9 ite
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -29,11 +30,20 @@ SERVICE_NAME = "api.v1.beta1.DBManager"
 HEALTH_NAMES = ("", "grpc.health.v1.Health", SERVICE_NAME)
 
 
-class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
-    """Serves the observation log kept in ``store`` (shared by every worker thread)."""
+#: Called after each stored report with the trial name and the call's gRPC metadata.
+ReportObserver = Callable[[str, Sequence[tuple[str, str | bytes]]], None]
 
-    def __init__(self, store: ObservationStore) -> None:
+
+class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
+    """Serves the observation log kept in ``store`` (shared by every worker thread).
+
+    ``on_report``, when given, hears of every report once it is stored (a host embedding the
+    service, such as the local controller, uses it to see who reports for which trial).
+    """
+
+    def __init__(self, store: ObservationStore, on_report: ReportObserver | None = None) -> None:
         self.store = store
+        self.on_report = on_report
 
     @grpc_errors
     def ReportObservationLog(
@@ -47,6 +57,8 @@ class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
         rows = validate_report(request.trial_name, entries)
         self.store.add(request.trial_name, rows)
         logger.debug("stored %d rows for trial %s", len(rows), request.trial_name)
+        if self.on_report is not None:
+            self.on_report(request.trial_name, tuple(context.invocation_metadata() or ()))
         return api_pb2.ReportObservationLogReply()
 
     @grpc_errors
