@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from katib.controller import template
 from katib.controller.metrics import MetricStream, make_parser
@@ -59,6 +60,9 @@ class _Running:
     eof: bool = False
     exit_fd: int | None = None
     last_flush: float = field(default_factory=time.monotonic)
+    #: Rows already reported from the metrics file, and a digest of them in order.
+    file_rows: int = 0
+    file_digest: Any = field(default_factory=hashlib.blake2b)
 
 
 @dataclass(frozen=True)
@@ -257,11 +261,14 @@ class LocalBackend:
             run.stream.feed(chunk)
 
     def _collect_file(self, run: _Running) -> None:
-        """Parse the whole metrics file once more and make it the trial's only observation rows.
+        """Parse the whole metrics file once more and make it the trial's observation rows.
 
         Katib's collector reads the file after training ends; this gives the same final
-        observations whatever the trial did to the file while it ran (rewrites included).
-        Without a ``reset`` callback the streamed rows are kept and only the rest is added.
+        observations whatever the trial did to the file while it ran. When the rows streamed
+        so far are the start of the final parse (the file was only appended to), only the rest
+        is reported; otherwise (a rewrite) the trial's rows are reset and the whole file is
+        reported again, which also drops rows the trial pushed itself. Without a ``reset``
+        callback the streamed rows are kept and only the rest is added.
         """
         if self.reset is None:
             self._tail(run)
@@ -275,13 +282,23 @@ class LocalBackend:
                 final.feed(path.read_bytes())
         final.close()
         run.stream.take()  # superseded by the full parse
+        entries = final.take()
+        done = run.file_rows
+        if done <= len(entries) and _digest(entries[:done]) == run.file_digest.digest():
+            self._report(run, entries[done:])
+            return
+        logger.debug("trial %s: metrics file rewritten; reporting it afresh", run.name)
         self.reset(run.name)
         run.summary = ObservationSummary(self.spec.objective)
-        self._report(run, final.take())
+        self._report(run, entries)
 
     def _flush(self, run: _Running) -> None:
         run.last_flush = time.monotonic()
-        self._report(run, run.stream.take())
+        entries = run.stream.take()
+        if run.metrics_file is not None:
+            run.file_rows += len(entries)
+            _digest(entries, run.file_digest)
+        self._report(run, entries)
 
     def _report(self, run: _Running, entries: list[LogEntry]) -> None:
         if entries:
@@ -394,6 +411,15 @@ def _setpriv() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return found if probe.returncode == 0 else None
+
+
+def _digest(entries: list[LogEntry], into: Any = None) -> bytes:
+    """A digest of rows in order (fed into ``into``, a running hashlib digest, if given)."""
+    digest = hashlib.blake2b() if into is None else into
+    for entry in entries:
+        stamp = entry.time.isoformat() if entry.time else ""
+        digest.update(f"{stamp}\0{entry.name}\0{entry.value}\n".encode())
+    return cast(bytes, digest.digest())
 
 
 def _watch_exit(selector: selectors.BaseSelector, pid: int, name: str) -> int | None:

@@ -252,6 +252,39 @@ def test_stdout_trial_that_also_pushes_counts_both(tmp_path: Path) -> None:
     assert float(second.metric("loss").min) == pytest.approx(x1)  # type: ignore[union-attr]
 
 
+def test_file_trial_that_appends_and_pushes_keeps_both(tmp_path: Path) -> None:
+    """An append-only metrics file is not re-reported from scratch at the end, so rows the
+    trial pushed itself survive and count in its observation."""
+    writer = tmp_path / "appender.py"
+    writer.write_text(
+        textwrap.dedent("""
+        import os, sys, time
+        from katib.controller.push import report_metrics
+        path = sys.argv[1]
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        for value in ("0.9", "0.5"):
+            with open(path, "a") as f:
+                print(f"loss={value}", file=f)
+            time.sleep(1.2)  # past a flush, so the first rows are streamed to the DB
+        report_metrics({"loss": -1.0})
+        with open(path, "a") as f:
+            print("loss=0.4", file=f)
+    """)
+    )
+    doc = experiment(writer, max_trials=1, parallel=1)
+    doc["spec"]["metricsCollectorSpec"] = {
+        "collector": {"kind": "File"},
+        "source": {"fileSystemPath": {"path": "/katib/metrics.log", "kind": "File"}},
+    }
+    container(doc)["command"] = [sys.executable, str(writer), "/katib/metrics.log"]
+    container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
+    result = run(tmp_path, doc)
+    assert conditions(result) == [C.SUCCEEDED]
+    loss = result.trials[0].metric("loss")
+    assert loss is not None
+    assert (float(loss.min), float(loss.max)) == (-1.0, 0.9)
+
+
 def test_push_trial_that_never_reports_is_metrics_unavailable(tmp_path: Path) -> None:
     silent = tmp_path / "silent.py"
     silent.write_text("print('loss=0.5')\n")  # looks like a metric, but Push ignores stdout
