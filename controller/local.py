@@ -295,10 +295,10 @@ class LocalBackend:
     def _flush(self, run: _Running) -> None:
         run.last_flush = time.monotonic()
         entries = run.stream.take()
-        if run.metrics_file is not None:
+        self._report(run, entries)
+        if run.metrics_file is not None:  # counted once the DB holds them
             run.file_rows += len(entries)
             _digest(entries, run.file_digest)
-        self._report(run, entries)
 
     def _report(self, run: _Running, entries: list[LogEntry]) -> None:
         if entries:
@@ -306,13 +306,15 @@ class LocalBackend:
             run.summary.add(entries)
 
     def _finish(self, run: _Running, exit_code: int) -> Finished:
+        # Leftovers die with the "pod" before its metrics are collected, so nothing they write
+        # or push afterwards can slip past the observation.
+        _signal_group(run.popen.pid, signal.SIGKILL)
         self._read(run)
         if run.metrics_file is not None:
             self._collect_file(run)
         else:
             run.stream.close()
             self._flush(run)
-        _signal_group(run.popen.pid, signal.SIGKILL)  # leftovers die with the "pod"
         if run.popen.stdout is not None:
             if not run.eof:
                 self._selector.unregister(run.popen.stdout)
