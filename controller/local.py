@@ -115,7 +115,8 @@ class LocalBackend:
         return self.results_dir / "trials" / name
 
     def start(self, trial: TrialRecord) -> dict[str, int]:
-        """Start ``trial``'s process; returns its pid and start tick for the record."""
+        """Start ``trial``'s process; returns its pid and the range of its start tick (see
+        :func:`boot_tick`) for the record."""
         workdir = self.trial_dir(trial.name)
         workdir.mkdir(parents=True, exist_ok=True)
         values = template.parameter_values(
@@ -126,8 +127,10 @@ class LocalBackend:
         argv, env = template.render_command(self.command, values, env, rewrite)
         log_fd = os.open(workdir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
+            launch = _launch_argv(argv, workdir, env.get("PATH"))
+            forked_after = boot_tick()
             popen = subprocess.Popen(
-                _launch_argv(argv, workdir, env.get("PATH")),
+                launch,
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -148,8 +151,9 @@ class LocalBackend:
         )
         self._selector.register(stdout, selectors.EVENT_READ, trial.name)
         self._running[trial.name].exit_fd = _watch_exit(self._selector, popen.pid, trial.name)
+        forked_before = boot_tick()
         logger.debug("trial %s started: pid %d argv %s", trial.name, popen.pid, argv)
-        return {"pid": popen.pid, "start_tick": process_start_tick(popen.pid)}
+        return {"pid": popen.pid, "start_tick": forked_after, "start_tick_max": forked_before}
 
     def _metrics_file(self, workdir: Path) -> tuple[Path | None, Callable[[str], str]]:
         """Re-root a File collector's absolute path into the trial directory.
@@ -445,6 +449,17 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+_NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 10**7
+
+
+def boot_tick() -> int:
+    """Now, in the unit of a process's start time in ``/proc/<pid>/stat``: clock ticks of
+    ``CLOCK_BOOTTIME`` (the kernel stamps a process with that clock when it forks), so two
+    readings around a spawn bound the child's start tick without reading ``/proc`` while the
+    child is still exec-ing (which blocks for a millisecond or more)."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // _NS_PER_TICK
+
+
 def process_start_tick(pid: int) -> int:
     """The process's start time in clock ticks since boot (Linux), 0 where unknown."""
     try:
@@ -470,18 +485,20 @@ def _session_members(sid: int, since_tick: int) -> list[int]:
     return members
 
 
-def kill_leftover(pid: int, start_tick: int) -> bool:
+def kill_leftover(pid: int, start_tick: int, start_tick_max: int | None = None) -> bool:
     """Kill the process group of a trial left running by a dead controller.
 
-    If ``pid`` is alive it must be the same process (same start tick), so a recycled pid is
-    safe. If it is gone (the trial died with the controller), what is left of its session,
-    children started after it with the same process group, is killed: the kernel does not
-    reuse a pid while a process group of that number exists, so such a group is the trial's.
+    If ``pid`` is alive it must be the same process (start tick within ``start_tick`` ..
+    ``start_tick_max``), so a recycled pid is safe. If it is gone (the trial died with the
+    controller), what is left of its session, children started after it with the same process
+    group, is killed: the kernel does not reuse a pid while a process group of that number
+    exists, so such a group is the trial's.
     """
     if not pid or not start_tick:
         return False
     tick = process_start_tick(pid)
-    if tick == start_tick or (tick == 0 and _session_members(pid, start_tick)):
+    latest = start_tick if start_tick_max is None else start_tick_max
+    if start_tick <= tick <= latest or (tick == 0 and _session_members(pid, start_tick)):
         logger.info("killing leftover trial process group %d", pid)
         _signal_group(pid, signal.SIGKILL)
         return True

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from katib.controller import local
 from katib.controller.local import LocalBackend, path_rewriter
 from katib.controller.trials import TrialRecord
 from katib.controller.validation import load_experiment
@@ -74,3 +77,23 @@ def test_tail_starts_over_when_the_file_is_truncated_or_replaced(tmp_path: Path,
     finally:
         backend.close()  # no reset callback: the streamed rows are what the sink got
     assert seen[-1] == ("0.900001" if how == "replace" else "0.5")
+
+
+def test_boot_ticks_around_a_spawn_bound_its_start_tick_and_identify_it() -> None:
+    """The start tick is read from the clock around the spawn, not from /proc (which blocks
+    while the child execs); it must agree with what the kernel reports, and kill_leftover must
+    recognise the live process by it and leave an unrelated one alone."""
+    for _ in range(20):
+        earliest = local.boot_tick()
+        child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+        latest = local.boot_tick()
+        try:
+            tick = local.process_start_tick(child.pid)
+            assert earliest <= tick <= latest
+            assert not local.kill_leftover(child.pid, latest + 1, latest + 5)  # another process
+            assert child.poll() is None
+            assert local.kill_leftover(child.pid, earliest, latest)
+            assert child.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            child.kill()
+            child.wait()
