@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -485,19 +485,21 @@ def _session_members(sid: int, since_tick: int) -> list[int]:
     return members
 
 
-def kill_leftover(pid: int, start_tick: int, start_tick_max: int | None = None) -> bool:
+def kill_leftover(started: Mapping[str, Any]) -> bool:
     """Kill the process group of a trial left running by a dead controller.
 
-    If ``pid`` is alive it must be the same process (start tick within ``start_tick`` ..
-    ``start_tick_max``), so a recycled pid is safe. If it is gone (the trial died with the
-    controller), what is left of its session, children started after it with the same process
-    group, is killed: the kernel does not reuse a pid while a process group of that number
-    exists, so such a group is the trial's.
+    ``started`` is what :meth:`LocalBackend.start` returned for it (records from before
+    ``start_tick_max`` hold one exact tick). If the pid is alive it must be the same process
+    (start tick within ``start_tick`` .. ``start_tick_max``), so a recycled pid is safe. If it
+    is gone (the trial died with the controller), what is left of its session, children
+    started after it with the same process group, is killed: the kernel does not reuse a pid
+    while a process group of that number exists, so such a group is the trial's.
     """
+    pid, start_tick = int(started.get("pid", 0)), int(started.get("start_tick", 0))
     if not pid or not start_tick:
         return False
     tick = process_start_tick(pid)
-    latest = start_tick if start_tick_max is None else start_tick_max
+    latest = int(started.get("start_tick_max", start_tick))
     if start_tick <= tick <= latest or (tick == 0 and _session_members(pid, start_tick)):
         logger.info("killing leftover trial process group %d", pid)
         _signal_group(pid, signal.SIGKILL)

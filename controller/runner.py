@@ -160,13 +160,7 @@ class ExperimentRunner:
         for trial in list(self.trials.values()):
             if trial.condition.completed:
                 continue
-            extra = trial.extra
-            latest = extra.get("start_tick_max")
-            kill_leftover(
-                int(extra.get("pid", 0)),
-                int(extra.get("start_tick", 0)),
-                None if latest is None else int(latest),
-            )
+            kill_leftover(trial.extra)
             db.delete(trial.name)
             logger.info("trial %s was interrupted; it will run again", trial.name)
             self._save(

@@ -90,9 +90,11 @@ def test_boot_ticks_around_a_spawn_bound_its_start_tick_and_identify_it() -> Non
         try:
             tick = local.process_start_tick(child.pid)
             assert earliest <= tick <= latest
-            assert not local.kill_leftover(child.pid, latest + 1, latest + 5)  # another process
+            other = {"pid": child.pid, "start_tick": latest + 1, "start_tick_max": latest + 5}
+            assert not local.kill_leftover(other)  # another process with a recycled pid
             assert child.poll() is None
-            assert local.kill_leftover(child.pid, earliest, latest)
+            started = {"pid": child.pid, "start_tick": earliest, "start_tick_max": latest}
+            assert local.kill_leftover(started)
             assert child.wait(timeout=10) == -signal.SIGKILL
         finally:
             child.kill()
