@@ -114,10 +114,11 @@ def cmd_tpe_quality(args: argparse.Namespace) -> int:
         rerun=names(args.rerun, methods) or [],
         progress=lambda p, m: _progress(args, f"  done {p} {m}"),
     )
+    tests = tpe_study.significance(cache, problems, methods, seeds, args.budget)
     text = "\n\n".join(
         [
             tpe_study.format_table(cache, problems, methods, seeds, args.budget),
-            tpe_study.format_significance(cache, problems, methods, seeds, args.budget),
+            tpe_study.format_significance(tests, len(seeds)),
             "\n".join(f"{method}: {total:.1f} s" for method, total in seconds.items()),
         ]
     ).rstrip()
@@ -127,7 +128,7 @@ def cmd_tpe_quality(args: argparse.Namespace) -> int:
         for m in methods
         for s in seeds
     }
-    data = {"settings": _settings(args), "seconds": seconds, "runs": runs}
+    data = {"settings": _settings(args), "seconds": seconds, "tests": tests, "runs": runs}
     return emit(args, "tpe-quality", text, data)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -204,30 +205,35 @@ def holm(p_values: Sequence[float], alpha: float) -> int:
     return rejected
 
 
-def format_significance(
+@dataclass(frozen=True)
+class Comparison:
+    """One-sided Mann-Whitney U p-values of ours against one rival, per (problem, budget) cell.
+
+    ``p_rival_better[i]`` tests "ours has larger regrets" in cell ``cells[i]``;
+    ``p_ours_better[i]`` the opposite. Cells where both have identical regrets get 1.0.
+    """
+
+    ours: str
+    rival: str
+    cells: tuple[str, ...]
+    p_rival_better: tuple[float, ...]
+    p_ours_better: tuple[float, ...]
+
+
+def significance(
     cache: Cache,
     problems: Sequence[str],
     methods: Sequence[str],
     seeds: Sequence[int],
     budget: int,
-    alpha: float = 0.05,
-) -> str:
-    """Per (problem, budget) cell, one-sided Mann-Whitney U tests of ours against each rival.
-
-    A cell counts as "rival better" when the test that ours has larger regrets rejects at
-    ``alpha``, and as "ours better" when the opposite one-sided test does; otherwise the
-    difference is within seed noise. Rivals: Optuna's sampler of the same kind, and random.
-    """
+) -> list[Comparison]:
+    """Ours against Optuna's sampler of the same kind and against random, where both ran."""
     from scipy.stats import mannwhitneyu
 
-    lines = [
-        f"one-sided Mann-Whitney U per (problem, budget) cell, p < {alpha}, {len(seeds)} seeds"
-    ]
+    comparisons = []
     for ours, theirs in PAIRS:
-        if ours not in methods:
-            continue
         for rival in (theirs, "random"):
-            if rival not in methods:
+            if ours not in methods or rival not in methods:
                 continue
             cells: list[str] = []
             p_worse: list[float] = []
@@ -243,13 +249,31 @@ def format_significance(
                         continue
                     p_worse.append(mannwhitneyu(a[:, i], b[:, i], alternative="greater").pvalue)
                     p_better.append(mannwhitneyu(a[:, i], b[:, i], alternative="less").pvalue)
-            worse = [f"{c} p={p:.3f}" for c, p in zip(cells, p_worse, strict=True) if p < alpha]
-            better = sum(p < alpha for p in p_better)
-            lines.append(
-                f"  {ours} vs {rival}: {rival} significantly better in {len(worse)}/{len(cells)}"
-                f" cells, {ours} significantly better in {better}/{len(cells)}"
-                + (f" ({rival} better: {', '.join(worse)})" if worse else "")
-                + f"; after Holm's correction over the {len(cells)} cells:"
-                f" {rival} better in {holm(p_worse, alpha)}, {ours} in {holm(p_better, alpha)}"
+            comparisons.append(
+                Comparison(ours, rival, tuple(cells), tuple(p_worse), tuple(p_better))
             )
+    return comparisons
+
+
+def format_significance(comparisons: Sequence[Comparison], seeds: int, alpha: float = 0.05) -> str:
+    """Per comparison, the cells where each side is significantly better at ``alpha``.
+
+    A cell counts as "rival better" when the test that ours has larger regrets rejects, and as
+    "ours better" when the opposite one-sided test does; otherwise the difference is within
+    seed noise. The counts after Holm's correction over the cells follow.
+    """
+    lines = [f"one-sided Mann-Whitney U per (problem, budget) cell, p < {alpha}, {seeds} seeds"]
+    for c in comparisons:
+        n = len(c.cells)
+        worse = [
+            f"{x} p={p:.3f}" for x, p in zip(c.cells, c.p_rival_better, strict=True) if p < alpha
+        ]
+        better = sum(p < alpha for p in c.p_ours_better)
+        lines.append(
+            f"  {c.ours} vs {c.rival}: {c.rival} significantly better in {len(worse)}/{n}"
+            f" cells, {c.ours} significantly better in {better}/{n}"
+            + (f" ({c.rival} better: {', '.join(worse)})" if worse else "")
+            + f"; after Holm's correction over the {n} cells: {c.rival} better in"
+            f" {holm(c.p_rival_better, alpha)}, {c.ours} in {holm(c.p_ours_better, alpha)}"
+        )
     return "\n".join(lines)

@@ -114,10 +114,20 @@ def test_tpe_quality_uses_and_extends_the_cache(
 ) -> None:
     cache = tmp_path / "runs.json"
     args = ["tpe", "quality", "--seeds", "3", "--budget", "15", "--problems", "branin-2d"]
-    first = run(capsys, *args, "--cache", str(cache))
+    first = run(capsys, *args, "--cache", str(cache), "--out", str(tmp_path))
     assert "median regret over seeds 0..2 (15 trials, sequential)" in first
     assert "Mann-Whitney" in first and re.search(r"^tpe: [\d.]+ s$", first, re.M), first
     stored = json.loads(cache.read_text())
+    tests = json.loads((tmp_path / "tpe-quality.json").read_text())["tests"]
+    assert [(t["ours"], t["rival"]) for t in tests] == [
+        ("tpe", "optuna:tpe"),
+        ("tpe", "random"),
+        ("multivariate-tpe", "optuna:tpe-mv"),
+        ("multivariate-tpe", "random"),
+    ]
+    for t in tests:
+        assert t["cells"] == ["branin-2d@15"]
+        assert all(0 < p <= 1 for p in t["p_rival_better"] + t["p_ours_better"])
     assert len(stored) == 5 * 3 and all(len(v) == 15 for v in stored.values())
     # A second run computes nothing and prints the same table.
     second = run(capsys, *args, "--cache", str(cache))
