@@ -35,6 +35,7 @@ import grpc
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from katib.bench.service import ServiceTarget, experiment_to_proto
+from katib.suggestion import registry
 from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, SearchSpace
 
 D, INT = ParameterType.DOUBLE, ParameterType.INT
@@ -199,6 +200,11 @@ def run_service_load(
         raise ValueError(f"--repeats must be at least 1, got {repeats}")
     if history < 0 or count < 1 or clients < 0:
         raise ValueError("--history must be >= 0, --count >= 1 and --clients >= 0")
+    unknown = [name for name in algorithms if name not in registry.names()]
+    if unknown:
+        raise ValueError(
+            f"--algorithms: unknown {', '.join(unknown)}; known: {', '.join(registry.names())}"
+        )
     ours = [ServiceTarget(name, name, "") for name in algorithms]
     samples = []
     with serve([*algorithms, "random"], in_process) as address:
@@ -207,9 +213,15 @@ def run_service_load(
         for target in [*ours, *targets]:
             where = target.address or address
             request = _request(_experiment(target.algorithm, 1), trials, count)
-            with grpc.insecure_channel(where) as channel:
-                times = call_times(api_pb2_grpc.SuggestionStub(channel), request, repeats)
-            rps = throughput(where, request, clients, seconds) if clients else None
+            try:
+                with grpc.insecure_channel(where) as channel:
+                    times = call_times(api_pb2_grpc.SuggestionStub(channel), request, repeats)
+                rps = throughput(where, request, clients, seconds) if clients else None
+            except grpc.RpcError as exc:
+                raise ValueError(
+                    f"{target.label} at {where}: GetSuggestions failed: "
+                    f"{exc.code().name}: {exc.details()}"
+                ) from None
             sample = LoadSample(target.label, history, tuple(times), rps)
             samples.append(sample)
             if progress is not None:

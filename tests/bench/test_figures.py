@@ -197,3 +197,12 @@ def test_controller(capsys: pytest.CaptureFixture[str]) -> None:
     out = run(capsys, "controller", "--trials", "8", "--parallel", "2", "--repeats", "1")
     assert "trials: 8, parallelTrialCount: 2, best of 1" in out
     assert re.search(r"controller overhead: -?[\d.]+ ms/trial", out), out
+
+
+def test_service_errors_name_the_contender(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["service", "--algorithms", "nope"]) == 2
+    assert "--algorithms: unknown nope" in capsys.readouterr().err
+    argv = ["service", "--algorithms", "grid", "--history", "5", "--repeats", "2", "--in-process"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "grid at 127.0.0.1:" in err and "INVALID_ARGUMENT" in err
