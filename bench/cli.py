@@ -21,7 +21,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from katib.bench import commands, harness, peers, problems, study_problems
+from katib.bench import commands, harness, peers, problems, tpe_study
 from katib.bench.latency import LatencySample
 from katib.bench.runner import RunResult
 from katib.suggestion import registry
@@ -69,7 +69,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             + ", ".join(resolved.problems)
         )
     print("problems of `katib-bench tpe quality`:")
-    print("  " + ", ".join(study_problems.PROBLEMS))
+    print("  " + ", ".join(tpe_study.PROBLEMS))
     return 0
 
 

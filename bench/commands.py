@@ -19,7 +19,7 @@ from typing import Any
 
 from katib.bench import controller_overhead as ctl
 from katib.bench import db_throughput as dbt
-from katib.bench import load, study_problems, tpe_latency, tpe_study
+from katib.bench import load, tpe_latency, tpe_study
 from katib.bench.service import parse_target
 from katib.suggestion import registry
 
@@ -102,8 +102,8 @@ def cmd_tpe_quality(args: argparse.Namespace) -> int:
     peers = names(args.peers, list(tpe_study.PEERS))
     methods = [*(tpe_study.OURS if ours is None else ours)]
     methods += list(tpe_study.PEERS) if peers is None else peers
-    problems = names(args.problems, list(study_problems.PROBLEMS))
-    problems = list(study_problems.PROBLEMS) if problems is None else problems
+    problems = names(args.problems, list(tpe_study.PROBLEMS))
+    problems = list(tpe_study.PROBLEMS) if problems is None else problems
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     cache, seconds = tpe_study.run_study(
         methods,
@@ -203,7 +203,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     qual.add_argument(
         "--problems",
-        help="comma-separated (default: all of " + ",".join(study_problems.PROBLEMS) + ")",
+        help="comma-separated (default: all of " + ",".join(tpe_study.PROBLEMS) + ")",
     )
     qual.add_argument("--budget", type=int, default=200, help="trials per run (default 200)")
     qual.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")

@@ -18,7 +18,7 @@ import pytest
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from katib.api.server import RunningServer, start
-from katib.bench import load, study_problems, tpe_latency, tpe_study
+from katib.bench import load, tpe_latency, tpe_study
 from katib.bench.cli import main
 from katib.bench.synthetic import FUNCTIONS
 from katib.suggestion.proto import space_from_proto
@@ -135,7 +135,7 @@ def test_tpe_quality_uses_and_extends_the_cache(
     assert second.strip() == "\n\n".join(first.strip().split("\n\n")[:2])
     # Regret is the best value so far minus the optimum.
     values = stored["branin-2d/tpe/0/15"]
-    optimum = study_problems.PROBLEMS["branin-2d"].optimum
+    optimum = tpe_study.PROBLEMS["branin-2d"].optimum
     assert tpe_study.regrets(values, optimum, [15]) == [min(values) - optimum]
 
 
@@ -157,7 +157,7 @@ def test_tpe_quality_rejects_unknown_names(capsys: pytest.CaptureFixture[str]) -
     ],
 )
 def test_study_optima(problem: str, function: str) -> None:
-    chosen = study_problems.PROBLEMS[problem]
+    chosen = tpe_study.PROBLEMS[problem]
     x = FUNCTIONS[function].minimiser(chosen.space.dim)
     value = chosen.objective(dict(zip(chosen.space.names, x, strict=True)))
     assert value == pytest.approx(chosen.optimum, abs=1e-5)
@@ -165,8 +165,8 @@ def test_study_optima(problem: str, function: str) -> None:
 
 def test_study_mixed_optimum() -> None:
     best = {"x": 1, "lr": 1e-2, "y": 0.35, "n": 7, "units": 128, "opt": "adam", "batch": 64.0}
-    assert study_problems.mixed(best) == pytest.approx(0.0, abs=1e-12)
-    assert study_problems.mixed({**best, "opt": "sgd", "lr": 10**-2.3}) == pytest.approx(0.6)
+    assert tpe_study.mixed(best) == pytest.approx(0.0, abs=1e-12)
+    assert tpe_study.mixed({**best, "opt": "sgd", "lr": 10**-2.3}) == pytest.approx(0.6)
 
 
 def test_holm_by_hand() -> None:
