@@ -5,7 +5,9 @@
     katib status results/random-example [-o json|yaml]
     katib trials results/random-example [-o json|yaml|csv]
 
-Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage, 130 interrupted.
+Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage, 130 interrupted,
+3 the filesystem refused (read-only or full disk, a path under a regular file: one line says
+which path; the results directory keeps its last consistent state, so fix it and run again).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from katib.controller.view import (
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_FILESYSTEM = 3
 BEST_ROWS = 10
 #: Failed trials whose log tails are printed at the end of ``katib run``.
 FAILURE_DETAILS = 3
@@ -133,6 +136,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     except KatibError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_FAILED
+    except OSError as exc:
+        if exc.filename is None:  # os.write says no more than "No space left on device"
+            exc.filename = f"{results} (the results directory)"
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     if result.note:
@@ -277,7 +284,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "trials": cmd_trials,
     }
-    return handlers[args.command](args, console)
+    try:
+        return handlers[args.command](args, console)
+    except (OSError, sqlite3.OperationalError) as exc:
+        console.print(f"katib {args.command}: {describe_filesystem_error(exc)}", style="red")
+        return EXIT_FILESYSTEM
+
+
+def describe_filesystem_error(exc: OSError | sqlite3.OperationalError) -> str:
+    """One line for a filesystem failure: what the OS said, and about which path."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+        where = " -> ".join(str(p) for p in paths)
+        return f"{reason}: {where}" if where else reason
+    return f"results database: {exc}"
 
 
 if __name__ == "__main__":
