@@ -77,4 +77,6 @@ def add_db_manager(servicer: Any, server: grpc.Server) -> None:
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
     )
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+    register = getattr(server, "add_registered_method_handlers", None)  # grpcio >= 1.62
+    if register is not None:
+        register(SERVICE_NAME, handlers)
