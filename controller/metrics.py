@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Warnings a stream writes before it only counts them (a trial printing garbage in a loop).
 MAX_WARNINGS = 50
+#: The longest line parsed (1 MiB); longer ones are skipped unread.
+MAX_LINE_BYTES = 1 << 20
 
 
 class BadLine(ValueError):
@@ -157,25 +159,40 @@ def make_parser(collector: MetricsCollectorSpec, metric_names: Iterable[str]) ->
 
 
 class LineSplitter:
-    """Turn chunks of bytes into complete decoded lines; :meth:`flush` returns the remainder."""
+    """Turn chunks of bytes into complete decoded lines; :meth:`flush` returns the remainder.
+
+    A line longer than :data:`MAX_LINE_BYTES` (binary garbage, a progress bar without newlines)
+    is dropped as it grows, so memory stays bounded; :attr:`dropped` counts such lines.
+    """
 
     def __init__(self) -> None:
         self._partial = b""
+        self._dropping = False
+        self.dropped = 0
 
     def reset(self) -> None:
         """Forget an incomplete line (the stream starts over)."""
         self._partial = b""
+        self._dropping = False
 
     def feed(self, chunk: bytes) -> list[str]:
         """Complete lines in ``chunk`` (with whatever was left over before)."""
         data = self._partial + chunk
         *lines, self._partial = data.split(b"\n")
+        if self._dropping and lines:  # the end of an overlong line
+            lines = lines[1:]
+            self._dropping = False
+        if len(self._partial) > MAX_LINE_BYTES:
+            if not self._dropping:
+                self.dropped += 1
+            self._partial, self._dropping = b"", True
         return [line.decode("utf-8", "replace") for line in lines]
 
     def flush(self) -> list[str]:
         """The last line if the output did not end with a newline."""
         rest, self._partial = self._partial, b""
-        return [rest.decode("utf-8", "replace")] if rest else []
+        dropping, self._dropping = self._dropping, False
+        return [rest.decode("utf-8", "replace")] if rest and not dropping else []
 
 
 Warn = Callable[[str], None]
@@ -202,7 +219,12 @@ class MetricStream:
 
     def feed(self, chunk: bytes) -> None:
         """Parse the complete lines of ``chunk``."""
-        for line in self.splitter.feed(chunk):
+        dropped = self.splitter.dropped
+        lines = self.splitter.feed(chunk)
+        for _ in range(self.splitter.dropped - dropped):
+            self.lines += 1
+            self._skip(f"line {self.lines}: longer than {MAX_LINE_BYTES} bytes")
+        for line in lines:
             self._parse(line)
 
     def restart(self) -> None:

@@ -191,3 +191,16 @@ def test_warnings_are_capped() -> None:
     entries, warnings = _collect(JsonParser(["loss"]), ["{"] * 500)
     assert entries == []
     assert len(warnings) == 51 and "further" in warnings[-1]
+
+
+def test_an_endless_line_is_dropped_without_holding_it_in_memory() -> None:
+    warnings: list[str] = []
+    stream = MetricStream(TextParser(["loss"]), warn=warnings.append)
+    stream.feed(b"loss=1\n")
+    for _ in range(40):  # 40 MiB without a newline, in 1 MiB chunks
+        stream.feed(b"loss=2 " + b"x" * (1 << 20))
+        assert len(stream.splitter._partial) <= 2 << 20
+    stream.feed(b" tail of the long line\nloss=3\n")
+    stream.close()
+    assert [e.value for e in stream.take()] == ["1", "3"]
+    assert len(warnings) == 1 and "longer than 1048576 bytes" in warnings[0]
