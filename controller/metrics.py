@@ -30,7 +30,7 @@ from katib.controller.filters import compile_filter
 from katib.controller.spec import DEFAULT_METRICS_FILTER, FileFormat, MetricsCollectorSpec
 from katib.controller.trials import LogEntry
 from katib.db import timestamps
-from katib.db.records import MAX_VALUE_BYTES
+from katib.db.records import MAX_VALUE_BYTES, check_name
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,9 @@ def _json_time(value: object) -> datetime | None:
 
 def entry_problem(entry: LogEntry) -> str | None:
     """Why the DB service would refuse ``entry`` (see :mod:`katib.db.records`), or None."""
+    name_problem = check_name("the metric name", entry.name)
+    if name_problem is not None:
+        return name_problem
     value = entry.value
     if "\x00" in value:
         return "the value contains a NUL character"

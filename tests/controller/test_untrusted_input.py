@@ -204,3 +204,12 @@ def test_an_endless_line_is_dropped_without_holding_it_in_memory() -> None:
     stream.close()
     assert [e.value for e in stream.take()] == ["1", "3"]
     assert len(warnings) == 1 and "longer than 1048576 bytes" in warnings[0]
+
+
+def test_a_metric_name_the_db_would_refuse_is_skipped() -> None:
+    long_name = "m" * 300
+    entries, warnings = _collect(
+        JsonParser([long_name, "loss"]), [f'{{"{long_name}": 1, "loss": 2}}']
+    )
+    assert [(e.name, e.value) for e in entries] == [("loss", "2")]
+    assert len(warnings) == 1 and "300 characters" in warnings[0]
