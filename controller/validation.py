@@ -37,6 +37,7 @@ from katib.controller.spec import (
     TrialTemplate,
     default_strategy,
 )
+from katib.db.records import check_name
 
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME_LENGTH = 40
@@ -185,6 +186,12 @@ def _objective(problems: Problems, spec: Mapping[str, Any]) -> Objective | None:
             fields.sequence(problems, raw, "additionalMetricNames", f"{at}.additionalMetricNames")
         )
     ]
+    for field, name in [(f"{at}.objectiveMetricName", metric)] + [
+        (f"{at}.additionalMetricNames[{i}]", name) for i, name in enumerate(additional)
+    ]:
+        problem = check_name("the metric name", name) if name else None
+        if problem is not None:  # the observation DB could not store its rows
+            problems.add(field, problem)
     if metric and metric in additional:
         problems.add(
             f"{at}.additionalMetricNames", f"must not contain the objective metric {metric!r}"

@@ -213,3 +213,11 @@ def test_a_metric_name_the_db_would_refuse_is_skipped() -> None:
     )
     assert [(e.name, e.value) for e in entries] == [("loss", "2")]
     assert len(warnings) == 1 and "300 characters" in warnings[0]
+
+
+def test_metric_names_the_db_cannot_store_are_rejected() -> None:
+    doc = base()
+    doc["spec"]["objective"]["additionalMetricNames"] = ["m" * 256, "a\x00b"]
+    problems = problems_of(doc)
+    assert any(p.startswith("spec.objective.additionalMetricNames[0]: ") for p in problems)
+    assert any(p.startswith("spec.objective.additionalMetricNames[1]: ") for p in problems)
