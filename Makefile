@@ -30,7 +30,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 type: install
-	$(VENV)/bin/mypy api suggestion db controller bench
+	$(VENV)/bin/mypy api suggestion earlystopping db controller bench
 
 bench-latency: install
 	$(PY) -m benchmarks.suggestion_latency --algorithm random --algorithm sobol
