@@ -7,6 +7,7 @@
         --problems branin,hartmann6 --budget 100 --seeds 10 --batch 1 --out results/bench
     katib-bench run --algorithms none --service mine=tpe@10.0.0.5:6789 --problems branin
     katib-bench latency --algorithms random,sobol --sizes 10,100,1000 --out results/latency
+    katib-bench early-stopping --seeds 10 --trials 40 --out results/early-stopping
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from katib.bench import harness, peers, problems
+from katib.bench import early_stopping, harness, peers, problems
 from katib.bench.latency import LatencySample
 from katib.bench.runner import RunResult
 from katib.suggestion import registry
@@ -184,6 +185,12 @@ def parser() -> argparse.ArgumentParser:
     lat.add_argument("--repeats", type=int, default=5, help="timed calls per size")
     lat.add_argument("--count", type=int, default=1, help="suggestions per call")
     lat.set_defaults(func=cmd_latency)
+
+    es = sub.add_parser(
+        "early-stopping", help="trial-steps and final best with and without early stopping"
+    )
+    early_stopping.add_arguments(es)
+    es.set_defaults(func=early_stopping.run)
     return top
 
 
