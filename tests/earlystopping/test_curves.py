@@ -168,3 +168,35 @@ def test_rules_reproduce_the_online_rules_exactly(seed):
     asha = Asha(AshaSettings(min_resource=r0, reduction_factor=eta, min_trials_required=1))
     rules = make_rules("y", False, *asha.thresholds(losses))
     assert evaluator_stop_step(rules, new) == naive_asha_stop_step(done, new, r0, eta, 1)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_evaluator_equals_checking_every_rule(seed):
+    rng = np.random.default_rng(seed)
+    comparisons = list(Comparison)
+    rules = [
+        Rule(
+            str(rng.choice(["y", "z"])),
+            float(rng.integers(0, 10)),
+            comparisons[int(rng.integers(0, 3))],
+            int(rng.integers(0, 8)),
+        )
+        for _ in range(int(rng.integers(1, 12)))
+    ]
+    maximize = bool(rng.integers(0, 2))
+    ev = RuleEvaluator(rules, "y", maximize)
+    counts: dict[str, int] = {}
+    best = None
+    for _ in range(15):
+        name, value = str(rng.choice(["y", "z"])), float(rng.integers(0, 10))
+        if name == "y":
+            best = value if best is None else (max if maximize else min)(best, value)
+            value = best
+        counts[name] = counts.get(name, 0) + 1
+        expected = any(
+            r.name == name and r.start_step <= counts[name] and r.holds(value) for r in rules
+        )
+        assert ev.add(name, value) is expected
+        if expected:
+            assert ev.stopped_by is not None and ev.stopped_by.holds(value)
+            break
