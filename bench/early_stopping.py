@@ -1,6 +1,7 @@
 """Early stopping on learning curves: trial-steps spent and final best, with and without rules.
 
     katib-bench early-stopping --seeds 10 --trials 40 --parallel 4
+    katib-bench early-stopping --rule medianstop --rule medianstop@katib  # Katib's one-rule form
     python -m katib.bench.early_stopping --problems synthetic --rule asha:reduction_factor=4
 
 For each problem and seed, one sequence of configurations is drawn (the same for every rule)
@@ -10,7 +11,9 @@ per tick; every row goes to a real DB service (``ReportObservationLog`` over gRP
 new trial gets its rules from a real ``katib-earlystopping`` service (``GetEarlyStoppingRules``
 with the ``any`` evaluation) and the running trials' rules are refreshed whenever a trial ends;
 each row is judged by :class:`~katib.earlystopping.rules.RuleEvaluator` and a trial whose rule
-holds is stopped and recorded EarlyStopped. Reported per rule: total trial-steps, the final best
+holds is stopped and recorded EarlyStopped. ``NAME@katib`` asks for Katib's one-rule form
+instead, which then behaves as Katib's collector would (a single rule with a best-so-far value
+can only hold at its start step). Reported per rule: total trial-steps, the final best
 (the best objective value any trial reported, what Katib shows as the optimal trial), the
 paired Wilcoxon p-value of the final best against ``none``, and the cost of evaluating rules.
 
@@ -130,23 +133,32 @@ class RuleSpec:
 
     algorithm: str
     settings: tuple[tuple[str, str], ...] = ()
+    semantics: Semantics = Semantics.ANY
 
     @property
     def label(self) -> str:
+        name = self.algorithm
+        if self.semantics is not Semantics.ANY:
+            name += f"@{self.semantics}"
         extra = ",".join(f"{k}={v}" for k, v in self.settings)
-        return f"{self.algorithm}:{extra}" if extra else self.algorithm
+        return f"{name}:{extra}" if extra else name
 
     @classmethod
     def parse(cls, text: str) -> RuleSpec:
-        """``NAME`` or ``NAME:key=value,key=value``."""
+        """``NAME[@SEMANTICS][:key=value,key=value]``; ``@katib`` asks for Katib's form."""
         name, _, rest = text.partition(":")
+        name, _, semantics = name.partition("@")
+        try:
+            form = Semantics(semantics or "any")
+        except ValueError:
+            raise ValueError(f"--rule {text!r}: semantics must be any or katib") from None
         pairs = []
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
             if not eq:
                 raise ValueError(f"--rule {text!r}: expected key=value, got {item!r}")
             pairs.append((key.strip(), value.strip()))
-        return cls(name.strip(), tuple(pairs))
+        return cls(name.strip(), tuple(pairs), form)
 
 
 @dataclass
@@ -210,7 +222,7 @@ class Replay:
                 name = f"{tag}-{index:03d}"
                 trials[name] = pb.Trial(name=name)
                 trials[name].status.condition = pb.TrialStatus.RUNNING
-                rules = self._rules(experiment, trials, stats)
+                rules = self._rules(experiment, trials, stats, rule.semantics)
                 running[name] = _Running(index, name, RuleEvaluator(rules, METRIC, False))
             tick += 1
             ended = False
@@ -236,20 +248,24 @@ class Replay:
                     del running[run.name]
                     ended = True
             if ended and running:  # refresh: rules from the newer history
-                rules = self._rules(experiment, trials, stats)
+                rules = self._rules(experiment, trials, stats, rule.semantics)
                 for run in running.values():
                     run.evaluator.replace(rules)
         return stats
 
     def _rules(
-        self, experiment: pb.Experiment, trials: dict[str, pb.Trial], stats: RunStats
+        self,
+        experiment: pb.Experiment,
+        trials: dict[str, pb.Trial],
+        stats: RunStats,
+        semantics: Semantics,
     ) -> list[Rule]:
         request = pb.GetEarlyStoppingRulesRequest(
             experiment=experiment, trials=trials.values(), db_manager_address=self.db_address
         )
         began = time.perf_counter()
         reply = self.stub.GetEarlyStoppingRules(
-            request, timeout=60, metadata=[(SEMANTICS_KEY, Semantics.ANY.value)]
+            request, timeout=60, metadata=[(SEMANTICS_KEY, semantics.value)]
         )
         stats.rule_call_ms.append((time.perf_counter() - began) * 1e3)
         stats.rule_calls += 1

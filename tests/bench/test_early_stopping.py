@@ -41,6 +41,10 @@ def test_rule_spec_parsing():
         "asha", (("reduction_factor", "4"), ("min_resource", "2"))
     )
     assert RuleSpec.parse("none").label == "none"
+    katib = RuleSpec.parse("medianstop@katib:start_step=2")
+    assert katib.semantics == "katib" and katib.label == "medianstop@katib:start_step=2"
+    with pytest.raises(ValueError, match="semantics must be any or katib"):
+        RuleSpec.parse("asha@all")
     with pytest.raises(ValueError, match="expected key=value"):
         RuleSpec.parse("asha:oops")
 
