@@ -250,3 +250,13 @@ def test_set_trial_status(es_stub):
     with pytest.raises(grpc.RpcError) as err:
         es_stub.SetTrialStatus(pb.SetTrialStatusRequest(), timeout=10)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_completed_trials_without_numeric_logs_are_ignored(es_stub, db_server, report):
+    # Katib's medianstop divides by zero on the first and fails to parse the second.
+    names = ["never-reported", report("loss", ["unavailable"]), report("loss", [1.0])]
+    exp = experiment(settings=[("min_trials_required", "1"), ("start_step", "1")])
+    rules = rules_of(es_stub, exp, [trial(n) for n in names], db_server.address)
+    assert rules == [("loss", 1.0, GREATER, 1)]
+    exp = experiment(settings=[("min_trials_required", "2")])
+    assert rules_of(es_stub, exp, [trial(n) for n in names], db_server.address) == []
