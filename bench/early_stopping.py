@@ -37,22 +37,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from katib.api import api_pb2 as pb
-from katib.api import api_pb2_grpc
+from katib.api.errors import InvalidArgument
 from katib.api.server import RunningServer, start
 from katib.db.client import DBClient
 from katib.db.server import build_service
 from katib.db.store import open_store
-from katib.earlystopping.rules import (
-    SEMANTICS_KEY,
-    Comparison,
-    Rule,
-    RuleEvaluator,
-    Semantics,
-)
+from katib.earlystopping.client import EarlyStoppingClient
+from katib.earlystopping.rules import Rule, RuleEvaluator, Semantics
 from katib.earlystopping.server import services as es_services
 
 logger = logging.getLogger(__name__)
@@ -189,14 +183,16 @@ class _Running:
 class Replay:
     """Replays one experiment's trials under one rule against the DB and rule services."""
 
-    def __init__(
-        self,
-        stub: api_pb2_grpc.EarlyStoppingStub,
-        db: DBClient,
-        db_address: str,
-        parallel: int,
-    ) -> None:
-        self.stub, self.db, self.db_address, self.parallel = stub, db, db_address, parallel
+    def __init__(self, es_address: str, db: DBClient, db_address: str, parallel: int) -> None:
+        self.clients = {
+            form: EarlyStoppingClient(es_address, semantics=form) for form in Semantics
+        }
+        self.db, self.db_address, self.parallel = db, db_address, parallel
+
+    def close(self) -> None:
+        """Close the service channels."""
+        for client in self.clients.values():
+            client.close()
 
     def run(
         self, problem: str, curves: Sequence[np.ndarray], rule: RuleSpec, seed: int
@@ -260,30 +256,19 @@ class Replay:
         stats: RunStats,
         semantics: Semantics,
     ) -> list[Rule]:
-        request = pb.GetEarlyStoppingRulesRequest(
-            experiment=experiment, trials=trials.values(), db_manager_address=self.db_address
-        )
+        client = self.clients[semantics]
         began = time.perf_counter()
-        reply = self.stub.GetEarlyStoppingRules(
-            request, timeout=60, metadata=[(SEMANTICS_KEY, semantics.value)]
-        )
+        rules = client.rules(experiment, trials.values(), self.db_address)
         stats.rule_call_ms.append((time.perf_counter() - began) * 1e3)
         stats.rule_calls += 1
-        return [
-            Rule(r.name, float(r.value), Comparison(r.comparison), r.start_step)
-            for r in reply.early_stopping_rules
-        ]
+        return rules
 
 
-def _validate(stub: api_pb2_grpc.EarlyStoppingStub, spec: RuleSpec) -> None:
-    request = pb.ValidateEarlyStoppingSettingsRequest()
-    request.early_stopping.algorithm_name = spec.algorithm
-    for key, value in spec.settings:
-        request.early_stopping.algorithm_settings.add(name=key, value=value)
+def _validate(client: EarlyStoppingClient, spec: RuleSpec) -> None:
     try:
-        stub.ValidateEarlyStoppingSettings(request, timeout=30)
-    except grpc.RpcError as exc:
-        raise ValueError(f"--rule {spec.label}: {exc.details()}") from None
+        client.validate(spec.algorithm, spec.settings)
+    except InvalidArgument as exc:
+        raise ValueError(f"--rule {spec.label}: {exc}") from None
 
 
 def draw_curves(problem: CurveProblem, seed: int, trials: int) -> list[np.ndarray]:
@@ -386,16 +371,13 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="katib-es-bench-") as scratch:
         db_server = start([build_service(open_store(f"sqlite:///{scratch}/obs.db"))], port=0)
         es_server: RunningServer = start(es_services(), port=0)
+        replay: Replay | None = None
         try:
-            with (
-                DBClient(db_server.address) as db,
-                grpc.insecure_channel(es_server.address) as channel,
-            ):
+            with DBClient(db_server.address) as db:
                 db.wait_ready(timeout=30)
-                stub = api_pb2_grpc.EarlyStoppingStub(channel)
+                replay = Replay(es_server.address, db, db_server.address, args.parallel)
                 for spec in specs:
-                    _validate(stub, spec)
-                replay = Replay(stub, db, db_server.address, args.parallel)
+                    _validate(replay.clients[Semantics.ANY], spec)
                 for name in names:
                     for seed in range(args.seed_start, args.seed_start + args.seeds):
                         began = time.perf_counter()
@@ -413,6 +395,8 @@ def run(args: argparse.Namespace) -> int:
                                 flush=True,
                             )
         finally:
+            if replay is not None:
+                replay.close()
             es_server.stop(grace=1)
             db_server.stop(grace=1)
     rows = summarise(runs)
