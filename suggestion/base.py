@@ -128,6 +128,10 @@ class Algorithm(ABC):
     state_class: ClassVar[type | None] = None
     #: False for algorithms that ignore objective values (random, grid, sobol).
     uses_objective: ClassVar[bool] = True
+    #: True for multi-fidelity algorithms, which run a configuration again with a larger
+    #: resource: values recur (all but the resource parameter's), so a finite space is not
+    #: used up after one trial per point; the search ends when the schedule does.
+    reruns_configs: ClassVar[bool] = False
 
     def __init__(self, experiment: ExperimentInfo, settings: Any, state: Any = None) -> None:
         self.experiment = experiment
@@ -142,6 +146,17 @@ class Algorithm(ABC):
     def check(cls, experiment: ExperimentInfo, settings: Any) -> None:
         """Raise ``InvalidArgument``/``FailedPrecondition`` if the experiment is unusable."""
         return None
+
+    @classmethod
+    def space_for(cls, experiment: ExperimentInfo, settings: Any) -> SearchSpace:
+        """The space this algorithm's trials live in (called after :meth:`check`).
+
+        The default is the experiment's own space. Multi-fidelity algorithms widen their
+        resource parameter to the resources their settings schedule (Katib's Hyperband sets it
+        from ``r_l``, whatever range the experiment declares), so trials at those resources
+        decode as points of the space.
+        """
+        return experiment.space
 
     @abstractmethod
     def suggest(self, history: History, count: int) -> list[Point] | SuggestResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -63,6 +64,9 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
         if cls.uses_objective:
             check_objective(experiment)
         cls.check(info, settings)
+        space = cls.space_for(info, settings)
+        if space is not info.space:
+            info = replace(info, space=space)
         return cls, info, settings, state
 
     @grpc_errors
@@ -99,9 +103,9 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
                 f"current_request_number must be between 0 and {MAX_REQUEST}, got {count}"
             )
         cls, info, settings, state = self.prepare(request.experiment)
-        history = history_from_proto(
-            request.trials, info, experiment_fingerprint(request.experiment)
-        )
+        # Trials decode against the algorithm's space, which settings may widen.
+        fingerprint = experiment_fingerprint(request.experiment) + repr(info.space).encode()
+        history = history_from_proto(request.trials, info, fingerprint)
         result = cls(info, settings, state).propose(history, count)
         check_result(cls.name, result, count, history)
         reply = reply_from_suggestions(info.space, result.suggestions)
