@@ -154,14 +154,15 @@ class Hyperband(Algorithm):
         first_open: tuple[Bracket, int] | None = None
         index, idle = 0, 0
         while len(out) < count and (last is None or index < last):
-            if last is None and index > max(by_bracket, default=-1) and idle > per_iteration:
+            if idle > per_iteration:
                 break  # a finite space has no configuration left at any resource
             plan = bracket(settings, index)
             before = len(out)
             done, rung = self._work(history, plan, by_bracket.get(index, {}), count, out, taken)
             if not done and first_open is None:
                 first_open = (plan, rung)
-            idle = idle + 1 if len(out) == before else 0
+            fresh = index > max(by_bracket, default=-1)
+            idle = idle + 1 if fresh and len(out) == before else 0
             index += 1
         while first_open is None and (last is None or index < last):
             plan = bracket(settings, index)  # the request is full: find the next open bracket
