@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from katib.api.settings import setting
 from katib.suggestion import multifidelity as mf
 from katib.suggestion.base import (
     Algorithm,
@@ -32,7 +33,6 @@ from katib.suggestion.base import (
     draw_distinct,
 )
 from katib.suggestion.history import History, TrialState
-from katib.suggestion.settings import setting
 from katib.suggestion.space import Point, SearchSpace
 
 #: Config ids: ``c<index>``.

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from katib.api.settings import setting
 from katib.suggestion import multifidelity as mf
 from katib.suggestion import parzen
 from katib.suggestion.base import Suggestion, draw_distinct
 from katib.suggestion.history import History, Trial, TrialState
 from katib.suggestion.hyperband import Bracket, Hyperband, HyperbandSettings
-from katib.suggestion.settings import setting
 from katib.suggestion.space import Point, SearchSpace
 
 #: Weight of the prior kernel in ``l`` and ``g``, relative to one observation.

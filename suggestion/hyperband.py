@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from katib.api.settings import setting
 from katib.suggestion import multifidelity as mf
 from katib.suggestion.base import (
     Algorithm,
@@ -45,7 +46,6 @@ from katib.suggestion.base import (
     draw_distinct,
 )
 from katib.suggestion.history import History
-from katib.suggestion.settings import setting
 from katib.suggestion.space import Point, SearchSpace
 
 #: Config ids: ``b<bracket>c<index in bracket>``.

@@ -26,9 +26,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from katib.api.errors import InvalidArgument
+from katib.api.settings import setting
 from katib.suggestion.base import ExperimentInfo, Suggestion
 from katib.suggestion.history import Direction, History, Trial, TrialState
-from katib.suggestion.settings import setting
 from katib.suggestion.space import ParameterSpec, ParameterType, Point, SearchSpace
 
 #: Label keys on every trial a multi-fidelity algorithm suggests.

@@ -12,9 +12,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from katib.api.settings import setting
 from katib.suggestion.base import Algorithm, draw_distinct
 from katib.suggestion.history import History
-from katib.suggestion.settings import setting
 from katib.suggestion.space import Point
 
 # Batches are rarely powers of two; the sequence as a whole keeps its balance across calls.

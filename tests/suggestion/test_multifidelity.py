@@ -23,13 +23,13 @@ import pytest
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
+from katib.api.settings import parse_settings
 from katib.suggestion import multifidelity as mf
 from katib.suggestion import registry
 from katib.suggestion.base import Algorithm, ExperimentInfo, SuggestResult
 from katib.suggestion.bohb import BOHB
 from katib.suggestion.history import History, Trial, TrialState
 from katib.suggestion.hyperband import HyperbandSettings, HyperbandState, schedule
-from katib.suggestion.settings import parse_settings
 from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
 from tests.suggestion.requests import assignments, experiment, request, trial
 
