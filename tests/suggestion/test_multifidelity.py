@@ -556,3 +556,50 @@ def test_bohb_random_fraction_one_is_random_search() -> None:
     points = [s.point for s in ask(bohb, trials, 9).suggestions]
     assert np.std([p["x"] for p in points]) > 0.15
     assert len(ask(hb, trials, 9).suggestions) == 9
+
+
+# -- the examples ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("example", "rungs"),
+    [
+        # r_l = 9, eta = 3: 9@1 -> 3@3 -> 1@9, 5@3 -> 1@9, 3@9 (22 trials).
+        ("hyperband", {"1": 9, "3": 8, "9": 5}),
+        ("bohb", {"1": 18, "3": 16, "9": 10}),  # two iterations
+        ("asha", None),  # ends at maxTrialCount
+    ],
+)
+def test_examples_run_their_schedules(
+    example: str, rungs: dict[str, int] | None, suggestion_stub: api_pb2_grpc.SuggestionStub
+) -> None:
+    from pathlib import Path
+
+    from katib.controller import protos
+    from katib.controller.validation import load_file
+
+    root = Path(__file__).resolve().parents[2]
+    spec = load_file(root / "examples" / f"{example}.yaml")
+    exp = protos.experiment(spec)
+    trials: list[pb.Trial] = []
+    limit = spec.max_trial_count or 0
+    while len(trials) < limit:
+        running = [t for t in trials if t.status.condition == pb.TrialStatus.RUNNING]
+        reply = suggestion_stub.GetSuggestions(request(exp, trials, spec.parallel_trial_count))
+        for t in running:
+            t.status.condition = pb.TrialStatus.SUCCEEDED
+            t.status.observation.metrics.add(name="loss", value=str(zlib.crc32(t.name.encode())))
+        if not reply.parameter_assignments and not running:
+            break
+        for item in reply.parameter_assignments:
+            new = trial(item.trial_name, [(a.name, a.value) for a in item.assignments], 1)
+            new.spec.labels.update(item.labels)
+            trials.append(new)
+    epochs = collections.Counter(
+        a.value for t in trials for a in t.spec.parameter_assignments.assignments
+        if a.name == "epochs"
+    )  # fmt: skip
+    if rungs is None:
+        assert len(trials) >= limit and set(epochs) == {"1", "3", "9"}
+    else:
+        assert dict(epochs) == rungs and len(trials) < limit
