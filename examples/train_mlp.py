@@ -53,7 +53,7 @@ def main() -> None:
     classes = np.unique(labels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for _ in range(max(int(round(args.epochs)), 1)):
+        for _ in range(max(round(args.epochs), 1)):
             model.partial_fit(x_train, y_train, classes=classes)
     accuracy = float(model.score(x_test, y_test))
     loss = float(log_loss(y_test, model.predict_proba(x_test), labels=classes))

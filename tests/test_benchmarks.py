@@ -57,9 +57,3 @@ def test_tpe_vs_optuna(tmp_path: Path) -> None:
     out = _run("tpe_vs_optuna", *args)
     assert "median regret" in out and "Mann-Whitney" in out, out
     assert cache.exists()
-
-
-def test_multifidelity() -> None:
-    out = _run("multifidelity", "--seeds", "2", "--budget", "10")
-    for name in ("hyperband", "bohb", "asha", "random", "tpe"):
-        assert re.search(rf"^\| {name} \| [\d.e-]+ \[", out, re.M), out

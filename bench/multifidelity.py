@@ -1,6 +1,6 @@
 """Multi-fidelity search against random search at equal total resource, in-process.
 
-    python -m benchmarks.multifidelity [--seeds 10] [--budget 60] [--batch 4]
+    python -m katib.bench.multifidelity [--seeds 10] [--budget 60] [--batch 4]
         [--method hyperband --method bohb ...]
 
 The problem is a synthetic learning curve over four continuous parameters and a resource
