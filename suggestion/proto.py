@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter, is_
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -21,6 +23,7 @@ from katib.api import api_pb2 as pb
 from katib.api.cache import (
     DICT_ENTRY_BYTES,
     OBJECT_BYTES,
+    SEQ_ITEM_BYTES,
     STR_BYTES,
     ByteLRU,
     estimate_bytes,
@@ -155,6 +158,24 @@ def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
         raise InvalidArgument([f"{where}: {p}" for p in exc.problems]) from None
 
 
+def cached_space(specs: pb.ExperimentSpec.ParameterSpecs) -> SearchSpace:
+    """:func:`space_from_proto`, remembered by the specs' bytes in the shared cache.
+
+    Spaces are immutable, so requests of one experiment share one (and the per-space
+    precomputation its parameters cache).
+    """
+    if len(specs.parameters) > MAX_PARAMETERS:
+        return space_from_proto(specs.parameters)  # raises, naming the limit
+    raw = specs.SerializeToString(deterministic=True)
+    key = ("space", raw)
+    store = shared()
+    space: SearchSpace | None = store.get(key)
+    if space is None:
+        space = space_from_proto(specs.parameters)
+        store.put(key, space, estimate_bytes(space) + len(raw) + STR_BYTES)
+    return space
+
+
 def parameter_to_proto(spec: ParameterSpec) -> pb.ParameterSpec:
     """One parameter as Katib's ``ParameterSpec`` (min/max/step strings, or the list).
 
@@ -191,7 +212,7 @@ def experiment_from_proto(experiment: pb.Experiment) -> ExperimentInfo:
     do.
     """
     spec = experiment.spec
-    space = space_from_proto(spec.parameter_specs.parameters)
+    space = cached_space(spec.parameter_specs)
     objective = spec.objective
     direction = Direction.MAXIMIZE if objective.type == pb.MAXIMIZE else Direction.MINIMIZE
     return ExperimentInfo(
@@ -249,25 +270,39 @@ def history_from_request(
         )
     store = cache if cache is not None else shared()
     key = ("trials", fingerprint)
-    previous: dict[bytes, _Known] = store.get(key) or {}
-    current: dict[bytes, _Known] = {}
-    entries = []
-    for raw in trials:
-        entry = previous.get(raw) or current.get(raw)
-        if entry is None:
-            entry = _Known(raw)
-        current[raw] = entry
-        entries.append(entry)
-    names = _names(entries)
-    store.put(key, current, _charge(current))
+    previous: _Seen | None = store.get(key)
+    if previous is not None and previous.history is not None and previous.raw == trials:
+        return previous.history  # the same trials as last time: reuse what was derived
+    known = previous.entries if previous is not None else {}
+    found: list[_Known | None] = list(map(known.get, trials))
+    if None in found:
+        fresh: dict[bytes, _Known] = {}
+        for i, entry in enumerate(found):
+            if entry is None:
+                raw = trials[i]
+                entry = fresh.get(raw)
+                if entry is None:
+                    entry = fresh[raw] = _Known(raw)
+                found[i] = entry
+    entries: list[_Known] = found  # type: ignore[assignment]
+    seen = _Seen(list(trials), dict(zip(trials, entries, strict=True)), _names(entries))
+    if previous is not None and seen.names == previous.names:
+        seen.names, seen.sorted_names = previous.names, previous.sorted_names
+    store.put(key, seen, seen.nbytes())
 
     def load() -> list[Trial]:
         decoded = _decode(entries, info)
-        if store.get(key) is current:  # re-charge now that the trials are decoded
-            store.put(key, current, _charge(current))
+        if store.get(key) is seen:  # re-charge now that the trials are decoded
+            store.put(key, seen, seen.nbytes())
         return decoded
 
-    return History(info.direction, loader=load, names=names)
+    history = History(info.direction, loader=load, names=seen.names)
+    if seen.sorted_names is None:
+        seen.sorted_names = history.sorted_names
+    else:
+        history.__dict__["sorted_names"] = seen.sorted_names
+    seen.history = history
+    return history
 
 
 def history_from_proto(trials: Sequence[pb.Trial], info: ExperimentInfo) -> History:
@@ -291,21 +326,51 @@ class _Known:
         self.nbytes = KNOWN_BYTES + len(raw)
 
 
+class _Seen:
+    """An experiment's entry in the cache: its last request's trials, by their bytes."""
+
+    __slots__ = ("entries", "history", "names", "raw", "sorted_names")
+
+    def __init__(
+        self, raw: list[bytes], entries: dict[bytes, _Known], names: tuple[str, ...]
+    ) -> None:
+        self.raw = raw
+        self.entries = entries
+        self.names = names
+        self.sorted_names: bytes | None = None
+        #: The History built for exactly ``raw``: an identical request reuses it (and what it
+        #: derived: completed trials, losses' inputs, taken keys).
+        self.history: History | None = None
+
+    def nbytes(self) -> int:
+        names = 0 if self.sorted_names is None else len(self.sorted_names) + STR_BYTES
+        per_trial = sum(map(_NBYTES, self.entries.values())) + 2 * SEQ_ITEM_BYTES * len(self.raw)
+        return OBJECT_BYTES + names + per_trial
+
+
+_NBYTES = attrgetter("nbytes")
+_NAME = attrgetter("name")
+_TRIAL = attrgetter("trial")
+
 #: What a cached trial costs besides its bytes: the dict slot, the entry and its name.
 KNOWN_BYTES = DICT_ENTRY_BYTES + OBJECT_BYTES + 2 * STR_BYTES
 
 
-def _names(entries: Sequence[_Known]) -> list[str]:
-    names = []
+def _names(entries: Sequence[_Known]) -> tuple[str, ...]:
+    names = tuple(map(_NAME, entries))
+    if None not in names:
+        return names  # type: ignore[return-value]
     for entry in entries:
         if entry.name is None:
             entry.name = _TrialName.FromString(entry.raw).name
             entry.nbytes += len(entry.name)
-        names.append(entry.name)
-    return names
+    return tuple(map(_NAME, entries))
 
 
 def _decode(entries: Sequence[_Known], info: ExperimentInfo) -> list[Trial]:
+    known = list(map(_TRIAL, entries))
+    if not any(map(is_, known, repeat(None))):
+        return known  # type: ignore[return-value]
     parse = _point_parser(info.space)
     decoded = []
     for entry in entries:
@@ -317,10 +382,6 @@ def _decode(entries: Sequence[_Known], info: ExperimentInfo) -> list[Trial]:
             entry.trial = trial
         decoded.append(entry.trial)
     return decoded
-
-
-def _charge(entries: dict[bytes, _Known]) -> int:
-    return OBJECT_BYTES + sum(entry.nbytes for entry in entries.values())
 
 
 def _point_parser(space: SearchSpace) -> PointParser:
