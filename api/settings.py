@@ -74,7 +74,7 @@ def parse_with_state(
     or the state class (``None``: no state; the result's state is then ``None``). Unknown
     names and bad values are all reported in one :class:`InvalidArgument`.
     """
-    classes, lookup, fields, hints = _declared(settings_class, state_class)
+    classes, lookup, fields, hints = _declared(settings_class, state_class)  # type: ignore[arg-type]
     problems: list[str] = []
     last = {name: text for name, text in pairs}  # Katib's overlay: the last value wins
     values: list[dict[str, Any]] = [{} for _ in classes]

@@ -264,10 +264,11 @@ def history_from_request(
     look-up per trial. Each request replaces its experiment's entry with exactly its trials.
     """
     if not fingerprint:
-        entries = [_Known(raw) for raw in trials]
+        unkeyed = [_Known(raw) for raw in trials]
         return History(
-            info.direction, loader=lambda: _decode(entries, info), names=_names(entries)
+            info.direction, loader=lambda: _decode(unkeyed, info), names=_names(unkeyed)
         )
+    trials = trials if isinstance(trials, list) else list(trials)
     store = cache if cache is not None else shared()
     key = ("trials", fingerprint)
     previous: _Seen | None = store.get(key)
@@ -285,7 +286,7 @@ def history_from_request(
                     entry = fresh[raw] = _Known(raw)
                 found[i] = entry
     entries: list[_Known] = found  # type: ignore[assignment]
-    seen = _Seen(list(trials), dict(zip(trials, entries, strict=True)), _names(entries))
+    seen = _Seen(trials, dict(zip(trials, entries, strict=True)), _names(entries))
     if previous is not None and seen.names == previous.names:
         seen.names, seen.sorted_names = previous.names, previous.sorted_names
     store.put(key, seen, seen.nbytes())
