@@ -272,36 +272,23 @@ def history_from_request(
     store = cache if cache is not None else shared()
     key = ("trials", fingerprint)
     previous: _Seen | None = store.get(key)
-    if previous is not None and previous.history is not None and previous.raw == trials:
+    if previous is None:
+        seen = _Seen.first(trials)
+    elif previous.raw == trials and previous.history is not None:
         return previous.history  # the same trials as last time: reuse what was derived
-    known = previous.entries if previous is not None else {}
-    found: list[_Known | None] = list(map(known.get, trials))
-    if None in found:
-        fresh: dict[bytes, _Known] = {}
-        for i, entry in enumerate(found):
-            if entry is None:
-                raw = trials[i]
-                entry = fresh.get(raw)
-                if entry is None:
-                    entry = fresh[raw] = _Known(raw)
-                found[i] = entry
-    entries: list[_Known] = found  # type: ignore[assignment]
-    seen = _Seen(trials, dict(zip(trials, entries, strict=True)), _names(entries))
-    if previous is not None and seen.names == previous.names:
-        seen.names, seen.sorted_names = previous.names, previous.sorted_names
+    else:
+        seen = previous.next(trials)
     store.put(key, seen, seen.nbytes())
 
     def load() -> list[Trial]:
-        decoded = _decode(entries, info)
+        decoded = _decode(seen.entries, info)
+        seen.recharge()
         if store.get(key) is seen:  # re-charge now that the trials are decoded
             store.put(key, seen, seen.nbytes())
         return decoded
 
     history = History(info.direction, loader=load, names=seen.names)
-    if seen.sorted_names is None:
-        seen.sorted_names = history.sorted_names
-    else:
-        history.__dict__["sorted_names"] = seen.sorted_names
+    history.__dict__["sorted_names"] = "\n".join(seen.sorted_names).encode()
     seen.history = history
     return history
 
@@ -328,25 +315,81 @@ class _Known:
 
 
 class _Seen:
-    """An experiment's entry in the cache: its last request's trials, by their bytes."""
+    """An experiment's entry in the cache: its last request's trials, by their bytes.
 
-    __slots__ = ("entries", "history", "names", "raw", "sorted_names")
+    ``index`` maps every trial's bytes to its :class:`_Known` entry. A request that extends
+    the previous one (new trials appended, the usual order of a local controller) extends
+    ``index`` in place and touches only the new trials; any other request rebuilds it, so it
+    never holds more than the last request's trials (plus those of one superseded request
+    after a rebuild raced with an extension).
+    """
+
+    __slots__ = ("entries", "history", "index", "names", "raw", "sorted_names", "total")
 
     def __init__(
-        self, raw: list[bytes], entries: dict[bytes, _Known], names: tuple[str, ...]
+        self,
+        raw: list[bytes],
+        entries: list[_Known],
+        index: dict[bytes, _Known],
+        names: tuple[str, ...],
+        sorted_names: list[str],
     ) -> None:
         self.raw = raw
         self.entries = entries
+        self.index = index
         self.names = names
-        self.sorted_names: bytes | None = None
+        self.sorted_names = sorted_names
+        self.total = sum(map(_NBYTES, index.values()))
         #: The History built for exactly ``raw``: an identical request reuses it (and what it
-        #: derived: completed trials, losses' inputs, taken keys).
+        #: derived: completed trials, taken keys).
         self.history: History | None = None
 
+    @classmethod
+    def first(cls, raw: list[bytes], known: dict[bytes, _Known] | None = None) -> _Seen:
+        """The entry for ``raw``, reusing the entries of ``known`` trials."""
+        entries = _lookup(raw, known or {})
+        names = _names(entries)
+        return cls(raw, entries, dict(zip(raw, entries, strict=True)), names, sorted(names))
+
+    def next(self, raw: list[bytes]) -> _Seen:
+        """The entry for the request after this one."""
+        n = len(self.raw)
+        if len(raw) <= n or raw[:n] != self.raw:
+            return _Seen.first(raw, self.index)
+        tail = raw[n:]
+        added = _lookup(tail, self.index)
+        new_names = _names(added)
+        self.index.update(zip(tail, added, strict=True))
+        seen = _Seen.__new__(_Seen)
+        seen.raw, seen.entries, seen.index = raw, self.entries + added, self.index
+        seen.names = self.names + new_names
+        seen.sorted_names = sorted([*self.sorted_names, *new_names])  # nearly sorted: O(n)
+        seen.total = self.total + sum(map(_NBYTES, added))
+        seen.history = None
+        return seen
+
+    def recharge(self) -> None:
+        """Recount the entries' bytes (after decoding grew them)."""
+        self.total = sum(map(_NBYTES, self.index.values()))
+
     def nbytes(self) -> int:
-        names = 0 if self.sorted_names is None else len(self.sorted_names) + STR_BYTES
-        per_trial = sum(map(_NBYTES, self.entries.values())) + 2 * SEQ_ITEM_BYTES * len(self.raw)
-        return OBJECT_BYTES + names + per_trial
+        """The charge: entries, their bytes and names, and the per-request lists."""
+        names = sum(map(len, self.sorted_names)) + STR_BYTES
+        lists = 3 * SEQ_ITEM_BYTES * len(self.raw)
+        return OBJECT_BYTES + names + lists + self.total
+
+
+def _lookup(raw: list[bytes], index: dict[bytes, _Known]) -> list[_Known]:
+    found: list[_Known | None] = list(map(index.get, raw))
+    if None in found:
+        fresh: dict[bytes, _Known] = {}
+        for i, entry in enumerate(found):
+            if entry is None:
+                entry = fresh.get(raw[i])
+                if entry is None:
+                    entry = fresh[raw[i]] = _Known(raw[i])
+                found[i] = entry
+    return found  # type: ignore[return-value]
 
 
 _NBYTES = attrgetter("nbytes")
