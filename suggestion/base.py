@@ -197,8 +197,7 @@ class Algorithm(ABC):
         seed = self.seed if seed is None else seed
         if seed is None:
             return np.random.default_rng()
-        names = "\n".join(sorted(history.names))
-        digest = zlib.crc32(f"{salt}\n{names}".encode())
+        digest = zlib.crc32(history.sorted_names, zlib.crc32(f"{salt}\n".encode()))
         return np.random.default_rng([seed, len(history), digest])
 
 

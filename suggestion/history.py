@@ -53,6 +53,12 @@ class History:
         """Every trial's name, in request order."""
         return self._names if self._names is not None else tuple(t.name for t in self.trials)
 
+    @cached_property
+    def sorted_names(self) -> bytes:
+        """Every trial's name, sorted and joined by newlines (UTF-8): the history's identity
+        for seeding (see ``Algorithm.rng``)."""
+        return "\n".join(sorted(self.names)).encode()
+
     def __len__(self) -> int:
         return len(self.names)
 
@@ -106,9 +112,16 @@ class History:
         return self.completed[int(np.argmin(self.losses()))]
 
     def taken_keys(self, space: SearchSpace) -> set[tuple[str, ...]]:
-        """Canonical keys of every point already tried or pending (for de-duplication)."""
-        return {
-            t.key if t.key is not None else space.key(t.point)
-            for t in self.trials
-            if t.point is not None
-        }
+        """Canonical keys of every point already tried or pending (for de-duplication).
+
+        A new set each call (callers add to it); computed once per space.
+        """
+        memo = self.__dict__.get("_taken")
+        if memo is None or memo[0] is not space:
+            keys = {
+                t.key if t.key is not None else space.key(t.point)
+                for t in self.trials
+                if t.point is not None
+            }
+            memo = self.__dict__["_taken"] = (space, keys)
+        return set(memo[1])

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter, is_
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -21,6 +23,7 @@ from katib.api import api_pb2 as pb
 from katib.api.cache import (
     DICT_ENTRY_BYTES,
     OBJECT_BYTES,
+    SEQ_ITEM_BYTES,
     STR_BYTES,
     ByteLRU,
     estimate_bytes,
@@ -155,6 +158,24 @@ def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
         raise InvalidArgument([f"{where}: {p}" for p in exc.problems]) from None
 
 
+def cached_space(specs: pb.ExperimentSpec.ParameterSpecs) -> SearchSpace:
+    """:func:`space_from_proto`, remembered by the specs' bytes in the shared cache.
+
+    Spaces are immutable, so requests of one experiment share one (and the per-space
+    precomputation its parameters cache).
+    """
+    if len(specs.parameters) > MAX_PARAMETERS:
+        return space_from_proto(specs.parameters)  # raises, naming the limit
+    raw = specs.SerializeToString(deterministic=True)
+    key = ("space", raw)
+    store = shared()
+    space: SearchSpace | None = store.get(key)
+    if space is None:
+        space = space_from_proto(specs.parameters)
+        store.put(key, space, estimate_bytes(space) + len(raw) + STR_BYTES)
+    return space
+
+
 def parameter_to_proto(spec: ParameterSpec) -> pb.ParameterSpec:
     """One parameter as Katib's ``ParameterSpec`` (min/max/step strings, or the list).
 
@@ -191,7 +212,7 @@ def experiment_from_proto(experiment: pb.Experiment) -> ExperimentInfo:
     do.
     """
     spec = experiment.spec
-    space = space_from_proto(spec.parameter_specs.parameters)
+    space = cached_space(spec.parameter_specs)
     objective = spec.objective
     direction = Direction.MAXIMIZE if objective.type == pb.MAXIMIZE else Direction.MINIMIZE
     return ExperimentInfo(
@@ -243,31 +264,33 @@ def history_from_request(
     look-up per trial. Each request replaces its experiment's entry with exactly its trials.
     """
     if not fingerprint:
-        entries = [_Known(raw) for raw in trials]
+        unkeyed = [_Known(raw) for raw in trials]
         return History(
-            info.direction, loader=lambda: _decode(entries, info), names=_names(entries)
+            info.direction, loader=lambda: _decode(unkeyed, info), names=_names(unkeyed)
         )
+    trials = trials if isinstance(trials, list) else list(trials)
     store = cache if cache is not None else shared()
     key = ("trials", fingerprint)
-    previous: dict[bytes, _Known] = store.get(key) or {}
-    current: dict[bytes, _Known] = {}
-    entries = []
-    for raw in trials:
-        entry = previous.get(raw) or current.get(raw)
-        if entry is None:
-            entry = _Known(raw)
-        current[raw] = entry
-        entries.append(entry)
-    names = _names(entries)
-    store.put(key, current, _charge(current))
+    previous: _Seen | None = store.get(key)
+    if previous is None:
+        seen = _Seen.first(trials)
+    elif previous.raw == trials and previous.history is not None:
+        return previous.history  # the same trials as last time: reuse what was derived
+    else:
+        seen = previous.next(trials)
+    store.put(key, seen, seen.nbytes())
 
     def load() -> list[Trial]:
-        decoded = _decode(entries, info)
-        if store.get(key) is current:  # re-charge now that the trials are decoded
-            store.put(key, current, _charge(current))
+        decoded = _decode(seen.entries, info)
+        seen.recharge()
+        if store.get(key) is seen:  # re-charge now that the trials are decoded
+            store.put(key, seen, seen.nbytes())
         return decoded
 
-    return History(info.direction, loader=load, names=names)
+    history = History(info.direction, loader=load, names=seen.names)
+    history.__dict__["sorted_names"] = "\n".join(seen.sorted_names).encode()
+    seen.history = history
+    return history
 
 
 def history_from_proto(trials: Sequence[pb.Trial], info: ExperimentInfo) -> History:
@@ -291,21 +314,107 @@ class _Known:
         self.nbytes = KNOWN_BYTES + len(raw)
 
 
+class _Seen:
+    """An experiment's entry in the cache: its last request's trials, by their bytes.
+
+    ``index`` maps every trial's bytes to its :class:`_Known` entry. A request that extends
+    the previous one (new trials appended, the usual order of a local controller) extends
+    ``index`` in place and touches only the new trials; any other request rebuilds it, so it
+    never holds more than the last request's trials (plus those of one superseded request
+    after a rebuild raced with an extension).
+    """
+
+    __slots__ = ("entries", "history", "index", "names", "raw", "sorted_names", "total")
+
+    def __init__(
+        self,
+        raw: list[bytes],
+        entries: list[_Known],
+        index: dict[bytes, _Known],
+        names: tuple[str, ...],
+        sorted_names: list[str],
+    ) -> None:
+        self.raw = raw
+        self.entries = entries
+        self.index = index
+        self.names = names
+        self.sorted_names = sorted_names
+        self.total = sum(map(_NBYTES, index.values()))
+        #: The History built for exactly ``raw``: an identical request reuses it (and what it
+        #: derived: completed trials, taken keys).
+        self.history: History | None = None
+
+    @classmethod
+    def first(cls, raw: list[bytes], known: dict[bytes, _Known] | None = None) -> _Seen:
+        """The entry for ``raw``, reusing the entries of ``known`` trials."""
+        entries = _lookup(raw, known or {})
+        names = _names(entries)
+        return cls(raw, entries, dict(zip(raw, entries, strict=True)), names, sorted(names))
+
+    def next(self, raw: list[bytes]) -> _Seen:
+        """The entry for the request after this one."""
+        n = len(self.raw)
+        if len(raw) <= n or raw[:n] != self.raw:
+            return _Seen.first(raw, self.index)
+        tail = raw[n:]
+        added = _lookup(tail, self.index)
+        new_names = _names(added)
+        self.index.update(zip(tail, added, strict=True))
+        seen = _Seen.__new__(_Seen)
+        seen.raw, seen.entries, seen.index = raw, self.entries + added, self.index
+        seen.names = self.names + new_names
+        seen.sorted_names = sorted([*self.sorted_names, *new_names])  # nearly sorted: O(n)
+        seen.total = self.total + sum(map(_NBYTES, added))
+        seen.history = None
+        return seen
+
+    def recharge(self) -> None:
+        """Recount the entries' bytes (after decoding grew them)."""
+        self.total = sum(map(_NBYTES, self.index.values()))
+
+    def nbytes(self) -> int:
+        """The charge: entries, their bytes and names, and the per-request lists."""
+        names = sum(map(len, self.sorted_names)) + STR_BYTES
+        lists = 3 * SEQ_ITEM_BYTES * len(self.raw)
+        return OBJECT_BYTES + names + lists + self.total
+
+
+def _lookup(raw: list[bytes], index: dict[bytes, _Known]) -> list[_Known]:
+    found: list[_Known | None] = list(map(index.get, raw))
+    if None in found:
+        fresh: dict[bytes, _Known] = {}
+        for i, entry in enumerate(found):
+            if entry is None:
+                entry = fresh.get(raw[i])
+                if entry is None:
+                    entry = fresh[raw[i]] = _Known(raw[i])
+                found[i] = entry
+    return found  # type: ignore[return-value]
+
+
+_NBYTES = attrgetter("nbytes")
+_NAME = attrgetter("name")
+_TRIAL = attrgetter("trial")
+
 #: What a cached trial costs besides its bytes: the dict slot, the entry and its name.
 KNOWN_BYTES = DICT_ENTRY_BYTES + OBJECT_BYTES + 2 * STR_BYTES
 
 
-def _names(entries: Sequence[_Known]) -> list[str]:
-    names = []
+def _names(entries: Sequence[_Known]) -> tuple[str, ...]:
+    names = tuple(map(_NAME, entries))
+    if None not in names:
+        return names  # type: ignore[return-value]
     for entry in entries:
         if entry.name is None:
             entry.name = _TrialName.FromString(entry.raw).name
             entry.nbytes += len(entry.name)
-        names.append(entry.name)
-    return names
+    return tuple(map(_NAME, entries))
 
 
 def _decode(entries: Sequence[_Known], info: ExperimentInfo) -> list[Trial]:
+    known = list(map(_TRIAL, entries))
+    if not any(map(is_, known, repeat(None))):
+        return known  # type: ignore[return-value]
     parse = _point_parser(info.space)
     decoded = []
     for entry in entries:
@@ -317,10 +426,6 @@ def _decode(entries: Sequence[_Known], info: ExperimentInfo) -> list[Trial]:
             entry.trial = trial
         decoded.append(entry.trial)
     return decoded
-
-
-def _charge(entries: dict[bytes, _Known]) -> int:
-    return OBJECT_BYTES + sum(entry.nbytes for entry in entries.values())
 
 
 def _point_parser(space: SearchSpace) -> PointParser:

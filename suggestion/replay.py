@@ -67,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from katib.api.cache import OBJECT_BYTES, ByteLRU, estimate_bytes, shared
+from katib.api.cache import DICT_ENTRY_BYTES, OBJECT_BYTES, ByteLRU, estimate_bytes, shared
 from katib.api.trials import Trial, TrialState
 from katib.suggestion.base import Algorithm, SuggestResult
 from katib.suggestion.history import History
@@ -102,10 +102,21 @@ class Designer(ABC):
     def nbytes(self) -> int:
         """An estimate of the memory this designer holds, for the byte-bounded cache.
 
-        The default counts every attribute with :func:`katib.api.cache.estimate_bytes`;
-        override it when that walk is slow (many Python objects) or misses memory.
+        The default counts numpy arrays, containers, strings and numbers among the attributes
+        with :func:`katib.api.cache.estimate_bytes`, and other objects (the search space, the
+        settings: shared, not owned) as one reference each. Override it when that walk is slow
+        (large containers of Python objects) or misses memory the designer owns.
         """
-        return estimate_bytes(vars(self))
+        total = OBJECT_BYTES
+        for value in vars(self).values():
+            if isinstance(value, _OWNED):
+                total += DICT_ENTRY_BYTES + estimate_bytes(value)
+            else:
+                total += DICT_ENTRY_BYTES
+        return total
+
+
+_OWNED = (np.ndarray, list, tuple, dict, set, frozenset, str, bytes, int, float, bool)
 
 
 class _Replay:
