@@ -227,8 +227,8 @@ class Hyperband(Algorithm):
                 return False, started
             below, here = rungs.get(i - 1, {}), rungs.get(i, {})
             target = min(plan.sizes[i], sum(r.promotable for r in below.values()))
-            picks = [r for r in mf.ranked(below.values(), self.experiment.direction)]
-            picks = [r for r in picks if r.config not in here]
+            ranked = mf.ranked(below.values(), self.experiment.direction)
+            picks = [r for r in ranked if r.config not in here]  # best first, not yet promoted
             room = max(target - len(here), 0)
             handed = picks[: max(min(room, count - len(out)), 0)]
             value = mf.resource_value(spec, plan.resources[i])
