@@ -1,6 +1,6 @@
 """Multi-fidelity search against random search at equal total resource, in-process.
 
-    python -m katib.bench.multifidelity [--seeds 10] [--budget 60] [--batch 4]
+    katib-bench multifidelity [--seeds 10] [--budget 60] [--batch 4]
         [--method hyperband --method bohb ...]
 
 The problem is a synthetic learning curve over four continuous parameters and a resource
@@ -119,14 +119,23 @@ def regret_at(curve: list[tuple[float, float]], budget: float) -> float:
     return value
 
 
-def main() -> None:
-    """Run every method on every seed and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=10)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's options (shared by ``katib-bench multifidelity`` and ``python -m``)."""
+    parser.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     parser.add_argument("--budget", type=float, default=60, help="total resource, in units of R")
     parser.add_argument("--batch", type=int, default=4, help="workers (trials per request)")
-    parser.add_argument("--method", action="append", help="default: all five")
-    args = parser.parse_args()
+    parser.add_argument("--method", action="append", help="repeatable; default: all five")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``katib-bench multifidelity`` to ``katib-bench``'s parser."""
+    cmd = sub.add_parser("multifidelity", help="hyperband/bohb/asha vs random: regret vs resource")
+    add_arguments(cmd)
+    cmd.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run every method on every seed and print the table."""
     methods = args.method or [*MULTI_FIDELITY, *FULL_BUDGET]
     marks = [m * R for m in range(10, int(args.budget) + 1, 10)] or [args.budget * R]
     print(
@@ -145,6 +154,14 @@ def main() -> None:
             q1, q2, q3 = np.quantile(values, [0.25, 0.5, 0.75])
             cells.append(f"{q2:.3g} [{q1:.2g}, {q3:.2g}]")
         print(f"| {method} | " + " | ".join(cells) + f" | {elapsed:.1f} s |", flush=True)
+    return 0
+
+
+def main() -> None:
+    """``python -m katib.bench.multifidelity``: the same as ``katib-bench multifidelity``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    command(parser.parse_args())
 
 
 if __name__ == "__main__":

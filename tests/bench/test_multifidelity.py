@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 
 import pytest
 
 from katib.bench import multifidelity
+from katib.bench.cli import main
 
 
-def test_every_method_prints_a_row(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["multifidelity", "--seeds", "2", "--budget", "10"]
-    monkeypatch.setattr(sys, "argv", argv)
-    multifidelity.main()
+def test_every_method_prints_a_row(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["multifidelity", "--seeds", "2", "--budget", "10"]) == 0
     out = capsys.readouterr().out
     for name in ("hyperband", "bohb", "asha", "random", "tpe"):
         assert re.search(rf"^\| {name} \| [\d.e-]+ \[", out, re.M), out
