@@ -22,7 +22,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from katib.bench import commands, early_stopping, harness, peers, problems, tpe_study
+from katib.bench import (
+    commands,
+    early_stopping,
+    harness,
+    multifidelity,
+    peers,
+    problems,
+    tpe_study,
+)
 from katib.bench.latency import LatencySample
 from katib.bench.runner import RunResult
 from katib.suggestion import registry
@@ -188,6 +196,7 @@ def parser() -> argparse.ArgumentParser:
     )
     early_stopping.add_arguments(es)
     es.set_defaults(func=early_stopping.run)
+    multifidelity.register(sub)
     return top
 
 

@@ -7,7 +7,7 @@ An algorithm sees decoded trials (:class:`TrialInfo`) and their loss curves, nev
 
 :func:`make_rules` converts thresholds into :class:`~katib.earlystopping.rules.Rule` objects in
 the objective's own direction. Settings are frozen dataclasses declared with the shared
-:func:`~katib.suggestion.settings.setting`; :func:`parse_settings` reports every problem at once,
+:func:`~katib.api.settings.setting`; :func:`parse_settings` reports every problem at once,
 in Katib's words where Katib has words for it.
 """
 
@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from katib.api.errors import InvalidArgument
+from katib.api.settings import parse_settings as parse_typed
+from katib.api.settings import setting
 from katib.earlystopping import curves as cv
 from katib.earlystopping.rules import Comparison, Rule
-from katib.suggestion.settings import parse_settings as parse_typed
-from katib.suggestion.settings import setting
 
 
 class TrialState(StrEnum):

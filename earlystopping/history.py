@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 CACHE_VALUES = 4_000_000
 #: Deadline of one GetObservationLog call, seconds.
 DB_TIMEOUT_S = 30.0
+#: How long transient DB errors are retried before the request answers UNAVAILABLE: short,
+#: because the caller (a controller creating a trial) retries the whole request itself.
+DB_RETRY_FOR_S = 2.0
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
 
@@ -111,7 +114,9 @@ class CurveReader:
                 if len(self._clients) >= 16:  # addresses come from requests: bound them
                     _, oldest = self._clients.popitem()
                     oldest.close()
-                client = self._clients[address] = DBClient(address, timeout=DB_TIMEOUT_S)
+                client = self._clients[address] = DBClient(
+                    address, timeout=DB_TIMEOUT_S, retry_for=DB_RETRY_FOR_S
+                )
             return client
 
     def _get(self, key: tuple[str, ...]) -> np.ndarray | None:

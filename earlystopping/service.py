@@ -16,7 +16,8 @@ import grpc
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
-from katib.api.errors import InvalidArgument, grpc_errors
+from katib.api.errors import InvalidArgument
+from katib.api.status import grpc_errors
 from katib.earlystopping import algorithms
 from katib.earlystopping.algorithms import StoppingAlgorithm, TrialInfo, TrialState
 from katib.earlystopping.curves import as_losses
