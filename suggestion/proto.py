@@ -18,6 +18,7 @@ from operator import attrgetter, is_
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 from katib.api import api_pb2 as pb
 from katib.api.cache import (
@@ -236,7 +237,7 @@ def check_objective(experiment: pb.Experiment, trials: Sequence[bytes] = ()) -> 
     if objective.type not in (pb.MINIMIZE, pb.MAXIMIZE):
         problems.append("experiment.spec.objective.type must be MINIMIZE or MAXIMIZE")
     if not objective.objective_metric_name and trials:
-        first = pb.Trial.FromString(trials[0])
+        first = _parse_trial(pb.Trial, trials[0], 0)
         if not first.spec.objective.objective_metric_name:
             problems.append(
                 "experiment.spec.objective.objective_metric_name is empty, and so is "
@@ -404,9 +405,9 @@ def _names(entries: Sequence[_Known]) -> tuple[str, ...]:
     names = tuple(map(_NAME, entries))
     if None not in names:
         return names  # type: ignore[return-value]
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if entry.name is None:
-            entry.name = _TrialName.FromString(entry.raw).name
+            entry.name = _parse_trial(_TrialName, entry.raw, i).name
             entry.nbytes += len(entry.name)
     return tuple(map(_NAME, entries))
 
@@ -417,15 +418,23 @@ def _decode(entries: Sequence[_Known], info: ExperimentInfo) -> list[Trial]:
         return known  # type: ignore[return-value]
     parse = _point_parser(info.space)
     decoded = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if entry.trial is None:
-            message = pb.Trial.FromString(entry.raw)
+            message = _parse_trial(pb.Trial, entry.raw, i)
             metric = info.objective_metric or message.spec.objective.objective_metric_name
             trial = trial_from_proto(message, metric, parse)
             entry.nbytes += estimate_bytes(trial)
             entry.trial = trial
         decoded.append(entry.trial)
     return decoded
+
+
+def _parse_trial(cls: Any, raw: bytes, index: int) -> Any:
+    """One serialised trial as ``cls``; INVALID_ARGUMENT naming it when the bytes are not one."""
+    try:
+        return cls.FromString(raw)
+    except DecodeError as exc:
+        raise InvalidArgument(f"trials[{index}]: not a valid Trial message ({exc})") from None
 
 
 def _point_parser(space: SearchSpace) -> PointParser:

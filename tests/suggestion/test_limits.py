@@ -172,3 +172,23 @@ def test_stub_is_unaffected_by_the_lazy_request(suggestion_stub: api_pb2_grpc.Su
     reply = suggestion_stub.GetSuggestions(request(exp, trials, 2))
     direct = SuggestionServicer().GetSuggestions(request(exp, trials, 2), Context(99))  # type: ignore[arg-type]
     assert reply == direct
+
+
+def test_a_trial_that_is_not_a_trial_message_is_invalid_argument(suggestion_server) -> None:
+    """The service reads trials lazily: bytes that are no Trial are reported by index."""
+    from katib.suggestion.proto import LazyGetSuggestionsRequest
+
+    good = request(experiment("tpe", MIXED, {"random_state": "1"}), [], 1)
+    lazy = LazyGetSuggestionsRequest.FromString(good.SerializeToString())
+    lazy.trials.append(trial("ok", [("lr", "0.01")], loss=1.0).SerializeToString())
+    lazy.trials.append(b"\x0a\xff\xff")  # a name whose length runs past the end
+    with grpc.insecure_channel(suggestion_server.address) as channel:
+        call = channel.unary_unary(
+            "/api.v1.beta1.Suggestion/GetSuggestions",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.GetSuggestionsReply.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            call(lazy.SerializeToString(), timeout=60)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "trials[1]" in err.value.details()
