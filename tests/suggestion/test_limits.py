@@ -15,13 +15,8 @@ from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from katib.api.cache import ByteLRU
 from katib.suggestion import registry
-from katib.suggestion.proto import (
-    MAX_PARAMETERS,
-    experiment_fingerprint,
-    experiment_from_proto,
-    history_from_request,
-    space_from_proto,
-)
+from katib.suggestion.lazy import experiment_fingerprint, history_from_request
+from katib.suggestion.proto import MAX_PARAMETERS, experiment_from_proto, space_from_proto
 from katib.suggestion.service import SuggestionServicer
 from tests.suggestion.requests import MIXED, experiment, request, trial
 
@@ -176,7 +171,7 @@ def test_stub_is_unaffected_by_the_lazy_request(suggestion_stub: api_pb2_grpc.Su
 
 def test_a_trial_that_is_not_a_trial_message_is_invalid_argument(suggestion_server) -> None:
     """The service reads trials lazily: bytes that are no Trial are reported by index."""
-    from katib.suggestion.proto import LazyGetSuggestionsRequest
+    from katib.suggestion.lazy import LazyGetSuggestionsRequest
 
     good = request(experiment("tpe", MIXED, {"random_state": "1"}), [], 1)
     lazy = LazyGetSuggestionsRequest.FromString(good.SerializeToString())
