@@ -5,14 +5,14 @@
     katib status results/random-example
     katib trials results/random-example
 
-Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage, 130 interrupted.
+Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage (or it cannot run
+on the chosen backend), 130 interrupted by SIGINT, 143 by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -23,8 +23,10 @@ import yaml
 from rich.console import Console
 
 from katib.api.errors import InvalidArgument, KatibError
+from katib.controller import checks
 from katib.controller import reconcile as rec
 from katib.controller.runner import ExperimentRunner
+from katib.controller.signals import Interrupts
 from katib.controller.spec import Experiment
 from katib.controller.store import ResultsStore
 from katib.controller.validation import load_experiment
@@ -52,30 +54,63 @@ def _print_problems(console: Console, path: str, exc: InvalidArgument) -> None:
         console.print(f"  - {problem}", highlight=False, markup=False)
 
 
+def _admit(raw: dict[str, Any], args: argparse.Namespace) -> Experiment:
+    """Katib's admission; the algorithm name is left to a remote suggestion service."""
+    return load_experiment(raw, check_algorithm=args.suggestion_address is None)
+
+
+def _print_report(console: Console, path: str, backend: str, report: checks.Report) -> None:
+    for warning in report.warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]", highlight=False, markup=False)
+    if report.problems:
+        console.print(
+            f"[red]{path}: accepted by Katib, but {len(report.problems)} problem(s) for a "
+            f"{backend} run[/red]",
+            highlight=False,
+        )
+        for problem in report.problems:
+            console.print(f"  - {problem}", highlight=False, markup=False)
+
+
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    """Validate the YAML, then ask the suggestion service to validate the algorithm settings."""
-    from katib.controller.services import SuggestionClient, start_local
+    """Katib's admission, then what the backend and the services say about running it."""
+    from katib.controller.earlystop import EarlyStoppingClient
+    from katib.controller.services import Suggestions, start_local
 
     try:
-        spec = load_experiment(_read(args.file))
-        endpoints = start_local(
-            Path("."), suggestion_address=args.suggestion_address, db_address="unused"
-        )
-        client = SuggestionClient(endpoints.suggestion)
-        try:
-            client.validate(spec)
-        finally:
-            client.close()
-            endpoints.stop()
+        spec = _admit(_read(args.file), args)
     except InvalidArgument as exc:
         _print_problems(console, args.file, exc)
         return EXIT_INVALID
+    capabilities = checks.backends()[args.backend]
+    report = checks.runnable(
+        spec, capabilities, args.suggestion_address, args.early_stopping_address
+    )
+    try:
+        if not any(p.startswith("spec.algorithm.") for p in report.problems):
+            endpoints = start_local(
+                Path("."), suggestion_address=args.suggestion_address, db_address="unused"
+            )
+            client = Suggestions(endpoints.suggestion)
+            try:
+                client.validate(spec)
+            finally:
+                client.close()
+                endpoints.stop()
+        if spec.early_stopping is not None and args.early_stopping_address:
+            early = EarlyStoppingClient(args.early_stopping_address)
+            try:
+                early.validate(spec)
+            finally:
+                early.close()
     except KatibError as exc:
-        console.print(f"[red]{args.file}: {exc}[/red]", highlight=False)
+        report.problems += getattr(exc, "problems", None) or [str(exc)]
+    _print_report(console, args.file, args.backend, report)
+    if report.problems:
         return EXIT_INVALID
     console.print(
         f"[green]{args.file}: valid[/green] (experiment {spec.name!r}, algorithm "
-        f"{spec.algorithm.algorithm_name!r})",
+        f"{spec.algorithm.algorithm_name!r}, {args.backend} backend)",
         highlight=False,
     )
     return EXIT_OK
@@ -83,11 +118,29 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     """Run (or resume) an experiment and print the best trials."""
+    with Interrupts() as interrupts:
+        try:
+            return _run(args, console, interrupts)
+        except KeyboardInterrupt:  # a signal before the handlers were installed
+            console.print("[yellow]interrupted[/yellow]", highlight=False)
+            return interrupts.exit_code
+
+
+def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> int:
     try:
         raw = _read(args.file)
-        spec = load_experiment(raw)
+        spec = _admit(raw, args)
     except InvalidArgument as exc:
         _print_problems(console, args.file, exc)
+        return EXIT_INVALID
+    report = checks.runnable(
+        spec,
+        checks.backends()["local"],
+        args.suggestion_address,
+        args.early_stopping_address,
+    )
+    _print_report(console, args.file, "local", report)
+    if report.problems:
         return EXIT_INVALID
     results = Path(args.results) if args.results else Path("results") / spec.name
     console.print(
@@ -103,8 +156,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         suggestion_address=args.suggestion_address,
         db_address=args.db_address,
         on_progress=view,
+        early_stopping_address=args.early_stopping_address,
+        interrupts=interrupts,
     )
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if view is not None:
             with view:
@@ -112,27 +166,23 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         else:
             result = runner.run()
     except KeyboardInterrupt:
-        console.print(
-            f"[yellow]interrupted; run again with --results {results} to resume[/yellow]",
-            highlight=False,
-        )
-        return EXIT_INTERRUPTED
+        result = None
     except InvalidArgument as exc:
         _print_problems(console, args.file, exc)
         return EXIT_INVALID
     except KatibError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_FAILED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    if result is None or interrupts.received is not None:
+        console.print(
+            f"[yellow]interrupted; run again with --results {results} to resume[/yellow]",
+            highlight=False,
+        )
+        return interrupts.exit_code
     if result.note:
         console.print(result.note, highlight=False)
     _print_outcome(console, spec, result.decision, result.trials)
     return EXIT_OK if result.succeeded else EXIT_FAILED
-
-
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _print_outcome(
@@ -215,9 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--suggestion-address",
             metavar="HOST:PORT",
-            help="use this suggestion service instead of an in-process one",
+            help="use this suggestion service instead of an in-process one (it then checks "
+            "the algorithm name)",
+        )
+        command.add_argument(
+            "--early-stopping-address",
+            metavar="HOST:PORT",
+            help="the early-stopping service for spec.earlyStopping (Katib's EarlyStopping API)",
         )
     validate.add_argument("file", help="Experiment YAML")
+    validate.add_argument(
+        "--backend",
+        default="local",
+        choices=sorted(checks.backends()),
+        help="report what this backend cannot run (default local)",
+    )
     run.add_argument(
         "--db-address",
         metavar="HOST:PORT",
