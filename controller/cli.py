@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -117,13 +119,24 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    """Run (or resume) an experiment and print the best trials."""
-    with Interrupts() as interrupts:
-        try:
-            return _run(args, console, interrupts)
-        except KeyboardInterrupt:  # a signal before the handlers were installed
-            console.print("[yellow]interrupted[/yellow]", highlight=False)
-            return interrupts.exit_code
+    """Run (or resume) an experiment and print the best trials.
+
+    The signal handlers stay installed until the process exits: a signal that arrives while
+    the run is ending (a second Ctrl-C) is recorded too, never a traceback or a default kill.
+    """
+    interrupts = Interrupts().install()
+    try:
+        return _run(args, console, interrupts)
+    except KeyboardInterrupt:  # raised by a handler installed before ours (in-process use)
+        console.print("[yellow]interrupted[/yellow]", highlight=False)
+        return interrupts.exit_code
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            # The run is over: later signals change nothing. Ignored rather than handled, as
+            # Python's shutdown restores the default action for handled signals, which would
+            # turn a late Ctrl-C into a kill instead of our exit code.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
 
 
 def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> int:
