@@ -18,8 +18,8 @@ A backend's life with one experiment:
 4. ``poll(timeout, wake)`` waits up to ``timeout`` s, or until the file descriptor ``wake`` is
    readable (the runner's signal pipe), streaming metrics meanwhile, and returns a
    :class:`Finished` for each trial that ended on its own or was early-stopped.
-5. ``stop(names)`` stops running trials (SIGTERM, then SIGKILL after a grace period; a Job
-   delete) and returns a :class:`Finished` for each, saying whether the trial was still running
+5. ``stop(names, hurry)`` stops running trials (SIGTERM, then SIGKILL after a grace period,
+   cut short when ``hurry()`` turns true; a Job delete) and returns a :class:`Finished` for each, saying whether the trial was still running
    (``stopped``) or had already ended by itself, whose result then stands.
 6. ``collect(finished)`` turns a finished trial into its observation: the rows the backend's
    collector folded as they streamed, or the DB's rows when the trial pushed its own.
@@ -165,8 +165,11 @@ class Backend(Protocol):
         """Wait up to ``timeout`` s (less if ``wake`` turns readable); the trials that ended."""
         ...
 
-    def stop(self, names: Sequence[str]) -> list[Finished]:
-        """Stop these trials; each comes back, ``stopped`` if it was still running."""
+    def stop(
+        self, names: Sequence[str], hurry: Callable[[], bool] | None = None
+    ) -> list[Finished]:
+        """Stop these trials; each comes back, ``stopped`` if it was still running. The grace
+        period ends early once ``hurry()`` is true (a second Ctrl-C)."""
         ...
 
     def collect(self, finished: Finished) -> tuple[MetricValue, ...]:

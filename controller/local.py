@@ -232,8 +232,11 @@ class LocalBackend:
         elif time.monotonic() - run.early_stop_since >= STOP_GRACE_SECONDS:
             _signal_group(run.popen.pid, signal.SIGKILL)
 
-    def stop(self, names: Sequence[str], grace: float = STOP_GRACE_SECONDS) -> list[Finished]:
-        """Stop trials (SIGTERM, then SIGKILL after ``grace`` s) and collect what they wrote.
+    def stop(
+        self, names: Sequence[str], hurry: Callable[[], bool] | None = None
+    ) -> list[Finished]:
+        """Stop trials (SIGTERM, then SIGKILL after :data:`STOP_GRACE_SECONDS`, or as soon as
+        ``hurry()`` turns true) and collect what they wrote.
 
         A trial whose process had already exited is not signalled: it comes back with
         ``stopped=False`` and its own exit code, so its result stands.
@@ -243,13 +246,15 @@ class LocalBackend:
         for run in runs:
             if run.name not in already:
                 _signal_group(run.popen.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        waiting = [run for run in runs if run.popen.poll() is None]
+        while waiting and time.monotonic() < deadline and not (hurry and hurry()):
+            time.sleep(0.01)
+            waiting = [run for run in waiting if run.popen.poll() is None]
+        for run in waiting:
+            _signal_group(run.popen.pid, signal.SIGKILL)
         for run in runs:
-            try:
-                run.popen.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(run.popen.pid, signal.SIGKILL)
-                run.popen.wait()
+            run.popen.wait()
         results = []
         for run in runs:
             self._read(run)

@@ -375,7 +375,7 @@ class ExperimentRunner:
     def _interrupt(self, backend: Backend) -> RunResult:
         """Stop running trials and leave them to be re-run on resume; a trial that had
         already exited keeps its result."""
-        for done in backend.stop(backend.running):
+        for done in backend.stop(backend.running, hurry=lambda: self.interrupts.count > 1):
             if not done.stopped:
                 self._complete(backend, done)
                 continue

@@ -5,7 +5,7 @@ thread happens to be (inside a ``finally``, a gRPC call, a library's ``except Ex
 may be swallowed there. :class:`Interrupts` instead records the first signal (a flag) and makes
 a pipe readable (``signal.set_wakeup_fd``, written by the C-level handler even while Python is
 blocked in ``select``), so the loop's poll wakes at once and the loop stops the run at its next
-step. A second signal is recorded too; the loop then skips grace periods.
+step. A second signal is counted too: it cuts the trials' stop grace period short.
 
 >>> with Interrupts() as interrupts:                                    # doctest: +SKIP
 ...     while not interrupts.received:

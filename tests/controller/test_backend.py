@@ -43,11 +43,11 @@ class LateStop(LocalBackend):
     """A backend whose stop comes just after the trials it stops exited by themselves: the
     window in which a trial that finished could be recorded Killed."""
 
-    def stop(self, names: Any, grace: float = 3.0) -> Any:
+    def stop(self, names: Any, hurry: Any = None) -> Any:
         for name in names:
             if name in self._running:
                 self._running[name].popen.wait(timeout=30)
-        return super().stop(names, grace)
+        return super().stop(names, hurry)
 
 
 def late_stop(
@@ -235,3 +235,30 @@ def test_early_stopping_rules_stop_a_trial_and_keep_its_observation(tmp_path: Pa
     assert kept.condition is C.SUCCEEDED  # best 0.1 never exceeds 0.5
     assert rules.stopped == [stopped.name]
     assert rules.rule_requests and rules.rule_requests[0].db_manager_address
+
+
+def test_a_resumed_run_sends_the_algorithm_settings_of_the_last_reply(tmp_path: Path) -> None:
+    """``reply.algorithm`` settings are persisted in the results directory, as Katib keeps
+    them in the Suggestion's status, so a new controller continues the algorithm's state."""
+
+    def answer(request: pb.GetSuggestionsRequest) -> Any:
+        reply = pb.GetSuggestionsReply()
+        reply.algorithm.algorithm_settings.add(name="state", value=f"after-{len(request.trials)}")
+        for _ in range(request.current_request_number):
+            reply.parameter_assignments.add().CopyFrom(point(request))
+        return reply
+
+    doc = experiment(write_trial_script(tmp_path), max_trials=2, parallel=1)
+    doc["spec"]["resumePolicy"] = "LongRunning"
+    first = ScriptedSuggestion(answer)
+    with serve(first) as address:
+        remote_run(tmp_path, doc, address)
+    doc["spec"]["maxTrialCount"] = 3
+    second = ScriptedSuggestion(answer)
+    with serve(second) as address:
+        resumed = remote_run(tmp_path, doc, address)
+    assert len(resumed.trials) == 3
+    sent = {
+        s.name: s.value for s in second.requests[0].experiment.spec.algorithm.algorithm_settings
+    }
+    assert sent["state"] == f"after-{len(first.requests[-1].trials)}"

@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from katib.api import api_pb2 as pb
 from katib.api.errors import InvalidArgument
 from katib.controller import checks
 from katib.controller.local import LOCAL_CAPABILITIES
 from katib.controller.validation import load_experiment
 from tests.controller.experiments import container, experiment, write_trial_script
+from tests.controller.fakes import FixedRules, ScriptedSuggestion, serve
 
 KATIB = [sys.executable, "-m", "katib.controller.cli"]
 
@@ -64,7 +66,7 @@ def test_many_signals_at_random_moments_always_end_the_run(
     container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(doc))
-    for run in range(8):
+    for run in range(6):
         proc = subprocess.Popen(
             [*KATIB, "run", str(path), "--results", str(tmp_path / f"r{run}"), "--quiet"],
             stdout=subprocess.PIPE,
@@ -206,10 +208,18 @@ def test_early_stopping_needs_a_service_and_remote_algorithms_pass(tmp_path: Pat
     doc["spec"]["earlyStopping"] = {"algorithmName": "medianstop"}
     done = _validate(tmp_path, doc)
     assert done.returncode == 2 and "--early-stopping-address" in done.stdout
+    with serve(FixedRules([])) as early:
+        ok = _validate(tmp_path, doc, "--early-stopping-address", early)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
     remote = experiment("/t.py")
     remote["spec"]["algorithm"] = {"algorithmName": "hyperband"}
     local = _validate(tmp_path, remote)
     assert local.returncode == 2 and "--suggestion-address" in local.stdout
+    service = ScriptedSuggestion(lambda request: pb.GetSuggestionsReply())
+    with serve(service) as address:
+        accepted = _validate(tmp_path, remote, "--suggestion-address", address)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "'hyperband'" in accepted.stdout
 
 
 KATIB_EXAMPLES = Path(os.environ.get("KATIB_EXAMPLES", "/tmp/katib-ex/examples/v1beta1"))
@@ -217,6 +227,28 @@ KATIB_EXAMPLES = Path(os.environ.get("KATIB_EXAMPLES", "/tmp/katib-ex/examples/v
 KATIB_REJECTS = {
     "tekton/pipeline-run.yaml": "spec.trialTemplate.trialParameters[0].name",  # not in template
     "hp-tuning/simple-pbt.yaml": "spec.maxFailedTrialCount",  # 3 > maxTrialCount 2
+}
+
+
+#: What a local run cannot do with some of them (admitted all the same).
+LOCAL_PROBLEMS = {
+    "argo/argo-workflow.yaml": ["spec.trialTemplate.trialSpec.kind"],
+    "kubeflow-training-operator/tfjob-mnist-with-summaries.yaml": [
+        "spec.metricsCollectorSpec.collector.kind"
+    ],
+    "metrics-collector/custom-metrics-collector.yaml": [
+        "spec.metricsCollectorSpec.collector.kind"
+    ],
+    "trial-template/trial-configmap-source.yaml": ["spec.trialTemplate.configMap"],
+    "early-stopping/median-stop.yaml": ["spec.earlyStopping"],
+    "hp-tuning/hyperband.yaml": ["spec.algorithm.algorithmName"],
+}
+#: Examples a local run carries out as they are (the trainer command of a TrainJob included).
+LOCAL_OK = {
+    "hp-tuning/random.yaml",
+    "kubeflow-trainer/trainjob-pytorch.yaml",
+    "metrics-collector/file-metrics-collector.yaml",
+    "kubeflow-training-operator/pytorchjob-mnist.yaml",
 }
 
 
@@ -233,4 +265,8 @@ def test_katib_examples_pass_admission() -> None:
                 assert any(p.startswith(KATIB_REJECTS[rel]) for p in info.value.problems)
                 continue
             spec = load_experiment(doc)  # admission
-            checks.runnable(spec, LOCAL_CAPABILITIES)  # reports, never raises
+            problems = checks.runnable(spec, LOCAL_CAPABILITIES).problems
+            for field in LOCAL_PROBLEMS.get(rel, ()):
+                assert any(p.startswith(field) for p in problems), (rel, problems)
+            if rel in LOCAL_OK:
+                assert problems == [], (rel, problems)
