@@ -19,8 +19,9 @@ A backend's life with one experiment:
    readable (the runner's signal pipe), streaming metrics meanwhile, and returns a
    :class:`Finished` for each trial that ended on its own or was early-stopped.
 5. ``stop(names, hurry)`` stops running trials (SIGTERM, then SIGKILL after a grace period,
-   cut short when ``hurry()`` turns true; a Job delete) and returns a :class:`Finished` for each, saying whether the trial was still running
-   (``stopped``) or had already ended by itself, whose result then stands.
+   cut short when ``hurry()`` turns true; a Job delete) and returns a :class:`Finished` for
+   each, saying whether the trial was still running (``stopped``) or had already ended by
+   itself, whose result then stands.
 6. ``collect(finished)`` turns a finished trial into its observation: the rows the backend's
    collector folded as they streamed, or the DB's rows when the trial pushed its own.
 7. ``close()`` stops whatever still runs.
