@@ -35,9 +35,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from katib.controller.collector import Collected
+from katib.controller.collector import Collected, Collector
 from katib.controller.spec import CollectorKind, Experiment, TrialTemplate
 from katib.controller.trials import MetricValue, TrialRecord
 
@@ -141,6 +142,23 @@ class Capabilities:
             and template.config_map is None
             and kind not in self.unsupported_kinds
         )
+
+
+class BackendFactory(Protocol):
+    """What the runner is given: a backend class (or any callable with its capabilities)."""
+
+    capabilities: Capabilities
+
+    def __call__(
+        self,
+        spec: Experiment,
+        results_dir: Path,
+        collector: Collector,
+        env: dict[str, str] | None = None,
+        experiment_dir: Path | None = None,
+    ) -> Backend:
+        """A backend for one experiment, streaming metrics through ``collector``."""
+        ...
 
 
 class Backend(Protocol):

@@ -35,7 +35,7 @@ from typing import Any
 from katib.api.errors import InvalidArgument, KatibError
 from katib.controller import reconcile as rec
 from katib.controller import trials as tr
-from katib.controller.backend import Backend, Finished
+from katib.controller.backend import Backend, BackendFactory, Finished
 from katib.controller.collector import Collector
 from katib.controller.earlystop import EarlyStoppingClient
 from katib.controller.replies import check_reply
@@ -44,8 +44,6 @@ from katib.controller.signals import Interrupts
 from katib.controller.spec import Experiment
 from katib.controller.store import ResultsStore
 from katib.controller.trials import TrialCondition, TrialRecord
-
-BackendFactory = Callable[[Experiment, Path, Collector, dict[str, str], Path | None], Backend]
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +100,7 @@ class ExperimentRunner:
         self._own_interrupts = interrupts is None
         self.interrupts = interrupts or Interrupts()  # never installed: it never fires
         self.db_address = ""
-        self.backend_factory = backend or _local_backend
+        self.backend_factory = backend or _local_backend()
         self.early: EarlyStoppingClient | None = None
         self.trials: dict[str, TrialRecord] = {}
         self.state = rec.SuggestionState()
@@ -112,7 +110,13 @@ class ExperimentRunner:
         self._status_dirty = False
 
     def run(self) -> RunResult:
-        """Run (or resume) the experiment; ``KeyboardInterrupt`` stops it resumably."""
+        """Run (or resume) the experiment; ``KeyboardInterrupt`` stops it resumably.
+
+        ``InvalidArgument`` before anything is written if the backend cannot run it.
+        """
+        problems = self.backend_factory.capabilities.problems(self.spec)
+        if problems:
+            raise InvalidArgument(problems)
         with ResultsStore(self.results_dir) as store:
             self.store = store
             note = self._load()
@@ -219,13 +223,10 @@ class ExperimentRunner:
             self.spec,
             self.results_dir,
             Collector(self.spec, db),
-            {"KATIB_DB_MANAGER_ADDRESS": endpoints.db},
-            self.experiment_dir,
+            env={"KATIB_DB_MANAGER_ADDRESS": endpoints.db},
+            experiment_dir=self.experiment_dir,
         )
         try:
-            problems = backend.capabilities.problems(self.spec)
-            if problems:
-                raise InvalidArgument(problems)
             db.wait_ready()
             self._recover(db, backend)
             if not self.trials:
@@ -454,16 +455,10 @@ class ExperimentRunner:
         return RunResult(decision=replace(decision, stop=()), trials=trials, note=note)
 
 
-def _local_backend(
-    spec: Experiment,
-    results_dir: Path,
-    collector: Collector,
-    env: dict[str, str],
-    experiment_dir: Path | None,
-) -> Backend:
+def _local_backend() -> BackendFactory:
     from katib.controller.local import LocalBackend
 
-    return LocalBackend(spec, results_dir, collector, env=env, experiment_dir=experiment_dir)
+    return LocalBackend
 
 
 def _check_same_experiment(stored: dict[str, Any], raw: dict[str, Any], where: Path) -> None:

@@ -12,10 +12,9 @@ import pytest
 
 from katib.api import api_pb2 as pb
 from katib.controller import reconcile as rec
-from katib.controller.collector import Collector, RuleTracker
+from katib.controller.collector import RuleTracker
 from katib.controller.local import LocalBackend
 from katib.controller.runner import ExperimentRunner, RunResult
-from katib.controller.spec import Experiment
 from katib.controller.trials import Comparison, LogEntry, StopRule, TrialCondition
 from katib.controller.validation import load_experiment
 from tests.controller.experiments import container, experiment, write_trial_script
@@ -50,12 +49,6 @@ class LateStop(LocalBackend):
         return super().stop(names, hurry)
 
 
-def late_stop(
-    spec: Experiment, results: Path, collector: Collector, env: Any, where: Any
-) -> LateStop:
-    return LateStop(spec, results, collector, env=env, experiment_dir=where)
-
-
 def test_a_trial_that_finished_before_the_goal_stop_keeps_its_result(tmp_path: Path) -> None:
     """Issue 13 item 1: the second trial exited 0 with its metrics before the stop that the
     first trial's goal caused; it must stay Succeeded with its observation, not Killed."""
@@ -67,7 +60,7 @@ def test_a_trial_that_finished_before_the_goal_stop_keeps_its_result(tmp_path: P
     container(doc)["command"] = [sys.executable, str(script), str(tmp_path)]
     container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
     result = ExperimentRunner(
-        load_experiment(doc), doc, tmp_path / "results", backend=late_stop
+        load_experiment(doc), doc, tmp_path / "results", backend=LateStop
     ).run()
     assert result.decision.reason is rec.Reason.GOAL_REACHED
     assert sorted(t.condition for t in result.trials) == [C.SUCCEEDED, C.SUCCEEDED]
