@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from katib.api.errors import InvalidArgument, KatibError
 from katib.controller import checks
@@ -63,7 +64,7 @@ def _admit(raw: dict[str, Any], args: argparse.Namespace) -> Experiment:
 
 def _print_report(console: Console, path: str, backend: str, report: checks.Report) -> None:
     for warning in report.warnings:
-        console.print(f"[yellow]warning: {warning}[/yellow]", highlight=False, markup=False)
+        console.print(f"[yellow]warning: {escape(warning)}[/yellow]", highlight=False)
     if report.problems:
         console.print(
             f"[red]{path}: accepted by Katib, but {len(report.problems)} problem(s) for a "
