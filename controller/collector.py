@@ -291,16 +291,19 @@ class Collector:
         """A collector for one trial's run."""
         return TrialCollector(self, name, metrics_file, rules)
 
-    def observation(self, name: str, collected: Collected) -> tuple[MetricValue, ...]:
-        """The trial's observation; an ``unavailable`` objective row is reported when the
-        trial produced none (Katib's rule for Push trials, applied to every kind)."""
+    def observation(
+        self, name: str, collected: Collected, mark_missing: bool = True
+    ) -> tuple[MetricValue, ...]:
+        """The trial's observation. With ``mark_missing`` (a trial that ran to its end), an
+        ``unavailable`` objective row is reported when the trial produced none (Katib's rule
+        for Push trials, applied to every kind)."""
         summary = collected.summary
         if summary is None or self.log.may_hold_pushes(name):
             # Rows the trial reported itself: the DB holds the whole record.
             summary = ObservationSummary(self.spec.objective)
             summary.add(self.log.entries(name))
         objective = self.spec.objective.objective_metric_name
-        if objective not in summary.names:
+        if mark_missing and objective not in summary.names:
             missing = LogEntry(None, objective, UNAVAILABLE)
             self.log.report(name, [missing])
             summary.add([missing])

@@ -270,8 +270,11 @@ class LocalBackend:
         return results
 
     def collect(self, finished: Finished) -> tuple[MetricValue, ...]:
-        """The observation of a finished trial (see :meth:`Collector.observation`)."""
-        return self.collector.observation(finished.name, finished.collected)
+        """The observation of a finished trial (see :meth:`Collector.observation`); a trial
+        stopped by the controller is not marked as lacking its objective."""
+        return self.collector.observation(
+            finished.name, finished.collected, mark_missing=not finished.stopped
+        )
 
     def _read(self, run: _Running) -> None:
         stdout = run.popen.stdout
