@@ -255,3 +255,38 @@ def test_a_resumed_run_sends_the_algorithm_settings_of_the_last_reply(tmp_path: 
         s.name: s.value for s in second.requests[0].experiment.spec.algorithm.algorithm_settings
     }
     assert sent["state"] == f"after-{len(first.requests[-1].trials)}"
+
+
+#: The first trial to start reaches the goal after a moment; the other reports loss=0.7 at once
+#: and would run for a minute.
+GOAL_WHILE_ANOTHER_RUNS = textwrap.dedent(
+    """
+    import os, sys, time
+    lock = os.path.join(sys.argv[1], "first")
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+        time.sleep(0.5)
+        print("loss=0.0", flush=True)
+    except FileExistsError:
+        print("loss=0.7", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_a_trial_still_running_at_the_goal_is_killed_with_what_it_reported(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "goal.py"
+    script.write_text(GOAL_WHILE_ANOTHER_RUNS)
+    doc = experiment(script, max_trials=2, parallel=2)
+    doc["spec"]["objective"]["goal"] = 0.05
+    doc["spec"]["objective"].pop("additionalMetricNames")
+    container(doc)["command"] = [sys.executable, str(script), str(tmp_path)]
+    container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
+    result = ExperimentRunner(load_experiment(doc), doc, tmp_path / "results").run()
+    assert result.decision.reason is rec.Reason.GOAL_REACHED
+    killed = next(t for t in result.trials if t.condition is C.KILLED)
+    winner = next(t for t in result.trials if t.condition is C.SUCCEEDED)
+    assert killed.metric("loss") is not None and killed.metric("loss").latest == "0.7"
+    assert result.decision.best_trial == winner.name
