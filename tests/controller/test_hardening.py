@@ -84,7 +84,9 @@ def test_many_signals_at_random_moments_always_end_the_run(
         started = time.monotonic()
         output, _ = proc.communicate(timeout=30)
         assert time.monotonic() - started < 15, output
-        assert proc.returncode == 128 + sent[0], (run, sent, output)
+        # The first signal delivered decides; two pending at once (a busy CPU) are delivered
+        # in signal-number order, not in the order they were sent.
+        assert proc.returncode in {128 + sig for sig in sent}, (run, sent, output)
         assert "Traceback" not in output, output
         deadline = time.monotonic() + 5
         while _alive_with(str(sleeper)) and time.monotonic() < deadline:
