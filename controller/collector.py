@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from katib.controller.metrics import MetricStream, make_parser
+from katib.controller.metrics import MetricStream, Warn, make_parser
 from katib.controller.spec import CollectorKind, Experiment, ObjectiveType
 from katib.controller.trials import (
     UNAVAILABLE,
@@ -148,14 +148,16 @@ class TrialCollector:
         name: str,
         metrics_file: Path | None = None,
         rules: Sequence[StopRule] = (),
+        warn: Warn | None = None,
     ) -> None:
         self.owner = owner
+        self.warn = warn
         self.name = name
         self.metrics_file = metrics_file
         spec = owner.spec
         self.kind = spec.metrics_collector.kind
         self.stream = MetricStream(
-            make_parser(spec.metrics_collector, spec.objective.metric_names)
+            make_parser(spec.metrics_collector, spec.objective.metric_names), warn=warn
         )
         self.summary = ObservationSummary(spec.objective)
         maximize = spec.objective.type is ObjectiveType.MAXIMIZE
@@ -255,7 +257,11 @@ class TrialCollector:
         self._tail()
         self._buffer.clear()  # superseded by the full parse
         self.stream.take()
-        final = MetricStream(make_parser(self.owner.spec.metrics_collector, self.owner.names))
+        final = MetricStream(  # lines the stream has warned about are not warned about again
+            make_parser(self.owner.spec.metrics_collector, self.owner.names),
+            warn=self.warn,
+            quiet_lines=self.stream.lines,
+        )
         with contextlib.suppress(FileNotFoundError):
             if self.metrics_file is not None:
                 final.feed(self.metrics_file.read_bytes())
@@ -286,10 +292,15 @@ class Collector:
         self.names = spec.objective.metric_names
 
     def trial(
-        self, name: str, metrics_file: Path | None = None, rules: Sequence[StopRule] = ()
+        self,
+        name: str,
+        metrics_file: Path | None = None,
+        rules: Sequence[StopRule] = (),
+        warn: Warn | None = None,
     ) -> TrialCollector:
-        """A collector for one trial's run."""
-        return TrialCollector(self, name, metrics_file, rules)
+        """A collector for one trial's run; ``warn`` hears of skipped output lines (the
+        trial's log, for the local backend)."""
+        return TrialCollector(self, name, metrics_file, rules, warn)
 
     def observation(
         self, name: str, collected: Collected, mark_missing: bool = True

@@ -159,7 +159,9 @@ class LocalBackend:
             raise
         stdout = cast(IO[bytes], popen.stdout)  # Popen(stdout=PIPE) guarantees it
         os.set_blocking(stdout.fileno(), False)
-        collector = self.collector.trial(trial.name, metrics_file, trial.stop_rules or ())
+        collector = self.collector.trial(
+            trial.name, metrics_file, trial.stop_rules or (), warn=_log_writer(log_fd)
+        )
         run = self._running[trial.name] = _Running(trial.name, popen, log_fd, collector)
         self._selector.register(stdout, selectors.EVENT_READ, trial.name)
         run.exit_fd = _watch_exit(self._selector, popen.pid, trial.name)
@@ -397,6 +399,16 @@ def _setpriv() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return found if probe.returncode == 0 else None
+
+
+def _log_writer(log_fd: int) -> Callable[[str], None]:
+    """Write the collector's warnings about a trial's output into the trial's log."""
+
+    def write(message: str) -> None:
+        with contextlib.suppress(OSError):  # a full disk must not fail the collector
+            os.write(log_fd, message.encode("utf-8", "backslashreplace"))
+
+    return write
 
 
 def _watch_exit(selector: selectors.BaseSelector, pid: int, name: str) -> int | None:

@@ -19,12 +19,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from katib.api import api_pb2_grpc
 from katib.api.errors import Unavailable
 from katib.api.server import ServiceSpec, run
 from katib.db.config import resolve_config
 from katib.db.service import HEALTH_NAMES, DBManagerServicer, ReportObserver
 from katib.db.store import ObservationStore, open_store
+from katib.db.wire import add_db_manager
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ DEFAULT_PORT = 6789
 def build_service(store: ObservationStore, on_report: ReportObserver | None = None) -> ServiceSpec:
     """The DBManager service over ``store``, ready for :func:`katib.api.server.start`."""
     return ServiceSpec(
-        register=api_pb2_grpc.add_DBManagerServicer_to_server,
+        register=add_db_manager,  # undecodable requests answer INVALID_ARGUMENT
         servicer=DBManagerServicer(store, on_report),
         health_names=HEALTH_NAMES,
         probe=store.ping,

@@ -20,14 +20,43 @@ typed settings, and calls :meth:`Algorithm.suggest` with the *whole* trial histo
 request. An algorithm must give the same answer for the same request in a fresh process (use
 :meth:`Algorithm.rng`, which derives its stream from the seed and the history); caching across
 calls is allowed only as a speed-up.
+
+Stateful algorithms (Hyperband's brackets, CMA-ES's generations, PBT's lineage) return a
+:class:`SuggestResult` instead of bare points: each :class:`Suggestion` may carry labels and a
+trial name, and ``state`` is an instance of the algorithm's :attr:`Algorithm.state_class`, a
+frozen dataclass declared like the settings. The service echoes that state in
+``reply.algorithm.algorithm_settings``; Katib's controller (and ours) overlays those pairs onto
+the experiment's settings in the next request, where they arrive as :attr:`Algorithm.state`.
+State keys are accepted only when declared, so unknown settings are still rejected::
+
+    @dataclass(frozen=True)
+    class BracketState:
+        bracket: int = setting(0, ge=0, doc="bracket being filled")
+
+    @register
+    class Staged(Algorithm):
+        name = "staged"
+        state_class = BracketState
+
+        def suggest(self, history: History, count: int) -> SuggestResult:
+            stage = self.state.bracket
+            points = self.space.sample(self.rng(history), count)
+            labels = {"staged/bracket": str(stage)}
+            return SuggestResult(
+                [Suggestion(p, labels) for p in points], BracketState(bracket=stage + 1)
+            )
+
+Echoed state is a hint from the last reply, which a different replica or a lost reply can make
+stale: an algorithm that must be exact rebuilds its state from the trials (their labels, names
+and timestamps), as :mod:`katib.suggestion.replay` shows.
 """
 
 from __future__ import annotations
 
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,6 +82,37 @@ class NoSettings:
     """Settings of an algorithm that takes none."""
 
 
+@dataclass(frozen=True)
+class Suggestion:
+    """One new trial: its point, labels to put on the trial, and optionally its name.
+
+    ``name`` is the trial name the controller must use (Katib's ``trial_name``; it must be a
+    valid Kubernetes name, unique in the experiment); ``None`` lets the controller choose.
+    """
+
+    point: Point
+    labels: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class SuggestResult:
+    """What a stateful algorithm returns: its suggestions and the state to echo.
+
+    ``state`` is an instance of the algorithm's ``state_class`` (``None``: echo the request's
+    settings unchanged). Fewer suggestions than requested means the search is exhausted for
+    now; zero while no trial is running means it has ended.
+    """
+
+    suggestions: Sequence[Suggestion]
+    state: Any = None
+
+    @property
+    def points(self) -> list[Point]:
+        """The suggested points, in order."""
+        return [s.point for s in self.suggestions]
+
+
 class Algorithm(ABC):
     """Base class of every suggestion algorithm.
 
@@ -63,13 +123,20 @@ class Algorithm(ABC):
 
     name: ClassVar[str]
     settings_class: ClassVar[type] = NoSettings
+    #: A frozen dataclass of the state this algorithm echoes in ``reply.algorithm`` (declared
+    #: with :func:`~katib.suggestion.settings.setting`, like the settings); ``None`` for none.
+    state_class: ClassVar[type | None] = None
     #: False for algorithms that ignore objective values (random, grid, sobol).
     uses_objective: ClassVar[bool] = True
 
-    def __init__(self, experiment: ExperimentInfo, settings: Any) -> None:
+    def __init__(self, experiment: ExperimentInfo, settings: Any, state: Any = None) -> None:
         self.experiment = experiment
         self.space = experiment.space
         self.settings = settings
+        if state is None and self.state_class is not None:
+            state = self.state_class()
+        #: The echoed state from the request (defaults when absent); ``None`` without a class.
+        self.state = state
 
     @classmethod
     def check(cls, experiment: ExperimentInfo, settings: Any) -> None:
@@ -77,8 +144,19 @@ class Algorithm(ABC):
         return None
 
     @abstractmethod
-    def suggest(self, history: History, count: int) -> list[Point]:
-        """Return up to ``count`` new points; fewer only when the search space is exhausted."""
+    def suggest(self, history: History, count: int) -> list[Point] | SuggestResult:
+        """Return up to ``count`` new points; fewer only when the search space is exhausted.
+
+        Stateless samplers return a list of points; algorithms that label or name their trials,
+        or echo state, return a :class:`SuggestResult`.
+        """
+
+    def propose(self, history: History, count: int) -> SuggestResult:
+        """:meth:`suggest`, with a bare list of points wrapped as a :class:`SuggestResult`."""
+        result = self.suggest(history, count) if count > 0 else []
+        if isinstance(result, SuggestResult):
+            return result
+        return SuggestResult([Suggestion(point) for point in result])
 
     @property
     def seed(self) -> int | None:

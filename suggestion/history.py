@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 
@@ -56,6 +57,9 @@ class Trial:
     #: ``point``'s :meth:`SearchSpace.key` in the experiment's space, when the decoder computed
     #: it (decoded trials are reused across requests, so de-duplication pays for it once).
     key: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    #: When the trial started and finished (UTC), as the controller reported them.
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
 
     @property
     def is_complete(self) -> bool:

@@ -10,11 +10,13 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from katib.api import api_pb2 as pb
 from katib.api.errors import InvalidArgument
-from katib.suggestion.base import ExperimentInfo
+from katib.suggestion.base import ExperimentInfo, Suggestion, SuggestResult
 from katib.suggestion.history import Direction, History, Trial, TrialState, parse_objective
+from katib.suggestion.settings import format_state
 from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, Point, SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -219,14 +221,54 @@ def _trial_from_proto(trial: pb.Trial, info: ExperimentInfo) -> Trial:
         metrics=metrics,
         labels=dict(trial.spec.labels),
         key=None if point is None else info.space.key(point),
+        start_time=parse_time(trial.status.start_time),
+        completion_time=parse_time(trial.status.completion_time),
     )
 
 
-def reply_from_points(space: SearchSpace, points: Sequence[Point]) -> pb.GetSuggestionsReply:
-    """Points as Katib assignments (value strings in spec order)."""
+def parse_time(text: str) -> datetime | None:
+    """An RFC 3339 timestamp as an aware UTC datetime; ``None`` when empty or unreadable."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        logger.warning("ignoring unreadable trial timestamp %r", text[:64])
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def reply_from_suggestions(
+    space: SearchSpace, suggestions: Sequence[Suggestion]
+) -> pb.GetSuggestionsReply:
+    """Suggestions as Katib assignments, with their trial names and labels when set."""
     reply = pb.GetSuggestionsReply()
-    for point in points:
+    for suggestion in suggestions:
         item = reply.parameter_assignments.add()
-        for name, value in space.format(point):
+        for name, value in space.format(suggestion.point):
             item.assignments.add(name=name, value=value)
+        if suggestion.name is not None:
+            item.trial_name = suggestion.name
+        for key, value in suggestion.labels.items():
+            item.labels[key] = value
     return reply
+
+
+def algorithm_with_state(spec: pb.AlgorithmSpec, result: SuggestResult) -> pb.AlgorithmSpec:
+    """The request's algorithm spec with the result's state overlaid (Katib's merge by name).
+
+    Without a state the spec is echoed unchanged, as Katib's own services do.
+    """
+    echoed = pb.AlgorithmSpec()
+    echoed.CopyFrom(spec)
+    if result.state is None:
+        return echoed
+    state = dict(format_state(result.state))
+    for pair in echoed.algorithm_settings:
+        if pair.name in state:
+            pair.value = state.pop(pair.name)
+    for name, value in state.items():
+        echoed.algorithm_settings.add(name=name, value=value)
+    return echoed

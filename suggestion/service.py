@@ -18,16 +18,17 @@ from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from katib.api.errors import InvalidArgument, KatibError, grpc_errors
 from katib.suggestion import registry
-from katib.suggestion.base import Algorithm, ExperimentInfo
+from katib.suggestion.base import Algorithm, ExperimentInfo, SuggestResult
 from katib.suggestion.history import History
 from katib.suggestion.proto import (
+    algorithm_with_state,
     check_objective,
     experiment_fingerprint,
     experiment_from_proto,
     history_from_proto,
-    reply_from_points,
+    reply_from_suggestions,
 )
-from katib.suggestion.settings import parse_settings
+from katib.suggestion.settings import parse_with_state
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
         for name in self.algorithms or ():
             registry.get(name)  # fail fast on typos at start-up
 
-    def prepare(self, experiment: pb.Experiment) -> tuple[type[Algorithm], ExperimentInfo, Any]:
-        """Decode and validate an experiment: the algorithm class, experiment and settings."""
+    def prepare(
+        self, experiment: pb.Experiment
+    ) -> tuple[type[Algorithm], ExperimentInfo, Any, Any]:
+        """Decode and validate an experiment: the algorithm class, experiment, settings, state."""
         info, name, pairs = experiment_from_proto(experiment)
         if self.algorithms is not None and name not in self.algorithms:
             raise InvalidArgument(
@@ -56,11 +59,11 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
                 f"{', '.join(self.algorithms)}"
             )
         cls = registry.get(name)
-        settings = parse_settings(cls.settings_class, pairs, name)
+        settings, state = parse_with_state(cls.settings_class, cls.state_class, pairs, name)
         if cls.uses_objective:
             check_objective(experiment)
         cls.check(info, settings)
-        return cls, info, settings
+        return cls, info, settings, state
 
     @grpc_errors
     def ValidateAlgorithmSettings(
@@ -72,9 +75,9 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
         validation cannot fail every later ``GetSuggestions``. Unexpected errors here become
         INVALID_ARGUMENT: Katib's controller would read INTERNAL as "valid".
         """
-        cls, info, settings = self.prepare(request.experiment)
+        cls, info, settings, state = self.prepare(request.experiment)
         try:
-            cls(info, settings).suggest(History(info.direction), 1)
+            cls(info, settings, state).propose(History(info.direction), 1)
         except KatibError:
             raise
         except Exception as exc:
@@ -95,13 +98,26 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
             raise InvalidArgument(
                 f"current_request_number must be between 0 and {MAX_REQUEST}, got {count}"
             )
-        cls, info, settings = self.prepare(request.experiment)
+        cls, info, settings, state = self.prepare(request.experiment)
         history = history_from_proto(
             request.trials, info, experiment_fingerprint(request.experiment)
         )
-        points = cls(info, settings).suggest(history, count) if count else []
-        if len(points) > count:
-            raise RuntimeError(f"{cls.name} returned {len(points)} points for {count} requested")
-        reply = reply_from_points(info.space, points)
-        reply.algorithm.CopyFrom(request.experiment.spec.algorithm)
+        result = cls(info, settings, state).propose(history, count)
+        check_result(cls.name, result, count, history)
+        reply = reply_from_suggestions(info.space, result.suggestions)
+        reply.algorithm.CopyFrom(algorithm_with_state(request.experiment.spec.algorithm, result))
         return reply
+
+
+def check_result(algorithm: str, result: SuggestResult, count: int, history: History) -> None:
+    """Reject an algorithm's answer that breaks the interface's contract (a bug: INTERNAL)."""
+    if len(result.suggestions) > count:
+        raise RuntimeError(
+            f"{algorithm} returned {len(result.suggestions)} suggestions for {count} requested"
+        )
+    named = [s.name for s in result.suggestions if s.name is not None]
+    if named:
+        taken = set(history.names)
+        clashes = sorted({n for n in named if n in taken or named.count(n) > 1})
+        if clashes:
+            raise RuntimeError(f"{algorithm} reused trial names: {', '.join(clashes)}")

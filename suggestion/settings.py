@@ -23,6 +23,7 @@ from typing import Any, TypeVar, Union
 from katib.api.errors import InvalidArgument
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 _NONE_WORDS = {"none", "null", ""}
 _TRUE_WORDS = {"true", "1", "yes", "on"}
@@ -55,15 +56,39 @@ def setting(
 
 def parse_settings(cls: type[T], pairs: Sequence[tuple[str, str]], algorithm: str) -> T:
     """Build ``cls`` from setting pairs; later pairs with the same name win (Katib's overlay)."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    lookup = {f.name: f.name for f in fields.values()}
-    for f in fields.values():
-        for alias in f.metadata.get("aliases", ()):
-            lookup[alias] = f.name
-    hints = typing.get_type_hints(cls)
+    settings, _ = parse_with_state(cls, None, pairs, algorithm)
+    return settings
+
+
+def parse_with_state(
+    settings_class: type[T],
+    state_class: type[S] | None,
+    pairs: Sequence[tuple[str, str]],
+    algorithm: str,
+) -> tuple[T, S | None]:
+    """Settings and echoed algorithm state, parsed from one list of pairs.
+
+    Katib's controller overlays the state a service echoed in ``reply.algorithm`` onto the
+    experiment's settings, so both arrive mixed: each name must belong to the settings class
+    or the state class (``None``: no state; the result's state is then ``None``). Unknown
+    names and bad values are all reported in one :class:`InvalidArgument`.
+    """
+    classes: list[type[Any]] = [settings_class] + ([state_class] if state_class else [])
+    lookup: dict[str, tuple[int, str]] = {}
+    fields: list[dict[str, dataclasses.Field[Any]]] = []
+    hints: list[dict[str, Any]] = []
+    for index, cls in enumerate(classes):
+        declared = {f.name: f for f in dataclasses.fields(cls)}
+        fields.append(declared)
+        hints.append(typing.get_type_hints(cls))
+        for f in declared.values():
+            for name in (f.name, *f.metadata.get("aliases", ())):
+                if name in lookup and lookup[name][0] != index:
+                    raise TypeError(f"{name!r} is declared as both a setting and a state key")
+                lookup[name] = (index, f.name)
     problems: list[str] = []
     last = {name: text for name, text in pairs}  # Katib's overlay: the last value wins
-    values: dict[str, Any] = {}
+    values: list[dict[str, Any]] = [{} for _ in classes]
     for name, text in last.items():
         target = lookup.get(name)
         if target is None:
@@ -72,13 +97,35 @@ def parse_settings(cls: type[T], pairs: Sequence[tuple[str, str]], algorithm: st
                 f"unknown setting {name!r} for algorithm {algorithm!r} (known settings: {known})"
             )
             continue
+        index, field_name = target
         try:
-            values[target] = _convert(text, hints[target], fields[target].metadata)
+            values[index][field_name] = _convert(
+                text, hints[index][field_name], fields[index][field_name].metadata
+            )
         except ValueError as exc:
-            problems.append(f"setting {name!r}: {exc}")
+            kind = "setting" if index == 0 else "algorithm state"
+            problems.append(f"{kind} {name!r}: {exc}")
     if problems:
         raise InvalidArgument(problems)
-    return cls(**values)
+    state = state_class(**values[1]) if state_class is not None else None
+    return settings_class(**values[0]), state
+
+
+def format_state(state: Any) -> list[tuple[str, str]]:
+    """A state dataclass as ``(name, value)`` string pairs that :func:`parse_with_state` reads."""
+    pairs = []
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        if value is None:
+            text = "none"
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, float):
+            text = repr(value)
+        else:
+            text = str(value)
+        pairs.append((f.name, text))
+    return pairs
 
 
 def describe_settings(cls: type) -> list[dict[str, Any]]:
