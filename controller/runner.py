@@ -38,7 +38,7 @@ from katib.controller import trials as tr
 from katib.controller.backend import Backend, BackendFactory, Finished
 from katib.controller.collector import Collector
 from katib.controller.earlystop import EarlyStopping
-from katib.controller.replies import check_reply
+from katib.controller.replies import check_reply, resource_parameter
 from katib.controller.services import Endpoints, ObservationLog, Suggestions, start_local
 from katib.controller.signals import Interrupts
 from katib.controller.spec import Experiment
@@ -311,12 +311,17 @@ class ExperimentRunner:
         before = rec.Counts.of(list(self.trials.values()))
         try:
             reply = client.get(self.spec, list(self.trials.values()), count, self.overlay)
-            suggested = check_reply(self.spec, reply, self.trials.keys(), self._new_name)
+            suggested = check_reply(
+                self.spec,
+                reply,
+                self.trials.keys(),
+                self._new_name,
+                resource_parameter(self.spec, {**self.overlay, **_settings(reply)}),
+            )
         except KatibError as exc:
             self._suggestion_failed(str(exc))
             return 0
-        for setting in reply.algorithm.algorithm_settings:
-            self.overlay[setting.name] = setting.value
+        self.overlay.update(_settings(reply))
         for item in suggested:
             self._save(
                 TrialRecord(
@@ -487,6 +492,11 @@ class ExperimentRunner:
                 request=0,
             )
         return RunResult(decision=replace(decision, stop=()), trials=trials, note=note)
+
+
+def _settings(reply: Any) -> dict[str, str]:
+    """The algorithm settings a GetSuggestions reply overlays."""
+    return {s.name: s.value for s in reply.algorithm.algorithm_settings}
 
 
 def _local_backend() -> BackendFactory:
