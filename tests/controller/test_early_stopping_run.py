@@ -116,7 +116,7 @@ def test_katib_run_stops_trials_with_the_built_in_medianstop(tmp_path: Path) -> 
     path.write_text(yaml.safe_dump(doc))
     results = tmp_path / "results"
     done = subprocess.run(
-        [*KATIB, "run", str(path), "--results", str(results), "--quiet"],
+        [*KATIB, "run", str(path), "--results", str(results)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -124,6 +124,7 @@ def test_katib_run_stops_trials_with_the_built_in_medianstop(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5 trials: 2 succeeded, 3 early stopped" in done.stdout
     assert "ExperimentMaxTrialsReached" in done.stdout  # early-stopped trials count
+    assert done.stdout.count(" early stopped (loss=") == 3  # progress marks each one
     listed = subprocess.run(
         [*KATIB, "trials", str(results), "-o", "json"], capture_output=True, text=True, timeout=60
     )
