@@ -5,8 +5,9 @@ rules in the ``any`` form and reports the form the service answered in (Katib's 
 answers in Katib's "all rules met" form; see :mod:`katib.earlystopping.rules`). What is
 controller-specific lives here: building Katib's requests from the controller's records (the
 experiment with its algorithm settings overlaid, every trial, the DB manager's address), reading
-the service's errors as the controller's, checking the rules of an untrusted reply, and
-``SetTrialStatus`` errors logged rather than fatal (Katib never awaits that call either).
+the service's errors as the controller's, retrying while the service is unavailable (as the
+suggestion client does), checking the rules of an untrusted reply, and ``SetTrialStatus``
+errors logged rather than fatal (Katib never awaits that call either).
 
 As Katib's controller does, ``ValidateEarlyStoppingSettings`` is called before the first trial
 and ``GetEarlyStoppingRules`` for trials about to start; unlike Katib, the runner asks again
@@ -17,25 +18,35 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import grpc
 
-from katib.api.errors import FailedPrecondition, InvalidArgument, KatibError
+from katib.api.errors import FailedPrecondition, InvalidArgument, KatibError, Unavailable
 from katib.controller import protos
 from katib.controller.spec import Experiment
 from katib.controller.trials import TrialRecord
 from katib.earlystopping.client import EarlyStoppingClient
 from katib.earlystopping.rules import Rule, RuleSet
+from katib.suggestion.client import FIRST_BACKOFF, MAX_BACKOFF, RETRY_SECONDS
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class EarlyStopping:
     """The early-stopping service at ``address``, in the controller's terms."""
 
-    def __init__(self, address: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        cancelled: Callable[[], bool] = lambda: False,
+        timeout: float = 60.0,
+    ) -> None:
         self.address = address
+        self.cancelled = cancelled
         self.client = EarlyStoppingClient(address, timeout=timeout)
 
     def validate(self, spec: Experiment) -> None:
@@ -46,7 +57,7 @@ class EarlyStopping:
             return
         settings = [(s.name, s.value) for s in early.algorithm_settings]
         try:
-            self.client.validate(early.algorithm_name, settings)
+            self._retrying(lambda: self.client.validate(early.algorithm_name, settings))
         except InvalidArgument as exc:
             problems = getattr(exc, "problems", None) or [str(exc)]
             raise InvalidArgument([f"spec.earlyStopping: {p}" for p in problems]) from None
@@ -73,9 +84,8 @@ class EarlyStopping:
     ) -> RuleSet:
         """GetEarlyStoppingRules; ``FailedPrecondition`` on an error or a malformed rule."""
         try:
-            answer = self.client.rule_set(
-                protos.experiment(spec, overlay), protos.trials(spec, trials), db_address
-            )
+            experiment, messages = protos.experiment(spec, overlay), protos.trials(spec, trials)
+            answer = self._retrying(lambda: self.client.rule_set(experiment, messages, db_address))
         except KatibError as exc:
             raise FailedPrecondition(f"GetEarlyStoppingRules failed: {exc}") from None
         except grpc.RpcError as exc:
@@ -96,6 +106,23 @@ class EarlyStopping:
     def close(self) -> None:
         """Close the channel."""
         self.client.close()
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """``call()``, again after ``Unavailable`` with exponential back-off while the total
+        wait stays within ``RETRY_SECONDS`` and the run is not cancelled."""
+        delay, waited = FIRST_BACKOFF, 0.0
+        while True:
+            try:
+                return call()
+            except Unavailable as exc:
+                if waited + delay > RETRY_SECONDS or self.cancelled():
+                    raise
+                logger.warning("early stopping: %s; retrying in %.1f s", exc, delay)
+                end = time.monotonic() + delay
+                while not self.cancelled() and (left := end - time.monotonic()) > 0:
+                    time.sleep(min(left, 0.1))
+                waited += delay
+                delay = min(delay * 2, MAX_BACKOFF)
 
 
 def _check(spec: Experiment, index: int, rule: Rule) -> None:

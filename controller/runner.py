@@ -218,7 +218,7 @@ class ExperimentRunner:
         cancelled = self._interrupted
         client = Suggestions(endpoints.suggestion, cancelled)
         if endpoints.early_stopping:
-            self.early = EarlyStopping(endpoints.early_stopping)
+            self.early = EarlyStopping(endpoints.early_stopping, cancelled)
         self.db_address = endpoints.db
         self.collector = Collector(self.spec, db)
         backend = self.backend_factory(

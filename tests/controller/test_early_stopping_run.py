@@ -11,16 +11,24 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
 import yaml
 
 from katib.api import api_pb2 as pb
+from katib.api import api_pb2_grpc
+from katib.api.errors import FailedPrecondition
 from katib.controller import reconcile as rec
+from katib.controller.earlystop import EarlyStopping
 from katib.controller.runner import ExperimentRunner, RunResult
 from katib.controller.trials import TrialCondition
 from katib.controller.validation import load_experiment
+from katib.db.testing import free_port
 from tests.controller.experiments import container
 from tests.controller.fakes import FixedRules, ScriptedSuggestion, serve
 
@@ -270,3 +278,27 @@ def test_hyperband_runs_its_schedule_beyond_the_declared_resource_range(tmp_path
     }
     best_at_one = min(at["1"], key=float)
     assert best_at_one in at["3"]  # the best of the first rung goes on
+
+
+def test_an_unavailable_service_is_retried_until_it_answers(tmp_path: Path) -> None:
+    port = free_port()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    api_pb2_grpc.add_EarlyStoppingServicer_to_server(FixedRules(two_rules), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    timer = threading.Timer(1.0, server.start)  # comes up after the first attempts failed
+    timer.start()
+    doc = curve_experiment(write_curve(tmp_path), "retry", earlyStopping={"algorithmName": "x"})
+    spec = load_experiment(doc)
+    early = EarlyStopping(f"127.0.0.1:{port}", timeout=5)
+    try:
+        early.validate(spec)
+        answer = early.rules(spec, [], {}, "127.0.0.1:1")
+    finally:
+        timer.join()
+        early.close()
+        server.stop(None)
+    assert len(answer.rules) == 2 and answer.semantics.value == "katib"
+    cancelled = EarlyStopping(f"127.0.0.1:{free_port()}", cancelled=lambda: True, timeout=5)
+    with pytest.raises(FailedPrecondition, match="UNAVAILABLE"):
+        cancelled.rules(spec, [], {}, "127.0.0.1:1")
+    cancelled.close()
