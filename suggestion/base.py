@@ -57,12 +57,15 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from katib.suggestion.history import Direction, History
 from katib.suggestion.space import Point, SearchSpace
+
+if TYPE_CHECKING:
+    from katib.nas.config import NasConfig
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class ExperimentInfo:
     objective_metric: str = ""
     max_trial_count: int | None = None
     parallel_trial_count: int | None = None
+    #: Katib's ``nasConfig`` for neural architecture search (``space`` is then a ``NasSpace``).
+    nas_config: NasConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,9 @@ class Algorithm(ABC):
     state_class: ClassVar[type | None] = None
     #: False for algorithms that ignore objective values (random, grid, sobol).
     uses_objective: ClassVar[bool] = True
+    #: True for neural architecture search algorithms, which need ``nasConfig`` instead of
+    #: parameters (ENAS, DARTS); every other algorithm rejects a nasConfig experiment.
+    nas: ClassVar[bool] = False
 
     def __init__(self, experiment: ExperimentInfo, settings: Any, state: Any = None) -> None:
         self.experiment = experiment

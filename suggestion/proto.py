@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from katib.api import api_pb2 as pb
 from katib.api.errors import InvalidArgument
@@ -18,6 +19,9 @@ from katib.suggestion.base import ExperimentInfo, Suggestion, SuggestResult
 from katib.suggestion.history import Direction, History, Trial, TrialState, parse_objective
 from katib.suggestion.settings import format_state
 from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, Point, SearchSpace
+
+if TYPE_CHECKING:
+    from katib.nas.config import NasConfig
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +128,14 @@ def experiment_from_proto(
     if not algorithm:
         raise InvalidArgument("experiment.spec.algorithm.algorithm_name must not be empty")
     settings = [(s.name, s.value) for s in spec.algorithm.algorithm_settings]
-    space = space_from_proto(spec.parameter_specs.parameters)
+    nas_config = None
+    if spec.HasField("nas_config") and not spec.parameter_specs.parameters:
+        from katib.nas.space import NasSpace
+
+        nas_config = nas_config_from_proto(spec.nas_config)
+        space: SearchSpace = NasSpace()
+    else:
+        space = space_from_proto(spec.parameter_specs.parameters)
     objective = spec.objective
     direction = Direction.MAXIMIZE if objective.type == pb.MAXIMIZE else Direction.MINIMIZE
     info = ExperimentInfo(
@@ -134,8 +145,47 @@ def experiment_from_proto(
         objective_metric=objective.objective_metric_name,
         max_trial_count=spec.max_trial_count or None,
         parallel_trial_count=spec.parallel_trial_count or None,
+        nas_config=nas_config,
     )
     return info, algorithm, settings
+
+
+_OP_PARAM_TYPES = {
+    pb.CATEGORICAL: "categorical",
+    pb.DISCRETE: "discrete",
+    pb.INT: "int",
+    pb.DOUBLE: "double",
+}
+
+
+def nas_config_from_proto(config: pb.NasConfig) -> NasConfig:
+    """``NasConfig`` as domain objects; checking is left to the NAS algorithm."""
+    from katib.nas.config import NasConfig, Operation, OpParameter
+
+    graph = config.graph_config
+    operations = tuple(
+        Operation(
+            type=op.operation_type,
+            parameters=tuple(
+                OpParameter(
+                    name=p.name,
+                    type=_OP_PARAM_TYPES.get(p.parameter_type, ""),
+                    choices=tuple(p.feasible_space.list),
+                    low=p.feasible_space.min,
+                    high=p.feasible_space.max,
+                    step=p.feasible_space.step,
+                )
+                for p in op.parameter_specs.parameters
+            ),
+        )
+        for op in config.operations.operation
+    )
+    return NasConfig(
+        num_layers=graph.num_layers,
+        input_sizes=tuple(graph.input_sizes),
+        output_sizes=tuple(graph.output_sizes),
+        operations=operations,
+    )
 
 
 def check_objective(experiment: pb.Experiment) -> None:

@@ -25,6 +25,8 @@ _BUILTIN: dict[str, str] = {
     "grid": "katib.suggestion.grid:GridSearch",
     "tpe": "katib.suggestion.tpe:TPE",
     "multivariate-tpe": "katib.suggestion.tpe:MultivariateTPE",
+    "enas": "katib.nas.enas.algorithm:ENAS",
+    "darts": "katib.nas.darts.algorithm:DARTS",
 }
 _registered: dict[str, type[Algorithm]] = {}
 

@@ -59,6 +59,12 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
                 f"{', '.join(self.algorithms)}"
             )
         cls = registry.get(name)
+        if (info.nas_config is not None) != cls.nas:
+            raise InvalidArgument(
+                f"algorithm {name!r} needs experiment.spec.nas_config and no parameters"
+                if cls.nas
+                else f"algorithm {name!r} needs experiment.spec.parameter_specs, not a nas_config"
+            )
         settings, state = parse_with_state(cls.settings_class, cls.state_class, pairs, name)
         if cls.uses_objective:
             check_objective(experiment)
