@@ -439,8 +439,7 @@ def _nas_config(problems: Problems, spec: Mapping[str, Any], at: str) -> dict[st
             continue
         fields.unknown_keys(problems, op, ("operationType", "parameters"), path)
         fields.string(problems, op, "operationType", f"{path}.operationType", required=True)
+        # An operation without parameters (Katib's darts-gpu skip_connection) is one choice.
         params = fields.sequence(problems, op, "parameters", f"{path}.parameters")
-        if not params and isinstance(op.get("parameters", []), list):
-            problems.add(f"{path}.parameters", "needs at least one parameter")
         parse_parameters(problems, params, f"{path}.parameters")
     return raw

@@ -44,9 +44,9 @@ class OpParameter:
         if self.type == "int":
             step = int(self.step) if self.step else 1
             return list(range(int(self.low), int(self.high) + 1, step))
-        low, high, step = Decimal(self.low), Decimal(self.high), Decimal(self.step)
-        count = int((high - low) / step) + 1
-        return [float(low + k * step) for k in range(count)]
+        low, high, width = Decimal(self.low), Decimal(self.high), Decimal(self.step)
+        count = int((high - low) / width) + 1
+        return [float(low + k * width) for k in range(count)]
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,11 @@ class NasConfig:
 
 
 def validate_operations(operations: tuple[Operation, ...], where: str) -> list[str]:
-    """Katib's ``validate_operations`` rules (plus min <= max), one message per problem."""
+    """Katib's ``validate_operations`` rules, one message per problem.
+
+    Differences: min <= max and step > 0 are checked, and an operation may have no parameters
+    (it is then one choice), as Katib's own ``darts-gpu`` example's ``skip_connection`` needs.
+    """
     problems: list[str] = []
     if not operations:
         problems.append(f"{where}: at least one operation is required")
@@ -112,8 +116,6 @@ def validate_operations(operations: tuple[Operation, ...], where: str) -> list[s
         at = f"{where}[{i}]"
         if not op.type:
             problems.append(f"{at}.operation_type: missing operation type")
-        if not op.parameters:
-            problems.append(f"{at}.parameter_specs: operation must have at least one parameter")
         for j, p in enumerate(op.parameters):
             problems.extend(_parameter_problems(p, f"{at}.parameter_specs.parameters[{j}]"))
     return problems

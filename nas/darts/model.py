@@ -1,13 +1,13 @@
-"""The DARTS search network: mixed operations over a cell DAG with architecture weights α.
+"""The DARTS search network: mixed operations over a cell DAG with architecture weights alpha.
 
 Liu, Simonyan & Yang, "DARTS: Differentiable Architecture Search" (ICLR 2019). A cell has two
 input nodes (the outputs of the two previous cells) and ``num_nodes`` intermediate nodes; node
-``i`` sums one *mixed operation* per earlier node ``j``: ``o(x) = Σ_k softmax(α_ij)_k op_k(x)``
-(eq. 2). The cell's output concatenates its intermediate nodes. Cells at 1/3 and 2/3 of the depth
-are reduction cells (stride 2 on the edges from the inputs), with their own α.
+``i`` sums one *mixed operation* per earlier node ``j``:
+``o(x) = sum_k softmax(alpha_ij)_k op_k(x)`` (eq. 2). The cell's output concatenates its
+intermediate nodes. Cells at 1/3 and 2/3 of the depth are reduction cells (stride 2 on the edges from the inputs), with their own alpha.
 
 Arrays: ``alpha_normal`` and ``alpha_reduce`` have shape ``(n_edges, n_ops)`` with
-``n_edges = Σ_{i<num_nodes} (2 + i)``; edges are ordered node by node, inputs first.
+``n_edges = sum_{i<num_nodes} (2 + i)``; edges are ordered node by node, inputs first.
 A :class:`Genotype` keeps, per node, the two strongest incoming edges with their strongest op
 (§2.4); :meth:`SearchNetwork.fix` turns the network into that discrete architecture.
 """
@@ -85,21 +85,21 @@ class FactorizedReduce(nn.Module):
 
 
 class MixedOp(nn.Module):
-    """``Σ_k w_k op_k(x)`` over the primitives; ops with weight exactly 0 are skipped."""
+    """``sum_k w_k op_k(x)`` over the primitives; ops with weight exactly 0 are skipped."""
 
     def __init__(self, primitives: Sequence[str], c: int, stride: int) -> None:
         super().__init__()
         self.ops = nn.ModuleList(make_op(p, c, stride) for p in primitives)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``weights`` has shape ``(n_ops,)``."""
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor | None:
+        """``weights`` has shape ``(n_ops,)``; ``None`` when every weight is a constant 0."""
         out: torch.Tensor | None = None
         for w, op in zip(weights, self.ops, strict=True):
             if not w.requires_grad and float(w) == 0.0:
                 continue
             term = w * op(x)
             out = term if out is None else out + term
-        return out if out is not None else torch.zeros_like(x)
+        return out
 
 
 class Cell(nn.Module):
@@ -136,11 +136,15 @@ class Cell(nn.Module):
         states = [self.pre0(s0), self.pre1(s1)]
         e = 0
         for _ in range(self.num_nodes):
-            node = sum(
-                self.edges[e + j](h, weights[e + j]) for j, h in enumerate(states)
-            )
+            terms = [self.edges[e + j](h, weights[e + j]) for j, h in enumerate(states)]
+            used = [t for t in terms if t is not None]
+            if not used:
+                raise ValueError("a cell node has no incoming operation")
             e += len(states)
-            states.append(node)  # type: ignore[arg-type]
+            node = used[0]
+            for t in used[1:]:
+                node = node + t
+            states.append(node)
         return torch.cat(states[2:], dim=1)
 
 
@@ -150,7 +154,7 @@ def num_edges(num_nodes: int) -> int:
 
 
 class SearchNetwork(nn.Module):
-    """Stem, ``num_layers`` cells and a classifier; α lives in :attr:`alphas`."""
+    """Stem, ``num_layers`` cells and a classifier; alpha lives in :attr:`alphas`."""
 
     def __init__(
         self,
@@ -192,11 +196,11 @@ class SearchNetwork(nn.Module):
         return [self.alpha_normal, self.alpha_reduce]
 
     def weights(self) -> list[nn.Parameter]:
-        """The network weights (everything but α)."""
+        """The network weights (everything but alpha)."""
         return [p for n, p in self.named_parameters() if not n.startswith("alpha_")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(batch, classes)``; mixed by softmax(α), or the fixed genotype's ops."""
+        """Logits ``(batch, classes)``; mixed by softmax(alpha), or the fixed genotype's ops."""
         if self._fixed is not None:
             w_normal, w_reduce = self._fixed
         else:
@@ -218,7 +222,7 @@ class SearchNetwork(nn.Module):
         )
 
     def fix(self, genotype: Genotype) -> None:
-        """Use only ``genotype``'s ops from now on (α is then ignored)."""
+        """Use only ``genotype``'s ops from now on (alpha is then ignored)."""
         self._fixed = (
             genotype_weights(genotype.normal, self.primitives, self.num_nodes),
             genotype_weights(genotype.reduce, self.primitives, self.num_nodes),
@@ -230,7 +234,7 @@ def derive(
 ) -> list[list[tuple[str, int]]]:
     """Per node, the two incoming edges whose strongest op is strongest (§2.4).
 
-    ``weights``: ``(n_edges, n_ops)`` softmax(α); ops named ``none`` never win.
+    ``weights``: ``(n_edges, n_ops)`` softmax(alpha); ops named ``none`` never win.
     """
     usable = torch.tensor([p != "none" for p in primitives])
     w = weights.detach().masked_fill(~usable, -1.0)

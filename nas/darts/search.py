@@ -1,13 +1,14 @@
-"""The DARTS trial program: bilevel search of α and the weights, reporting ``Best-Genotype``.
+"""The DARTS trial program: bilevel search of alpha and the weights, reporting ``Best-Genotype``.
 
 Flags as in Katib's DARTS trial image (values may keep Katib's ``'`` quoting)::
 
     python -m katib.nas.darts.search --algorithm-settings="{'num_epochs': 2, ...}" \\
         --search-space="['max_pooling_3x3', 'skip_connection']" --num-layers=2 --dataset=digits
 
-The training split is halved: weights ``w`` step on one half, α on the other. With
-``--order=1`` α follows ``∇_α L_val(w, α)`` (first-order DARTS); with ``--order=2`` it follows the
-unrolled gradient ``∇_α L_val(w - ξ ∇_w L_train(w, α), α)`` with the Hessian-vector product by
+The training split is halved: weights ``w`` step on one half, alpha on the other. With
+``--order=1`` alpha follows ``grad_alpha L_val(w, alpha)`` (first-order DARTS); with
+``--order=2`` it follows the unrolled gradient
+``grad_alpha L_val(w - xi grad_w L_train(w, alpha), alpha)`` with the Hessian-vector product by
 finite differences (DARTS eq. 7-8). Each epoch prints ``Validation-Accuracy`` and the current
 ``Best-Genotype`` in Katib's StdOut format (``name=value``).
 """
@@ -24,16 +25,16 @@ import torch
 from torch import nn
 
 from katib.nas.config import unquote
+from katib.nas.darts.algorithm import DARTSSettings
 from katib.nas.darts.model import Genotype, SearchNetwork
 from katib.nas.data import ImageData, batches, load
 from katib.nas.train import accuracy, report
-from katib.nas.darts.algorithm import DARTSSettings
 
 _loss = nn.CrossEntropyLoss()
 
 
 class Architect:
-    """Updates α on validation batches, first- or second-order."""
+    """Updates alpha on validation batches, first- or second-order."""
 
     def __init__(self, net: SearchNetwork, s: DARTSSettings, order: int) -> None:
         self.net = net
@@ -45,10 +46,12 @@ class Architect:
         )
 
     def step(
-        self, train: tuple[torch.Tensor, torch.Tensor], valid: tuple[torch.Tensor, torch.Tensor],
+        self,
+        train: tuple[torch.Tensor, torch.Tensor],
+        valid: tuple[torch.Tensor, torch.Tensor],
         xi: float,
     ) -> None:
-        """One α step."""
+        """One alpha step."""
         self.optimizer.zero_grad()
         if self.order == 1:
             _loss(self.net(valid[0]), valid[1]).backward()  # type: ignore[no-untyped-call]
@@ -57,13 +60,15 @@ class Architect:
         self.optimizer.step()
 
     def _unrolled(
-        self, train: tuple[torch.Tensor, torch.Tensor], valid: tuple[torch.Tensor, torch.Tensor],
+        self,
+        train: tuple[torch.Tensor, torch.Tensor],
+        valid: tuple[torch.Tensor, torch.Tensor],
         xi: float,
     ) -> None:
         weights, alphas = self.net.weights(), self.net.alphas()
         saved = [w.detach().clone() for w in weights]
         grads = _grad(_loss(self.net(train[0]), train[1]), weights)
-        with torch.no_grad():  # w' = w - ξ (∇_w L_train + λ w)
+        with torch.no_grad():  # w' = w - xi (grad_w L_train + lambda w)
             for w, g in zip(weights, grads, strict=True):
                 w.sub_(xi * (g + self.w_weight_decay * w))
         val_loss = _loss(self.net(valid[0]), valid[1])
@@ -75,7 +80,7 @@ class Architect:
         norm = torch.sqrt(sum((d * d).sum() for d in d_w))  # type: ignore[arg-type]
         eps = 0.01 / max(float(norm), 1e-12)
         hessian = []
-        for sign in (1.0, -2.0):  # w + ε d_w, then w - ε d_w
+        for sign in (1.0, -2.0):  # w + eps d_w, then w - eps d_w
             with torch.no_grad():
                 for w, d in zip(weights, d_w, strict=True):
                     w.add_(sign * eps * d)
@@ -116,9 +121,11 @@ def search(
     best: tuple[Genotype, float] = (net.genotype(), -1.0)
     for epoch in range(s.num_epochs):
         start = time.perf_counter()
-        lr = schedule.get_last_lr()[0]
+        lr = float(schedule.get_last_lr()[0])
         net.train()
-        pairs = zip(batches(xw, yw, size, generator), batches(xa, ya, size, generator), strict=False)
+        pairs = zip(
+            batches(xw, yw, size, generator), batches(xa, ya, size, generator), strict=False
+        )
         for step, (train, valid) in enumerate(pairs):
             architect.step(train, valid, lr)
             w_opt.zero_grad()
@@ -127,14 +134,18 @@ def search(
             nn.utils.clip_grad_norm_(net.weights(), s.w_grad_clip)
             w_opt.step()
             if (step + 1) % s.print_step == 0:
-                print(f"epoch {epoch + 1} step {step + 1}: loss {loss.item():.4f}", file=sys.stderr)
+                print(
+                    f"epoch {epoch + 1} step {step + 1}: loss {loss.item():.4f}", file=sys.stderr
+                )
         schedule.step()
         acc = accuracy(net, data.x_valid, data.y_valid)
         genotype = net.genotype()
         if acc > best[1]:
             best = (genotype, acc)
         print(f"epoch {epoch + 1}: {time.perf_counter() - start:.2f}s", file=sys.stderr)
-        report({"epoch": epoch + 1, "Validation-Accuracy": acc, "Best-Genotype": str(best[0])}, say)
+        report(
+            {"epoch": epoch + 1, "Validation-Accuracy": acc, "Best-Genotype": str(best[0])}, say
+        )
     return best
 
 
@@ -161,8 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         data = load(args.dataset, args.seed, args.limit)
         torch.manual_seed(args.seed)
         net = SearchNetwork(
-            primitives, data.x_train.shape[1], data.num_classes, num_layers,
-            s.init_channels, s.num_nodes, s.stem_multiplier,
+            primitives,
+            data.x_train.shape[1],
+            data.num_classes,
+            num_layers,
+            s.init_channels,
+            s.num_nodes,
+            s.stem_multiplier,
         )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         print(f"error: bad DARTS arguments: {exc}", file=sys.stderr)

@@ -16,7 +16,8 @@ negated for minimise; failed trials are left out). A per-process cache keyed by 
 the replayed batches skips work already done; it never changes an answer. New architectures are
 sampled with a torch generator seeded from the seed and the history.
 
->>> # in an Experiment: algorithm: {algorithmName: enas}, nasConfig: {graphConfig: ..., operations: ...}
+Usage, in an Experiment: ``algorithm: {algorithmName: enas}`` with a ``nasConfig`` (see
+``examples/enas.yaml``).
 """
 
 from __future__ import annotations

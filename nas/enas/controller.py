@@ -79,7 +79,7 @@ class Controller(nn.Module):
         """Sample an architecture (``given=None``) or score ``given``."""
         h_size = self.config.hidden_size
         hx = (torch.zeros(1, h_size), torch.zeros(1, h_size))
-        inputs = self.g_emb
+        inputs: torch.Tensor = self.g_emb
         anchors: list[torch.Tensor] = []
         anchors_w1: list[torch.Tensor] = []
         log_prob = torch.zeros(())

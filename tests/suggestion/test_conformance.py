@@ -1,6 +1,7 @@
 """Conformance suite every registered suggestion algorithm must pass, over real gRPC.
 
-New algorithms join automatically: the suite is parametrised over ``registry.names()``.
+New algorithms join automatically: the suite is parametrised over ``registry.names()`` (NAS
+algorithms, which need a nasConfig, have their own suite in ``tests/nas``).
 Algorithms whose ``check`` rejects a continuous space (grid) run on the finite space.
 """
 
@@ -28,7 +29,7 @@ from tests.suggestion.requests import (
     trial,
 )
 
-ALGORITHMS = registry.names()
+ALGORITHMS = registry.names(include_nas=False)
 SEED = {"random_state": "7"}
 
 
