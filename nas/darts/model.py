@@ -4,7 +4,8 @@ Liu, Simonyan & Yang, "DARTS: Differentiable Architecture Search" (ICLR 2019). A
 input nodes (the outputs of the two previous cells) and ``num_nodes`` intermediate nodes; node
 ``i`` sums one *mixed operation* per earlier node ``j``:
 ``o(x) = sum_k softmax(alpha_ij)_k op_k(x)`` (eq. 2). The cell's output concatenates its
-intermediate nodes. Cells at 1/3 and 2/3 of the depth are reduction cells (stride 2 on the edges from the inputs), with their own alpha.
+intermediate nodes. Cells at 1/3 and 2/3 of the depth are reduction cells (stride 2 on the
+edges from the inputs), with their own alpha.
 
 Arrays: ``alpha_normal`` and ``alpha_reduce`` have shape ``(n_edges, n_ops)`` with
 ``n_edges = sum_{i<num_nodes} (2 + i)``; edges are ordered node by node, inputs first.
