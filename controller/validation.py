@@ -439,7 +439,10 @@ def _nas_config(problems: Problems, spec: Mapping[str, Any], at: str) -> dict[st
             continue
         fields.unknown_keys(problems, op, ("operationType", "parameters"), path)
         fields.string(problems, op, "operationType", f"{path}.operationType", required=True)
-        # An operation without parameters (Katib's darts-gpu skip_connection) is one choice.
+        # An operation without a parameters key (Katib's darts-gpu skip_connection) is one
+        # choice; an explicitly empty list is still a mistake.
         params = fields.sequence(problems, op, "parameters", f"{path}.parameters")
+        if "parameters" in op and op["parameters"] == []:
+            problems.add(f"{path}.parameters", "needs at least one parameter (or omit the key)")
         parse_parameters(problems, params, f"{path}.parameters")
     return raw
