@@ -12,6 +12,7 @@
     katib-bench tpe latency                           # our TPE vs Optuna's: ms per suggestion
     katib-bench db --grpc                             # observation store: rows/s, read latency
     katib-bench controller                            # per-trial overhead of a local experiment
+    katib-bench early-stopping --seeds 10             # trial-steps saved by medianstop and asha
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from katib.bench import commands, harness, peers, problems, tpe_study
+from katib.bench import (
+    commands,
+    early_stopping,
+    harness,
+    multifidelity,
+    peers,
+    problems,
+    tpe_study,
+)
 from katib.bench.latency import LatencySample
 from katib.bench.runner import RunResult
 from katib.suggestion import registry
@@ -181,6 +190,13 @@ def parser() -> argparse.ArgumentParser:
     lat.add_argument("--count", type=int, default=1, help="suggestions per call")
     lat.set_defaults(func=cmd_latency)
     commands.register(sub)
+
+    es = sub.add_parser(
+        "early-stopping", help="trial-steps and final best with and without early stopping"
+    )
+    early_stopping.add_arguments(es)
+    es.set_defaults(func=early_stopping.run)
+    multifidelity.register(sub)
     return top
 
 

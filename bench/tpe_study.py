@@ -37,12 +37,13 @@ from typing import Any
 import numpy as np
 
 from katib.api.errors import KatibError
+from katib.api.settings import parse_settings
+from katib.api.trials import Direction, Trial, TrialState
 from katib.bench.peers import optuna_distribution
 from katib.bench.synthetic import FUNCTIONS
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo, SuggestResult
-from katib.suggestion.history import Direction, History, Trial, TrialState
-from katib.suggestion.settings import parse_settings
+from katib.suggestion.history import History
 from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, SearchSpace
 
 #: Ours by default; any stateless algorithm of the registry may run.

@@ -2,10 +2,12 @@
 
     katib run examples/random.yaml [--results DIR]
     katib validate examples/random.yaml
-    katib status results/random-example
-    katib trials results/random-example
+    katib status results/random-example [-o json|yaml]
+    katib trials results/random-example [-o json|yaml|csv]
 
-Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage, 130 interrupted.
+Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage, 130 interrupted,
+3 the filesystem refused (read-only or full disk, a path under a regular file: one line says
+which path; the results directory keeps its last consistent state, so fix it and run again).
 """
 
 from __future__ import annotations
@@ -24,16 +26,27 @@ from rich.console import Console
 
 from katib.api.errors import InvalidArgument, KatibError
 from katib.controller import reconcile as rec
+from katib.controller import report
 from katib.controller.runner import ExperimentRunner
 from katib.controller.spec import Experiment
 from katib.controller.store import ResultsStore
 from katib.controller.validation import load_experiment
-from katib.controller.view import ProgressView, best_line, counts_line, trials_table
+from katib.controller.view import (
+    ProgressView,
+    best_line,
+    counts_line,
+    print_failures,
+    sort_key,
+    trials_table,
+)
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_FILESYSTEM = 3
 BEST_ROWS = 10
+#: Failed trials whose log tails are printed at the end of ``katib run``.
+FAILURE_DETAILS = 3
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -94,7 +107,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         f"experiment {spec.name!r}: {spec.algorithm.algorithm_name}, results in {results}",
         highlight=False,
     )
-    view = ProgressView(spec, console) if not args.quiet else None
+    view = ProgressView(spec, console, results) if not args.quiet else None
     runner = ExperimentRunner(
         spec,
         raw,
@@ -123,11 +136,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     except KatibError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_FAILED
+    except OSError as exc:
+        if exc.filename is None:  # os.write says no more than "No space left on device"
+            exc.filename = f"{results} (the results directory)"
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     if result.note:
         console.print(result.note, highlight=False)
     _print_outcome(console, spec, result.decision, result.trials)
+    print_failures(console, results, result.trials, limit=FAILURE_DETAILS)
     return EXIT_OK if result.succeeded else EXIT_FAILED
 
 
@@ -177,6 +195,10 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_INVALID
     condition = status.get("condition", "Created")
+    if args.output != "table":
+        document = report.status_document(spec, status, trials, Path(args.dir))
+        sys.stdout.write(report.dump(document, args.output))
+        return EXIT_FAILED if condition == rec.Condition.FAILED else EXIT_OK
     console.print(
         f"{spec.name}: {condition} ({status.get('reason', '')}) {status.get('message', '')}",
         highlight=False,
@@ -198,7 +220,17 @@ def cmd_trials(args: argparse.Namespace, console: Console) -> int:
     except (FileNotFoundError, InvalidArgument) as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_INVALID
-    console.print(trials_table(spec, trials, by_best=args.best))
+    if args.output == "table":
+        console.print(trials_table(spec, trials, by_best=args.best))
+        print_failures(console, Path(args.dir), trials)
+        return EXIT_OK
+    if args.best:
+        trials = sorted(trials, key=lambda t: sort_key(spec, t))
+    if args.output == "csv":
+        sys.stdout.write(report.trials_csv(spec, trials))
+    else:
+        document = report.trials_document(spec, trials, Path(args.dir))
+        sys.stdout.write(report.dump(document, args.output))
     return EXIT_OK
 
 
@@ -225,9 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status = sub.add_parser("status", help="show an experiment's status")
     status.add_argument("dir", help="results directory")
+    status.add_argument(
+        "-o", "--output", choices=report.FORMATS, default="table", help="output format"
+    )
     trials = sub.add_parser("trials", help="list an experiment's trials")
     trials.add_argument("dir", help="results directory")
     trials.add_argument("--best", action="store_true", help="best first")
+    trials.add_argument(
+        "-o", "--output", choices=report.TRIAL_FORMATS, default="table", help="output format"
+    )
     return parser
 
 
@@ -246,7 +284,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "trials": cmd_trials,
     }
-    return handlers[args.command](args, console)
+    try:
+        return handlers[args.command](args, console)
+    except (OSError, sqlite3.OperationalError) as exc:
+        console.print(f"katib {args.command}: {describe_filesystem_error(exc)}", style="red")
+        return EXIT_FILESYSTEM
+
+
+def describe_filesystem_error(exc: OSError | sqlite3.OperationalError) -> str:
+    """One line for a filesystem failure: what the OS said, and about which path."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+        where = " -> ".join(str(p) for p in paths)
+        return f"{reason}: {where}" if where else reason
+    return f"results database: {exc}"
 
 
 if __name__ == "__main__":

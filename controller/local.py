@@ -144,7 +144,9 @@ class LocalBackend:
             raise
         stdout = cast(IO[bytes], popen.stdout)  # Popen(stdout=PIPE) guarantees it
         os.set_blocking(stdout.fileno(), False)
-        stream = MetricStream(make_parser(self.collector, self.metric_names))
+        stream = MetricStream(
+            make_parser(self.collector, self.metric_names), warn=_log_writer(log_fd)
+        )
         summary = ObservationSummary(self.spec.objective)
         self._running[trial.name] = _Running(
             trial.name, popen, log_fd, stream, metrics_file, summary
@@ -279,7 +281,11 @@ class LocalBackend:
             run.stream.close()
             self._flush(run)
             return
-        final = MetricStream(make_parser(self.collector, self.metric_names))
+        final = MetricStream(  # lines the stream has warned about are not warned about again
+            make_parser(self.collector, self.metric_names),
+            warn=_log_writer(run.log_fd),
+            quiet_lines=run.stream.lines,
+        )
         path = run.metrics_file
         with contextlib.suppress(FileNotFoundError):
             if path is not None:
@@ -417,6 +423,16 @@ def _setpriv() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return found if probe.returncode == 0 else None
+
+
+def _log_writer(log_fd: int) -> Callable[[str], None]:
+    """Write the collector's warnings about a trial's output into the trial's log."""
+
+    def write(message: str) -> None:
+        with contextlib.suppress(OSError):  # a full disk must not fail the collector
+            os.write(log_fd, message.encode("utf-8", "backslashreplace"))
+
+    return write
 
 
 def _digest(entries: list[LogEntry], into: Any = None) -> bytes:

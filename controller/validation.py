@@ -37,6 +37,7 @@ from katib.controller.spec import (
     TrialTemplate,
     default_strategy,
 )
+from katib.db.records import check_name
 
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME_LENGTH = 40
@@ -185,6 +186,12 @@ def _objective(problems: Problems, spec: Mapping[str, Any]) -> Objective | None:
             fields.sequence(problems, raw, "additionalMetricNames", f"{at}.additionalMetricNames")
         )
     ]
+    for field, name in [(f"{at}.objectiveMetricName", metric)] + [
+        (f"{at}.additionalMetricNames[{i}]", name) for i, name in enumerate(additional)
+    ]:
+        problem = check_name("the metric name", name) if name else None
+        if problem is not None:  # the observation DB could not store its rows
+            problems.add(field, problem)
     if metric and metric in additional:
         problems.add(
             f"{at}.additionalMetricNames", f"must not contain the objective metric {metric!r}"
@@ -243,7 +250,8 @@ def _algorithm(
         return None
     fields.unknown_keys(problems, raw, ("algorithmName", "algorithmSettings"), at)
     name = fields.string(problems, raw, "algorithmName", f"{at}.algorithmName", required=True)
-    settings = []
+    settings: list[Setting] = []
+    first: dict[str, int] = {}
     for i, item in enumerate(
         fields.sequence(problems, raw, "algorithmSettings", f"{at}.algorithmSettings")
     ):
@@ -251,12 +259,21 @@ def _algorithm(
         if not isinstance(item, Mapping):
             problems.add(path, "must be a mapping with name and value")
             continue
-        settings.append(
-            Setting(
-                fields.string(problems, item, "name", f"{path}.name", required=True),
-                fields.string(problems, item, "value", f"{path}.value", scalar=True),
-            )
+        setting = Setting(
+            fields.string(problems, item, "name", f"{path}.name", required=True),
+            fields.string(problems, item, "value", f"{path}.value", scalar=True),
         )
+        if setting.name in first:  # one value per name; Katib's services keep only the last
+            earlier = settings[first[setting.name]]
+            if earlier.value != setting.value:
+                problems.add(
+                    f"{path}.value",
+                    f"setting {setting.name!r} is given twice with different values "
+                    f"({earlier.value!r} and {setting.value!r}); keep one",
+                )
+            continue
+        first[setting.name] = len(settings)
+        settings.append(setting)
     return AlgorithmSpec(algorithm_name=name, algorithm_settings=tuple(settings))
 
 

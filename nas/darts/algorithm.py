@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from katib.api.errors import InvalidArgument
+from katib.api.settings import setting
 from katib.nas.config import NasConfig, check_config, quote
 from katib.suggestion.base import Algorithm, ExperimentInfo, Suggestion, SuggestResult
 from katib.suggestion.history import History
-from katib.suggestion.settings import setting
 
 
 @dataclass(frozen=True)

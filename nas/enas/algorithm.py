@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from katib.api.errors import FailedPrecondition, InvalidArgument
+from katib.api.settings import setting
+from katib.api.trials import Trial, TrialState
 from katib.nas.config import NasConfig, check_config, quote, unquote
 from katib.suggestion.base import Algorithm, ExperimentInfo, Suggestion, SuggestResult
-from katib.suggestion.history import History, Trial, TrialState
-from katib.suggestion.settings import setting
+from katib.suggestion.history import History
 
 logger = logging.getLogger(__name__)
 

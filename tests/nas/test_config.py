@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from katib.nas.config import NasConfig, Operation, OpParameter, quote, unquote, validate_operations
-from katib.suggestion.proto import nas_config_from_proto
+from katib.nas.proto import nas_config_from_proto
 from tests.nas.requests import nas_experiment
 
 

@@ -169,7 +169,7 @@ def test_bad_experiments_are_invalid_argument_naming_the_field(
 
 
 def test_without_torch_enas_is_a_failed_precondition(monkeypatch: pytest.MonkeyPatch) -> None:
-    info, _, _ = experiment_from_proto(nas_experiment("enas"))
+    info = experiment_from_proto(nas_experiment("enas"))
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(FailedPrecondition, match="need torch"):
         ENAS.check(info, None)
