@@ -54,12 +54,12 @@ def test_reinforce_raises_the_rewarded_architecture_and_lowers_the_other() -> No
     good, bad = c(generator=g).arc, c(generator=g).arc
     while bad == good:
         bad = c(generator=g).arc
-    before_good, before_bad = float(c(good).log_prob), float(c(bad).log_prob)
+    before_good, before_bad = float(c(good).log_prob.detach()), float(c(bad).log_prob.detach())
     opt = torch.optim.Adam(c.parameters(), lr=0.01)
     config = ReinforceConfig(learning_rate=0.01, train_steps=5, skip_weight=None)
     baseline = reinforce_step(c, opt, [good, bad], [1.0, 0.0], None, config)
-    assert float(c(good).log_prob) > before_good + 0.05
-    assert float(c(bad).log_prob) < before_bad - 0.05
+    assert float(c(good).log_prob.detach()) > before_good + 0.05
+    assert float(c(bad).log_prob.detach()) < before_bad - 0.05
     assert baseline == pytest.approx(0.5)  # first batch: its own mean
     # A later batch moves the baseline by (1 - decay) towards the batch mean.
     assert reinforce_step(c, opt, [good], [1.0], baseline, config) == pytest.approx(
@@ -72,7 +72,7 @@ def test_skip_penalty_pulls_the_skip_rate_towards_the_target() -> None:
     arcs = [c(generator=torch.Generator().manual_seed(i)).arc for i in range(4)]
 
     def mean_skip_prob() -> float:
-        return sum(float(c(a).skip_kl) for a in arcs)
+        return sum(float(c(a).skip_kl.detach()) for a in arcs)
 
     before = mean_skip_prob()
     opt = torch.optim.Adam(c.parameters(), lr=0.01)
