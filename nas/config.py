@@ -20,6 +20,9 @@ from katib.api.errors import InvalidArgument
 
 #: Parameter types of an operation's parameters (Katib's names, lower case).
 PARAM_TYPES = ("categorical", "discrete", "int", "double")
+#: The most op ids a nasConfig may expand into (Katib's own examples have under 200); bounds
+#: the memory and time one request can cost.
+MAX_OP_IDS = 10_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,13 @@ class OpParameter:
     low: str = ""
     high: str = ""
     step: str = ""
+
+    def count(self) -> int:
+        """How many values :meth:`values` gives, computed without listing them."""
+        if self.type in ("categorical", "discrete"):
+            return len(self.choices)
+        width = Decimal(self.step) if self.step else Decimal(1)
+        return max(0, int((Decimal(self.high) - Decimal(self.low)) / width) + 1)
 
     def values(self) -> list[Any]:
         """The parameter's values in order: strings for lists, numbers for ranges.
@@ -169,6 +179,19 @@ def check_config(config: NasConfig | None, algorithm: str, need_sizes: bool) -> 
     problems += validate_operations(config.operations, f"{where}.operations.operation")
     if problems:
         raise InvalidArgument(problems)
+    total = 0
+    for op in config.operations:
+        size = 1
+        for p in op.parameters:
+            size *= p.count()
+            if size > MAX_OP_IDS:
+                break
+        total += size
+        if total > MAX_OP_IDS:
+            raise InvalidArgument(
+                f"{where}.operations: the operations expand into more than {MAX_OP_IDS} op ids "
+                f"(every combination of each operation's parameter values is one op id)"
+            )
     return config
 
 

@@ -149,6 +149,13 @@ def test_darts_answers_every_call_with_katibs_three_assignments(
             nas_experiment("enas", ops=[("conv", [("k", pb.DOUBLE, {"min": "1", "max": "2"})])]),
             "step is required",
         ),
+        (
+            nas_experiment(
+                "enas",
+                ops=[("conv", [("k", pb.INT, {"min": "1", "max": "1000000000", "step": "1"})])],
+            ),
+            "more than 10000 op ids",
+        ),
         (nas_experiment("random"), "needs experiment.spec.parameter_specs"),
         (experiment("enas"), "needs experiment.spec.nas_config"),
     ],
