@@ -243,7 +243,6 @@ LOCAL_PROBLEMS = {
     ],
     "trial-template/trial-configmap-source.yaml": ["spec.trialTemplate.configMap"],
     "early-stopping/median-stop.yaml": ["spec.earlyStopping"],
-    "hp-tuning/hyperband.yaml": ["spec.algorithm.algorithmName"],
     # args without command: the image's entrypoint is not at hand locally
     "kubeflow-training-operator/xgboostjob-lightgbm.yaml": [
         "spec.trialTemplate.primaryContainerName"
