@@ -25,8 +25,6 @@ from katib.controller.spec import (
     ParameterType,
 )
 
-#: Collector kinds the local backend can run.
-LOCAL_COLLECTORS = (CollectorKind.STDOUT, CollectorKind.FILE, CollectorKind.PUSH)
 _TWO_GROUPS = compile_filter(r".*\(.*\).*\(.*\).*")  # Katib's webhook check, in RE2 too
 
 
@@ -131,8 +129,14 @@ def _check_range(
             problems.add(f"{at}.{key}", f"must be {kind}, got {text!r}")
         else:
             bounds[key] = value
-    if len(bounds) == 2 and not bounds["min"] < bounds["max"]:
-        problems.add(f"{at}.min", f"min ({low}) must be less than max ({high})")
+    # An int may be fixed (min == max: Hyperband's resource in Katib's example); a double
+    # range must have room.
+    if len(bounds) == 2 and not (
+        bounds["min"] < bounds["max"]
+        or (ptype is ParameterType.INT and bounds["min"] == bounds["max"])
+    ):
+        relation = "at most" if ptype is ParameterType.INT else "less than"
+        problems.add(f"{at}.min", f"min ({low}) must be {relation} max ({high})")
     log_scale = distribution in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL)
     if log_scale and "min" in bounds and bounds["min"] <= 0:
         problems.add(f"{at}.min", f"must be > 0 for a {distribution} distribution, got {low}")
@@ -200,12 +204,6 @@ def parse_collector(
             f"{kind_text!r} is not one of {', '.join(k.value for k in CollectorKind)}",
         )
         return MetricsCollectorSpec()
-    if kind not in LOCAL_COLLECTORS:
-        problems.add(
-            f"{where}.collector.kind",
-            f"{kind} collectors are not supported by local "
-            f"runs; use {', '.join(k.value for k in LOCAL_COLLECTORS)}",
-        )
     source = fields.mapping(problems, raw, "source", f"{where}.source") or {}
     filters = _filters(problems, source, f"{where}.source.filter")
     path = _file_system_path(problems, kind, source, f"{where}.source.fileSystemPath")
