@@ -25,6 +25,7 @@ _BUILTIN: dict[str, str] = {
     "grid": "katib.suggestion.grid:GridSearch",
     "tpe": "katib.suggestion.tpe:TPE",
     "multivariate-tpe": "katib.suggestion.tpe:MultivariateTPE",
+    "cmaes": "katib.suggestion.cmaes:CMAES",
 }
 _registered: dict[str, type[Algorithm]] = {}
 
