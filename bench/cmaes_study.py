@@ -212,6 +212,62 @@ def report(runs: dict[str, Any], probs: list[str], names: list[str], budgets: li
     print("median seconds per ask: " + ", ".join(f"{n} {v * 1e3:.2f} ms" for n, v in lat.items()))
 
 
+def latency(history: int = 1000, calls: int = 200) -> dict[str, float]:
+    """Median ms of one ``GetSuggestions`` over loopback gRPC, ``cmaes`` against ``random``.
+
+    The history is ``history`` trials that ``cmaes`` itself suggested (labels and names set,
+    values from a 7-parameter mixed problem), so replay follows the normal path; the service
+    runs in this process (``katib.api.server.start``); each call asks for one suggestion.
+    """
+    import grpc
+
+    from katib.api import api_pb2 as pb
+    from katib.api import api_pb2_grpc
+    from katib.api.server import start
+    from katib.bench.service import experiment_to_proto
+    from katib.suggestion.server import services
+
+    problem = problems.get("mixed")
+    ours = InProcessCMAES(problem, 0, None)
+    noise = np.random.default_rng(0)
+    while len(ours.trials) < history:
+        for point in ours.ask(1):
+            ours.tell(len(ours.trials) - 1, problem.evaluate(point, noise).value)
+    figures = {}
+    server = start(services(["cmaes", "random"]), host="127.0.0.1", port=0)
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = api_pb2_grpc.SuggestionStub(channel)
+            for algorithm in ("random", "cmaes"):
+                exp = experiment_to_proto(
+                    ours.algorithm.experiment.name, problem.space, algorithm,
+                    [("random_state", "0")], budget=history + 1, batch=1,
+                )  # fmt: skip
+                trials = []
+                for t in ours.trials:
+                    message = pb.Trial(name=t.name)
+                    for name, value in problem.space.format(t.point or {}):
+                        message.spec.parameter_assignments.assignments.add(name=name, value=value)
+                    message.spec.labels.update(t.labels)
+                    message.status.condition = pb.TrialStatus.SUCCEEDED
+                    message.status.observation.metrics.add(name="loss", value=repr(t.value))
+                    trials.append(message)
+                req = pb.GetSuggestionsRequest(
+                    experiment=exp, trials=trials, current_request_number=1
+                )
+                stub.GetSuggestions(req)  # warm: the first call replays the whole history
+                seconds = []
+                for _ in range(calls):
+                    t0 = time.perf_counter()
+                    stub.GetSuggestions(req)
+                    seconds.append(time.perf_counter() - t0)
+                figures[algorithm] = 1e3 * float(np.median(seconds))
+                figures[algorithm + " p90"] = 1e3 * float(np.quantile(seconds, 0.9))
+    finally:
+        server.stop(0)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run (or resume from ``--cache``) the study and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -220,7 +276,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS))
     parser.add_argument("--contenders", default="cmaes,cmaes-ipop,cmaes-bipop,optuna:cmaes,cma")
     parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--latency", action="store_true", help="only measure request latency")
     args = parser.parse_args(argv)
+    if args.latency:
+        figures = latency()
+        print(", ".join(f"{k} {v:.2f} ms" for k, v in figures.items()))
+        print(f"load {os.getloadavg()[0]:.1f}")
+        return
     budgets = [int(b) for b in args.budgets.split(",")]
     probs, names = args.problems.split(","), args.contenders.split(",")
     runs: dict[str, Any] = {}

@@ -112,6 +112,7 @@ class CMAES(Algorithm):
     _cache: ClassVar[OrderedDict[tuple[str, bytes], tuple[int, Replayed]]] = OrderedDict()
     _cache_lock: ClassVar[threading.Lock] = threading.Lock()
     _cache_bytes: ClassVar[list[int]] = [0]
+    _layouts: ClassVar[OrderedDict[tuple[str, bytes], Layout]] = OrderedDict()
 
     @classmethod
     def check(cls, experiment: ExperimentInfo, settings: Any) -> None:
@@ -129,16 +130,29 @@ class CMAES(Algorithm):
             )
 
     def replayer(self) -> Replayer:
-        """The replayer for this experiment and settings."""
+        """The replayer for this experiment and settings (built once per instance)."""
+        cached: Replayer | None = self.__dict__.get("_replayer")
+        if cached is not None:
+            return cached
+        key = self._cache_key()
+        with self._cache_lock:
+            layout = self._layouts.get(key)
+        if layout is None:
+            layout = Layout.build(self.space)
+            with self._cache_lock:
+                self._layouts[key] = layout
+                while len(self._layouts) > 64:
+                    self._layouts.popitem(last=False)
         s = self.settings
-        return Replayer(
-            Layout.build(self.space),
+        self.__dict__["_replayer"] = cached = Replayer(
+            layout,
             self.stable_seed,
             s.sigma,
             s.restart_strategy,
             s.population_size,
             self.experiment.name,
         )
+        return cached
 
     def replayed(self, history: History, use_cache: bool = True) -> Replayed:
         """The history replayed (from the cached replay of this experiment when it fits)."""
@@ -172,9 +186,8 @@ class CMAES(Algorithm):
             name = ids.trial_name(self.experiment.name, member)
             if name is not None and name in names:
                 continue
-            rng = self.rng(history, f"cmaes-free-{tuple(member)}", self.stable_seed)
             draw = replayer.draw(
-                run.state, member, taken, lambda r=rng: self._free_point(r, taken, history)
+                run.state, member, taken, lambda m=member: self._free_point(m, taken, history)
             )
             if draw is None:
                 break
@@ -188,8 +201,11 @@ class CMAES(Algorithm):
         )
         return SuggestResult(out, state)
 
-    def _free_point(self, rng: Any, taken: set[tuple[str, ...]], history: History) -> Point | None:
+    def _free_point(
+        self, member: ids.Member, taken: set[tuple[str, ...]], history: History
+    ) -> Point | None:
         """A uniformly random point not yet taken (for a converged discrete search)."""
+        rng = self.rng(history, f"cmaes-free-{tuple(member)}", self.stable_seed)
 
         def draw(k: int) -> list[Point]:
             return [p for p in self.space.sample(rng, k) if self.space.key(p) not in taken]
@@ -199,8 +215,13 @@ class CMAES(Algorithm):
         return found[0] if found else None
 
     def _cache_key(self) -> tuple[str, bytes]:
+        cached: tuple[str, bytes] | None = self.__dict__.get("_key")
+        if cached is not None:
+            return cached
         described = repr((self.space, self.experiment.direction, self.settings, self.stable_seed))
-        return (self.experiment.name, hashlib.blake2b(described.encode(), digest_size=16).digest())
+        digest = hashlib.blake2b(described.encode(), digest_size=16).digest()
+        self.__dict__["_key"] = key = (self.experiment.name, digest)
+        return key
 
     def _store(self, key: tuple[str, bytes], result: Replayed) -> None:
         size = result.nbytes()

@@ -73,6 +73,20 @@ class Layout:
         return cls(space, tuple(numeric), tuple(categorical), tuple(arities), tuple(cuts))
 
     @property
+    def reach(self) -> np.ndarray:
+        """Per column of ``U``, how far a draw may lie from a point it decodes to ``(d,)``.
+
+        Continuous: round-off only; discretised: the widest cell; categorical: half a cell.
+        """
+        reach = np.empty(self.space.dim)
+        for j, cuts in zip(self.numeric, self.cuts, strict=True):
+            edges = None if cuts is None else np.diff(np.concatenate(([0.0], cuts, [1.0])))
+            reach[j] = 1e-6 if edges is None else float(edges.max()) + 1e-9
+        for j, k in zip(self.categorical, self.arities, strict=True):
+            reach[j] = 0.5 / k + 1e-9
+        return reach
+
+    @property
     def continuous(self) -> np.ndarray:
         """Mask over numeric dimensions: true where the dimension is not discretised."""
         return np.array([c is None for c in self.cuts], dtype=bool)
@@ -129,6 +143,8 @@ class Replayed:
         default_factory=list
     )
     loose_used: int = 0
+    #: Loose trials consumed by the told generations (the open one may have taken more).
+    loose_told: int = 0
     stops: list[str] = field(default_factory=list)
     #: Identity of each trial seen, by ``id()`` (kept with the trial, to check ``is``).
     idents: dict[int, tuple[Trial, Member | None]] = field(default_factory=dict, repr=False)
@@ -164,6 +180,7 @@ class Replayer:
         self.lam0 = population or strategy.default_population(n)
         self.experiment = experiment
         self.continuous = layout.continuous
+        self.reach = layout.reach
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -283,7 +300,8 @@ class Replayer:
         space = self.layout.space
         key = trial.key if trial.key is not None else space.key(trial.point)
         x, cats, u, feasible = self.candidates(state, member)
-        order = [*np.flatnonzero(feasible), *np.flatnonzero(~feasible)]
+        near = np.all(np.abs(u - space.encode([trial.point])[0]) <= self.reach, axis=1)
+        order = [*np.flatnonzero(feasible & near), *np.flatnonzero(~feasible & near)]
         for a in order:
             if space.key(space.decode(u[a : a + 1])[0]) == key:
                 return Draw(x[a], cats[a], trial.point)
@@ -321,7 +339,13 @@ class Replayer:
         if fast:
             assert resume is not None
             result = Replayed(
-                resume.run, {}, list(resume.told), resume.loose_used, list(resume.stops), idents
+                resume.run,
+                {},
+                told=list(resume.told),
+                loose_used=resume.loose_told,
+                loose_told=resume.loose_told,
+                stops=list(resume.stops),
+                idents=idents,
             )
         else:
             result = Replayed(self.first_run(), {}, idents=idents)
@@ -346,6 +370,7 @@ class Replayer:
             state, _ = strategy.apply_margin(state, self.layout.cuts)
             names = tuple(t.name for _, t in core)
             result.told.append((key, names, tuple(told_losses.tolist())))
+            result.loose_told = result.loose_used
             reason = (
                 strategy.should_stop(state, run.sigma0, told_losses)
                 if self.restart_strategy
@@ -373,7 +398,7 @@ class Replayer:
                 return False
             if any(losses.get(t.name) != v for (_, t), v in zip(core, values, strict=True)):
                 return False
-        return used == resume.loose_used
+        return used == resume.loose_told
 
 
 def _core(

@@ -148,6 +148,7 @@ def test_margin_keeps_integer_dimensions_alive() -> None:
             plain.layout = dataclasses.replace(plain.layout, cuts=(None,) * 4)
             assert space.names[2:] == ["x2", "x3"]
             plain.continuous = plain.layout.continuous
+            plain.reach = plain.layout.reach
             return plain
 
     bare = Bare(ExperimentInfo("bare", space), algo.settings)
