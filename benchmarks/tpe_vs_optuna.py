@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from katib.api.settings import parse_settings
+from katib.api.trials import Direction, Trial, TrialState
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo
-from katib.suggestion.history import Direction, History, Trial, TrialState
-from katib.suggestion.settings import parse_settings
+from katib.suggestion.history import History
 from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, SearchSpace
 
 D, INT, CAT, DISC = (

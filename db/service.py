@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import grpc
 
 from katib.api import api_pb2, api_pb2_grpc
-from katib.api.errors import grpc_errors
+from katib.api.status import grpc_errors
 from katib.db.records import check_trial_name, parse_time_bound, validate_report
 from katib.db.store import ObservationStore
 from katib.db.timestamps import format_rfc3339

@@ -61,7 +61,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from katib.suggestion.history import Direction, History
+from katib.api.trials import Direction
+from katib.suggestion.history import History
 from katib.suggestion.space import Point, SearchSpace
 
 
@@ -117,14 +118,14 @@ class Algorithm(ABC):
     """Base class of every suggestion algorithm.
 
     Subclasses set :attr:`name` (Katib's algorithm name) and :attr:`settings_class` (a frozen
-    dataclass built with :func:`katib.suggestion.settings.setting`), and implement
+    dataclass built with :func:`katib.api.settings.setting`), and implement
     :meth:`suggest`. Override :meth:`check` to reject experiments the algorithm cannot handle.
     """
 
     name: ClassVar[str]
     settings_class: ClassVar[type] = NoSettings
     #: A frozen dataclass of the state this algorithm echoes in ``reply.algorithm`` (declared
-    #: with :func:`~katib.suggestion.settings.setting`, like the settings); ``None`` for none.
+    #: with :func:`~katib.api.settings.setting`, like the settings); ``None`` for none.
     state_class: ClassVar[type | None] = None
     #: False for algorithms that ignore objective values (random, grid, sobol).
     uses_objective: ClassVar[bool] = True
@@ -181,8 +182,7 @@ class Algorithm(ABC):
         seed = self.seed if seed is None else seed
         if seed is None:
             return np.random.default_rng()
-        names = "\n".join(sorted(history.names))
-        digest = zlib.crc32(f"{salt}\n{names}".encode())
+        digest = zlib.crc32(history.sorted_names, zlib.crc32(f"{salt}\n".encode()))
         return np.random.default_rng([seed, len(history), digest])
 
 

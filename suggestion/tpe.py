@@ -51,10 +51,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from katib.api.settings import setting
+from katib.api.trials import Trial, TrialState
 from katib.suggestion import parzen
 from katib.suggestion.base import Algorithm, draw_distinct
-from katib.suggestion.history import History, Trial, TrialState
-from katib.suggestion.settings import setting
+from katib.suggestion.history import History
 from katib.suggestion.sobol import SobolSearch, SobolSettings
 from katib.suggestion.space import Point
 

@@ -2,9 +2,19 @@
 
 New algorithms join automatically: the suite is parametrised over ``registry.names()``.
 Algorithms whose ``check`` rejects a continuous space (grid) run on the finite space.
+The restart test runs two separate ``katib-suggestion`` processes.
 """
 
 from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -76,6 +86,102 @@ def history(
             )
             trials.append(trial(f"t{r}-{i}", a.items(), condition, loss))
     return trials
+
+
+def process(argv_extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], str]:
+    """Start ``katib-suggestion`` on a free port; its address, polled with a deadline."""
+    argv = [sys.executable, "-m", "katib.suggestion.server", "--host", "127.0.0.1", "--port", "0"]
+    proc = subprocess.Popen(
+        [*argv, *argv_extra],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def drain() -> None:  # keep reading, so the server never blocks on a full pipe
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            match = re.search(r"listening on (\S+)", lines.get(timeout=1))
+        except queue.Empty:
+            continue
+        if match:
+            return proc, match.group(1)
+    proc.kill()
+    raise AssertionError("katib-suggestion did not report its address")
+
+
+@pytest.fixture(scope="module")
+def two_processes() -> Iterator[tuple[api_pb2_grpc.SuggestionStub, api_pb2_grpc.SuggestionStub]]:
+    """Stubs of two separate ``katib-suggestion`` processes serving every algorithm."""
+    procs = [process(), process(("--cache-mib", "64"))]
+    channels = [grpc.insecure_channel(address) for _, address in procs]
+    try:
+        yield api_pb2_grpc.SuggestionStub(channels[0]), api_pb2_grpc.SuggestionStub(channels[1])
+    finally:
+        for channel in channels:
+            channel.close()
+        for proc, _ in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def call(stub: api_pb2_grpc.SuggestionStub, req: pb.GetSuggestionsRequest) -> list[object]:
+    """Everything a reply says: assignments, trial names, labels and the echoed settings."""
+    reply = stub.GetSuggestions(req, timeout=120)
+    return [
+        [(dict(sorted((a.name, a.value) for a in pa.assignments)), pa.trial_name,
+          sorted(pa.labels.items())) for pa in reply.parameter_assignments],
+        [(s.name, s.value) for s in reply.algorithm.algorithm_settings],
+    ]  # fmt: skip
+
+
+def sequence(
+    algorithm: str, stub: api_pb2_grpc.SuggestionStub, rounds: int = 5
+) -> tuple[list[pb.GetSuggestionsRequest], list[list[object]]]:
+    """Requests as a controller would send them (trials finishing at increasing times, the
+    echoed algorithm settings fed back) and the answers ``stub`` gave."""
+    params = params_for(algorithm)
+    exp = experiment(algorithm, params, SEED, name=f"restart-{algorithm}", max_trials=40)
+    space = space_from_proto(exp.spec.parameter_specs.parameters)
+    trials: list[pb.Trial] = []
+    requests, answers = [], []
+    for r in range(rounds):
+        for i, t in enumerate(trials):  # running trials of the last round finish now
+            if t.status.condition == pb.TrialStatus.RUNNING and i % 2 == 0:
+                t.status.condition = pb.TrialStatus.SUCCEEDED
+                t.status.observation.metrics.add(name="loss", value=str(0.1 * i))
+                t.status.completion_time = f"2026-01-01T00:{r:02d}:{i % 60:02d}Z"
+        req = request(exp, trials, 3)
+        reply = stub.GetSuggestions(req, timeout=120)
+        requests.append(req)
+        answers.append(call(stub, req))
+        assert answers[-1] == call(stub, req)  # the same request twice: the same answer
+        for pa in reply.parameter_assignments:
+            a = {x.name: x.value for x in pa.assignments}
+            point = space.encode([space.parse(a)])[0]
+            t = trial(pa.trial_name or f"r{r}-{len(trials)}", a.items(), pb.TrialStatus.RUNNING)
+            t.spec.labels.update(pa.labels)
+            t.status.start_time = f"2026-01-01T00:{r:02d}:00Z"
+            if len(trials) % 3 == 0:  # some finish at once, with a value
+                t.status.condition = pb.TrialStatus.SUCCEEDED
+                t.status.observation.metrics.add(
+                    name="loss", value=repr(float(((point - 0.3) ** 2).sum()))
+                )
+                t.status.completion_time = f"2026-01-01T00:{r:02d}:30Z"
+            trials.append(t)
+        exp.spec.algorithm.CopyFrom(reply.algorithm)  # Katib's controller echoes the state
+    return requests, answers
 
 
 def assert_in_space(params: list[Param], suggested: list[dict[str, str]]) -> None:
@@ -159,6 +265,18 @@ class TestConformance:
         finally:
             fresh.stop(grace=0)
         assert before == after
+
+    def test_separate_processes_answer_identically(self, algorithm, two_processes):
+        """One process answers a request sequence with its caches warm; a second, fresh
+        process answers the last request cold, then the whole sequence: all identical."""
+        if registry.get(algorithm).__module__.startswith("tests."):
+            pytest.skip("registered by a test module; a fresh process does not have it")
+        warm, fresh = two_processes
+        requests, answers = sequence(algorithm, warm)
+        assert len(requests) >= 4 and all(answer[0] for answer in answers)
+        assert call(fresh, requests[-1]) == answers[-1], "cold process differs from warm one"
+        assert [call(fresh, r) for r in requests] == answers
+        assert call(warm, requests[-1]) == answers[-1]  # warm again, after everything
 
     def test_maximise_and_mixed_trial_states(self, algorithm, suggestion_stub):
         params = params_for(algorithm)

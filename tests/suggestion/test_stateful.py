@@ -9,10 +9,10 @@ import pytest
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
+from katib.api.settings import format_state, parse_with_state, setting
 from katib.suggestion.base import Algorithm, Suggestion, SuggestResult
 from katib.suggestion.history import History
 from katib.suggestion.registry import register
-from katib.suggestion.settings import format_state, parse_with_state, setting
 from tests.suggestion.requests import FINITE, experiment, request, trial
 
 
@@ -113,7 +113,7 @@ def test_trials_carry_timestamps(suggestion_stub: api_pb2_grpc.SuggestionStub) -
     t = trial("t1", [("x", "1"), ("y", "0.1"), ("c", "a"), ("d", "1")], loss=1.0)
     t.status.start_time = "2026-01-02T03:04:05Z"
     t.status.completion_time = "not a time"
-    info, _, _ = experiment_from_proto(exp)
+    info = experiment_from_proto(exp)
     decoded = history_from_proto([t], info).trials[0]
     assert decoded.start_time is not None and decoded.start_time.isoformat() == (
         "2026-01-02T03:04:05+00:00"
