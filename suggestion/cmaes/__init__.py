@@ -41,7 +41,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from katib.api.cache import ByteLRU, shared
 from katib.api.errors import InvalidArgument
+from katib.api.settings import setting
 from katib.suggestion.base import (
     Algorithm,
     ExperimentInfo,
@@ -52,13 +54,10 @@ from katib.suggestion.base import (
 from katib.suggestion.cmaes import members as ids
 from katib.suggestion.cmaes.replay import Layout, Replayed, Replayer
 from katib.suggestion.history import History
-from katib.suggestion.settings import setting
 from katib.suggestion.space import ParameterType, Point
 
 #: Katib's (Optuna service's) message for spaces with fewer than two numeric parameters.
 KATIB_MESSAGE = "cmaes only supports two or more dimensional continuous search space."
-#: Bytes of replayed state kept per process (least recently used experiments are dropped).
-CACHE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -109,10 +108,11 @@ class CMAES(Algorithm):
     name = "cmaes"
     settings_class = CMAESSettings
     state_class = CMAESState
-    _cache: ClassVar[OrderedDict[tuple[str, bytes], tuple[int, Replayed]]] = OrderedDict()
+    #: Where replays are cached between calls; ``None``: the process's shared byte-bounded
+    #: cache (:func:`katib.api.cache.shared`, sized by ``katib-suggestion --cache-mib``).
+    cache: ClassVar[ByteLRU | None] = None
     _cache_lock: ClassVar[threading.Lock] = threading.Lock()
-    _cache_bytes: ClassVar[list[int]] = [0]
-    _layouts: ClassVar[OrderedDict[tuple[str, bytes], Layout]] = OrderedDict()
+    _layouts: ClassVar[OrderedDict[tuple[str, str, bytes], Layout]] = OrderedDict()
 
     @classmethod
     def check(cls, experiment: ExperimentInfo, settings: Any) -> None:
@@ -159,13 +159,13 @@ class CMAES(Algorithm):
         replayer = self.replayer()
         key = self._cache_key()
         resume = None
+        store = self.cache if self.cache is not None else shared()
         if use_cache:
-            with self._cache_lock:
-                hit = self._cache.get(key)
-            resume = hit[1] if hit else None
+            hit = store.get(key)
+            resume = hit if isinstance(hit, Replayed) else None
         result = replayer.replay(history, resume)
         if use_cache:
-            self._store(key, result)
+            store.put(key, result, result.nbytes())
         return result
 
     def suggest(self, history: History, count: int) -> SuggestResult:
@@ -214,32 +214,16 @@ class CMAES(Algorithm):
         found = [p for p in found if self.space.key(p) not in taken]
         return found[0] if found else None
 
-    def _cache_key(self) -> tuple[str, bytes]:
-        cached: tuple[str, bytes] | None = self.__dict__.get("_key")
+    def _cache_key(self) -> tuple[str, str, bytes]:
+        cached: tuple[str, str, bytes] | None = self.__dict__.get("_key")
         if cached is not None:
             return cached
         described = repr((self.space, self.experiment.direction, self.settings, self.stable_seed))
         digest = hashlib.blake2b(described.encode(), digest_size=16).digest()
-        self.__dict__["_key"] = key = (self.experiment.name, digest)
+        self.__dict__["_key"] = key = ("replay:cmaes", self.experiment.name, digest)
         return key
-
-    def _store(self, key: tuple[str, bytes], result: Replayed) -> None:
-        size = result.nbytes()
-        with self._cache_lock:
-            old = self._cache.pop(key, None)
-            if old is not None:
-                self._cache_bytes[0] -= old[0]
-            if size > CACHE_BYTES:
-                return
-            self._cache[key] = (size, result)
-            self._cache_bytes[0] += size
-            while self._cache_bytes[0] > CACHE_BYTES:
-                _, (dropped, _) = self._cache.popitem(last=False)
-                self._cache_bytes[0] -= dropped
 
     @classmethod
     def clear_cache(cls) -> None:
         """Forget every cached replay (tests use it to compare cold and warm answers)."""
-        with cls._cache_lock:
-            cls._cache.clear()
-            cls._cache_bytes[0] = 0
+        (cls.cache if cls.cache is not None else shared()).clear()
