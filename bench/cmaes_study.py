@@ -17,6 +17,9 @@ against each peer, a one-sided Mann-Whitney U test over the seeds (p < 0.05) in 
 direction, with the counts after Holm's correction for the number of cells; and the same for
 ``cmaes-ipop`` / ``cmaes-bipop`` against ``cmaes`` (do restarts help?).
 
+``cmaes-uniformcat`` is an ablation: categoricals sampled uniformly, as Katib's and Optuna's
+cmaes do (``--problems mixed,mixed-14`` measures what the categorical distributions buy).
+
 Problems: Rosenbrock (5-D, 10-D), a rotated ellipsoid (condition 1e6, 5-D and 10-D, optimum
 off-centre), Levy-5D, Ackley-10D and Rastrigin-5D (multimodal; where restarts should pay).
 """
@@ -50,7 +53,7 @@ DEFAULT_PROBLEMS = (
     "ackley-10d",
     "rastrigin-5d",
 )
-OURS = {"cmaes": None, "cmaes-ipop": "ipop", "cmaes-bipop": "bipop"}
+OURS = {"cmaes": None, "cmaes-ipop": "ipop", "cmaes-bipop": "bipop", "cmaes-uniformcat": None}
 
 
 def _box_problem(
@@ -104,11 +107,15 @@ def get_problem(name: str) -> Problem:
 class InProcessCMAES:
     """Our ``cmaes`` called directly; labels and names come back on the trials."""
 
-    def __init__(self, problem: Problem, seed: int, restart: str | None) -> None:
+    def __init__(
+        self, problem: Problem, seed: int, restart: str | None, learn_categories: bool = True
+    ) -> None:
         from katib.suggestion.cmaes import CMAES, CMAESSettings
 
-        info = ExperimentInfo(f"study-{problem.name}-s{seed}", problem.space)
+        tag = "" if learn_categories else "-uniformcat"
+        info = ExperimentInfo(f"study-{problem.name}-s{seed}{tag}", problem.space)
         self.algorithm = CMAES(info, CMAESSettings(restart_strategy=restart, random_state=seed))
+        self.algorithm.replayer().learn_categories = learn_categories
         self.trials: list[Trial] = []
 
     def ask(self, count: int) -> list[Point]:
@@ -133,7 +140,10 @@ def contender(name: str) -> Contender:
     """Ours (``cmaes``, ``cmaes-ipop``, ``cmaes-bipop``) or a peer of :mod:`katib.bench.peers`."""
     if name in OURS:
         strategy = OURS[name]
-        return Contender(name, "katib", lambda pr, run: InProcessCMAES(pr, run.seed, strategy))
+        learn = name != "cmaes-uniformcat"
+        return Contender(
+            name, "katib", lambda pr, run: InProcessCMAES(pr, run.seed, strategy, learn)
+        )
     peer = peers.PEERS[name]
     return Contender(name, "peer", peer.make)
 

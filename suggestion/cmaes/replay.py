@@ -181,6 +181,9 @@ class Replayer:
         self.experiment = experiment
         self.continuous = layout.continuous
         self.reach = layout.reach
+        #: Ablation switch for benchmarks: False keeps categorical distributions uniform (as
+        #: Katib's and Optuna's cmaes sample categoricals at random).
+        self.learn_categories = True
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -364,7 +367,9 @@ class Replayer:
                 run.state,
                 np.array([d.x for d in draws]),
                 told_losses,
-                np.array([d.cats for d in draws]) if self.layout.arities else None,
+                np.array([d.cats for d in draws])
+                if self.layout.arities and self.learn_categories
+                else None,
                 np.array([d.injected for d in draws]),
             )
             state, _ = strategy.apply_margin(state, self.layout.cuts)
