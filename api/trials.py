@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -114,16 +114,6 @@ def trial_from_proto(
         start_time=parse_time(trial.status.start_time),
         completion_time=parse_time(trial.status.completion_time),
     )
-
-
-def objective_from_trials(trials: Sequence[pb.Trial]) -> tuple[str, int]:
-    """The objective metric name and type the trials carry in ``spec.objective`` (Katib's
-    fallback when the experiment's own objective has no metric name); ``("", 0)`` if none."""
-    for trial in trials:
-        objective = trial.spec.objective
-        if objective.objective_metric_name:
-            return objective.objective_metric_name, objective.type
-    return "", 0
 
 
 def parse_objective(value: str) -> float | None:

@@ -62,7 +62,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -145,15 +145,17 @@ class _Replay:
         return self.designer.nbytes() + TOLD_TRIAL_BYTES * len(self.told) + OBJECT_BYTES
 
 
-_LAST = datetime.max.replace(tzinfo=None)
+_LAST = datetime.max.replace(tzinfo=UTC)
 
 
 def canonical_order(trials: Sequence[Trial]) -> list[Trial]:
-    """Finished trials by completion time (UTC; none last), then by name."""
+    """Finished trials by completion time (none last; naive times read as UTC), then by name."""
 
     def key(t: Trial) -> tuple[datetime, str]:
         done = t.completion_time
-        return (_LAST if done is None else done.replace(tzinfo=None), t.name)
+        if done is None:
+            return (_LAST, t.name)
+        return (done if done.tzinfo is not None else done.replace(tzinfo=UTC), t.name)
 
     return sorted((t for t in trials if t.state is not TrialState.PENDING), key=key)
 
@@ -180,10 +182,11 @@ class ReplayAlgorithm(Algorithm):
         exact), so an edited experiment never reuses a designer built for the old one.
         """
         cls = type(self)
+        info = self.experiment
         described = repr(
-            (cls.__module__, cls.__qualname__, self.experiment.space, self.experiment.direction,
-             self.experiment.objective_metric, self.experiment.max_trial_count,
-             self.experiment.parallel_trial_count, self.settings)
+            (cls.__module__, cls.__qualname__, info.space.fingerprint, info.direction,
+             info.objective_metric, info.max_trial_count, info.parallel_trial_count,
+             self.settings)
         )  # fmt: skip
         digest = hashlib.blake2b(described.encode(), digest_size=16).digest()
         return ("replay:" + self.name, self.experiment.name, digest)

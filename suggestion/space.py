@@ -22,6 +22,7 @@ valid point.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -433,6 +434,11 @@ class SearchSpace:
     def names(self) -> list[str]:
         """Parameter names in spec order (the column order of ``U``); do not mutate."""
         return [p.name for p in self.params]
+
+    @cached_property
+    def fingerprint(self) -> bytes:
+        """A digest of every parameter's definition (for cache keys), computed once."""
+        return hashlib.blake2b(repr(self.params).encode(), digest_size=16).digest()
 
     @cached_property
     def _index(self) -> dict[str, int]:
