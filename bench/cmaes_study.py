@@ -1,6 +1,6 @@
 """Our ``cmaes`` against Optuna's CmaEsSampler and pycma on 5-10-D synthetic problems.
 
-    python -m katib.bench.cmaes_study [--seeds 10] [--budgets 200,500] [--problems ...]
+    katib-bench cmaes [--seeds 10] [--budgets 200,500] [--problems ...]
         [--contenders cmaes,cmaes-ipop,cmaes-bipop,optuna:cmaes,cma] [--cache runs.json]
 
 Every contender runs sequentially (one suggestion, then its evaluation) on the same problems and
@@ -278,21 +278,23 @@ def latency(history: int = 1000, calls: int = 200) -> dict[str, float]:
     return figures
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run (or resume from ``--cache``) the study and print its figures."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The study's options (``katib-bench cmaes`` and ``python -m katib.bench.cmaes_study``)."""
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budgets", default="200,500")
     parser.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS))
     parser.add_argument("--contenders", default="cmaes,cmaes-ipop,cmaes-bipop,optuna:cmaes,cma")
-    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--cache", type=Path, default=None, help="JSON file of runs to reuse")
     parser.add_argument("--latency", action="store_true", help="only measure request latency")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or resume from ``--cache``) the study, or the latency figure, and print it."""
     if args.latency:
         figures = latency()
         print(", ".join(f"{k} {v:.2f} ms" for k, v in figures.items()))
         print(f"load {os.getloadavg()[0]:.1f}")
-        return
+        return 0
     budgets = [int(b) for b in args.budgets.split(",")]
     probs, names = args.problems.split(","), args.contenders.split(",")
     runs: dict[str, Any] = {}
@@ -310,6 +312,16 @@ def main(argv: list[str] | None = None) -> None:
                     args.cache.write_text(json.dumps(runs))
         print(f"# {p} done after {time.time() - start:.0f} s, load {os.getloadavg()[0]:.1f}")
     report(runs, probs, names, budgets)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m katib.bench.cmaes_study``."""
+    parser = argparse.ArgumentParser(
+        prog="katib-bench cmaes", description=__doc__.split("\n\n")[0]
+    )
+    add_arguments(parser)
+    run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

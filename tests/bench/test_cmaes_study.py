@@ -26,6 +26,15 @@ def test_study_prints_table_and_significance(capsys: pytest.CaptureFixture[str])
     assert "cmaes vs cma: better in" in out and "median seconds per ask" in out
 
 
+def test_study_is_a_katib_bench_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from katib.bench.cli import main
+
+    pytest.importorskip("cma")
+    args = ["cmaes", "--seeds", "1", "--budgets", "6", "--problems", "rastrigin-5d"]
+    assert main([*args, "--contenders", "cmaes-ipop,cma"]) == 0
+    assert "| rastrigin-5d | 6 |" in capsys.readouterr().out
+
+
 def test_study_problems_have_their_optimum_at_zero() -> None:
     import numpy as np
 
