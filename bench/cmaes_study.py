@@ -195,10 +195,11 @@ def report(runs: dict[str, Any], probs: list[str], names: list[str], budgets: li
             cells = [f"{np.median(regrets(p, n, b)):.3g}" for n in names]
             print(f"| {p} | {b} | " + " | ".join(cells) + " |")
     pairs = [(o, q) for o in names if o in OURS for q in names if q not in OURS]
-    pairs += [
-        (o, "cmaes") for o in ("cmaes-ipop", "cmaes-bipop") if o in names and "cmaes" in names
-    ]
-    print()
+    pairs = [(o, q) for o, q in pairs if o != "cmaes-uniformcat"]
+    variants = ("cmaes-ipop", "cmaes-bipop")
+    pairs += [(o, "cmaes") for o in variants if o in names and "cmaes" in names]
+    if "cmaes" in names and "cmaes-uniformcat" in names:
+        pairs.append(("cmaes", "cmaes-uniformcat"))
     for ours, other in pairs:
         better, worse = [], []
         for p in probs:

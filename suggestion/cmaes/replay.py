@@ -146,6 +146,13 @@ class Replayed:
     #: Loose trials consumed by the told generations (the open one may have taken more).
     loose_told: int = 0
     stops: list[str] = field(default_factory=list)
+    #: The trials the told generations were built from (each generation's members up to its
+    #: last core index, loose ones included), the loose ones in order, and per generation the
+    #: last core index and how many labelled members lay at or below it: a later request whose
+    #: history still holds these very objects, and no new one among them, resumes in O(n).
+    told_objects: list[Trial] = field(default_factory=list, repr=False)
+    told_loose: list[Trial] = field(default_factory=list, repr=False)
+    told_shape: list[tuple[tuple[int, int], int, int]] = field(default_factory=list, repr=False)
     #: Identity of each trial seen, by ``id()`` (kept with the trial, to check ``is``).
     idents: dict[int, tuple[Trial, Member | None]] = field(default_factory=dict, repr=False)
 
@@ -321,7 +328,7 @@ class Replayer:
         value; otherwise the replay starts from the first run. Either path gives the same
         result.
         """
-        losses = _loss_map(history)
+        losses = _Losses(history)
         grouped: dict[tuple[int, int], dict[int, Trial]] = {}
         loose: list[Trial] = []
         known = resume.idents if resume is not None else {}
@@ -338,7 +345,10 @@ class Replayer:
                 grouped.setdefault(member[:2], {}).setdefault(member.number, t)
         loose = loose_order(loose)
 
-        fast = resume is not None and self._verify(resume, grouped, loose, losses)
+        fast = resume is not None and (
+            _same_objects(resume, idents, grouped, loose)
+            or self._verify(resume, grouped, loose, losses)
+        )
         if fast:
             assert resume is not None
             result = Replayed(
@@ -348,6 +358,9 @@ class Replayer:
                 loose_used=resume.loose_told,
                 loose_told=resume.loose_told,
                 stops=list(resume.stops),
+                told_objects=list(resume.told_objects),
+                told_loose=list(resume.told_loose),
+                told_shape=list(resume.told_shape),
                 idents=idents,
             )
         else:
@@ -376,6 +389,11 @@ class Replayer:
             names = tuple(t.name for _, t in core)
             result.told.append((key, names, tuple(told_losses.tolist())))
             result.loose_told = result.loose_used
+            last = core[-1][0]
+            result.told_objects.extend(t for i, t in members.items() if i <= last)
+            labelled = grouped.get(key, {})
+            result.told_shape.append((key, last, sum(1 for i in labelled if i <= last)))
+            result.told_loose = loose[: result.loose_used]
             reason = (
                 strategy.should_stop(state, run.sigma0, told_losses)
                 if self.restart_strategy
@@ -392,7 +410,7 @@ class Replayer:
         resume: Replayed,
         grouped: dict[tuple[int, int], dict[int, Trial]],
         loose: list[Trial],
-        losses: dict[str, float],
+        losses: _Losses,
     ) -> bool:
         """True if every generation ``resume`` told has the same core in this history."""
         used = 0
@@ -432,6 +450,48 @@ def _core(
     return core, used
 
 
-def _loss_map(history: History) -> dict[str, float]:
-    """Loss (minimised, non-finite values clipped) of each completed trial, by name."""
-    return dict(zip((t.name for t in history.completed), history.losses().tolist(), strict=True))
+class _Losses:
+    """Loss (minimised, non-finite values clipped) of each completed trial, by name; computed
+    on first use, since a warm request that tells nothing new never needs it."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+        self._map: dict[str, float] | None = None
+
+    def _load(self) -> dict[str, float]:
+        if self._map is None:
+            h = self.history
+            self._map = dict(zip((t.name for t in h.completed), h.losses().tolist(), strict=True))
+        return self._map
+
+    def __getitem__(self, name: str) -> float:
+        return self._load()[name]
+
+    def get(self, name: str) -> float | None:
+        """The loss of ``name``, or ``None`` if it has no value."""
+        return self._load().get(name)
+
+
+def _same_objects(
+    resume: Replayed,
+    idents: dict[int, tuple[Trial, Member | None]],
+    grouped: dict[tuple[int, int], dict[int, Trial]],
+    loose: list[Trial],
+) -> bool:
+    """Whether the told generations are built from the very same trial objects as before.
+
+    Decoded trials are immutable and reused across requests while their bytes are unchanged
+    (:mod:`katib.suggestion.proto`), so identity implies equal content; the loose trials
+    consumed must still come first in order, and no new member may have joined a told
+    generation below its last core index.
+    """
+    if len(loose) < len(resume.told_loose):
+        return False
+    if any(a is not b for a, b in zip(resume.told_loose, loose, strict=False)):
+        return False
+    if any(idents.get(id(t), (None,))[0] is not t for t in resume.told_objects):
+        return False
+    for key, last, count in resume.told_shape:
+        if sum(1 for i in grouped.get(key, {}) if i <= last) != count:
+            return False
+    return True
