@@ -60,9 +60,9 @@ class Params:
         mu_eff_neg = float(neg.sum() ** 2 / (neg**2).sum()) if neg.size else 0.0
         alpha_cov = 2.0
         c_1 = alpha_cov / ((n + 1.3) ** 2 + mu_eff)  # eq. (57)
-        c_mu = min(  # eq. (58)
+        c_mu = min(  # eq. (58); pycma adds 1/4 to the numerator, which measured worse here
             1 - c_1,
-            alpha_cov * (0.25 + mu_eff + 1 / mu_eff - 2) / ((n + 2) ** 2 + alpha_cov * mu_eff / 2),
+            alpha_cov * (mu_eff - 2 + 1 / mu_eff) / ((n + 2) ** 2 + alpha_cov * mu_eff / 2),
         )
         alpha_mu_neg = 1 + c_1 / c_mu  # eq. (50)
         alpha_mu_eff_neg = 1 + 2 * mu_eff_neg / (mu_eff + 2)  # eq. (51)

@@ -69,9 +69,10 @@ def make(space: SearchSpace, name: str = "exp", **settings: object) -> CMAES:
 def test_default_parameters_match_the_tutorial_by_hand() -> None:
     # n = 2, lambda = 6 (eq. 48: 4 + floor(3 ln 2) = 6). By hand: w'_i = ln 3.5 - ln i (eq. 49);
     # mu_eff = 1.9665^2 / 1.9064 = 2.0286; c_1 = 2 / (3.3^2 + mu_eff) (eq. 57);
-    # c_mu = 2 (0.25 + mu_eff + 1/mu_eff - 2) / (4^2 + mu_eff) (eq. 58);
+    # c_mu = 2 (mu_eff - 2 + 1/mu_eff) / (4^2 + mu_eff) = 1.04312 / 18.0286 (eq. 58);
     # negative weights scaled by min(1 + c_1/c_mu, 1 + 2 mu_eff^- / (mu_eff + 2),
-    # (1 - c_1 - c_mu) / (n c_mu)) = 2.2073 (eq. 50-53); c_sigma, d_sigma (eq. 55), c_c (56).
+    # (1 - c_1 - c_mu) / (n c_mu)) = min(3.676, 2.2073, 6.804) (eq. 50-53); c_sigma, d_sigma
+    # (eq. 55), c_c (56).
     assert strategy.default_population(2) == 6
     assert strategy.default_population(10) == 10
     p = strategy.Params.build(2, 6)
@@ -82,7 +83,7 @@ def test_default_parameters_match_the_tutorial_by_hand() -> None:
     assert p.weights[:3].sum() == pytest.approx(1.0)
     assert p.mu_eff == pytest.approx(2.02861, rel=1e-5)
     assert p.c_1 == pytest.approx(0.154815, rel=1e-5)
-    assert p.c_mu == pytest.approx(0.0855928, rel=1e-5)
+    assert p.c_mu == pytest.approx(0.0578589, rel=1e-5)
     assert p.c_sigma == pytest.approx(0.446205, rel=1e-5)
     assert p.d_sigma == pytest.approx(1.446205, rel=1e-5)
     assert p.c_c == pytest.approx(0.624555, rel=1e-5)
@@ -92,16 +93,16 @@ def test_default_parameters_match_the_tutorial_by_hand() -> None:
 def test_one_generation_matches_the_cmaes_package() -> None:
     """Oracle: CyberAgentAILab/cmaes's CMA, told the same samples, lands on the same state.
 
-    The package uses the older c_mu (without the 1/4 term) and its weights; we take those so
-    that the test checks the update equations (41)-(47), not the defaults.
+    Both follow the tutorial's defaults (eq. 48-58), so parameters and updates must agree.
     """
     cmaes = pytest.importorskip("cmaes")
     n, lam = 4, 8
     mean = np.full(n, 0.5)
     ref = cmaes.CMA(mean=mean.copy(), sigma=0.2, population_size=lam, seed=1)
-    params = dataclasses.replace(
-        strategy.Params.build(n, lam), c_mu=ref._cmu, weights=ref._weights
-    )
+    params = strategy.Params.build(n, lam)
+    np.testing.assert_allclose(params.weights, ref._weights, rtol=1e-12)
+    assert (params.c_1, params.c_mu, params.c_c) == pytest.approx((ref._c1, ref._cmu, ref._cc))
+    assert (params.c_sigma, params.d_sigma) == pytest.approx((ref._c_sigma, ref._d_sigma))
     mine = strategy.State.initial(params, mean, 0.2)
     for _ in range(4):
         xs = np.array([ref.ask() for _ in range(lam)])
