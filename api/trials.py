@@ -57,7 +57,7 @@ CONDITIONS: dict[int, TrialState] = {
 class Trial:
     """One trial: its point, state and objective value (in the user's direction).
 
-    Trials may be shared between requests (see ``katib.suggestion.proto``): treat every field
+    Trials may be shared between requests (see ``katib.suggestion.lazy``): treat every field
     as read-only. ``point`` is ``None`` when the trial's assignments do not fit the current
     search space (for example after the space was edited) or no space was given; such trials
     are kept for counting but never modelled. ``assignments`` are the raw name/value strings.

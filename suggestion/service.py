@@ -23,16 +23,18 @@ from katib.api.status import check_deadline, grpc_errors
 from katib.suggestion import registry
 from katib.suggestion.base import Algorithm, ExperimentInfo, SuggestResult
 from katib.suggestion.history import History
-from katib.suggestion.proto import (
+from katib.suggestion.lazy import (
     LazyGetSuggestionsRequest,
+    experiment_fingerprint,
+    history_from_request,
+    serialised_trials,
+)
+from katib.suggestion.proto import (
     algorithm_from_proto,
     algorithm_with_state,
     check_objective,
-    experiment_fingerprint,
     experiment_from_proto,
-    history_from_request,
     reply_from_suggestions,
-    serialised_trials,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,7 +116,7 @@ class SuggestionServicer:
     ) -> pb.GetSuggestionsReply:
         """Up to ``current_request_number`` new assignments; fewer once the space is exhausted.
 
-        ``request`` is a :data:`~katib.suggestion.proto.LazyGetSuggestionsRequest` (as the
+        ``request`` is a :data:`~katib.suggestion.lazy.LazyGetSuggestionsRequest` (as the
         server reads it) or a ``GetSuggestionsRequest``.
         """
         count = request.current_request_number
@@ -139,7 +141,7 @@ def add_to_server(servicer: SuggestionServicer, server: grpc.Server) -> None:
     """Register ``servicer`` as Katib's ``api.v1.beta1.Suggestion`` service on ``server``.
 
     Like the generated ``add_SuggestionServicer_to_server``, except that ``GetSuggestions``
-    requests are read as :data:`~katib.suggestion.proto.LazyGetSuggestionsRequest`.
+    requests are read as :data:`~katib.suggestion.lazy.LazyGetSuggestionsRequest`.
     """
     handlers = {
         "GetSuggestions": grpc.unary_unary_rpc_method_handler(

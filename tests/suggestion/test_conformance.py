@@ -88,13 +88,19 @@ def history(
     return trials
 
 
-def process(argv_extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], str]:
+SERVER = (sys.executable, "-m", "katib.suggestion.server")
+
+
+def process(
+    argv_extra: tuple[str, ...] = (), server: tuple[str, ...] = SERVER
+) -> tuple[subprocess.Popen[str], str]:
     """Start ``katib-suggestion`` on a free port; its address, polled with a deadline."""
-    argv = [sys.executable, "-m", "katib.suggestion.server", "--host", "127.0.0.1", "--port", "0"]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
-        [*argv, *argv_extra],
+        [*server, "--host", "127.0.0.1", "--port", "0", *argv_extra],
         stderr=subprocess.PIPE,
         text=True,
+        cwd=root,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     lines: queue.Queue[str] = queue.Queue()

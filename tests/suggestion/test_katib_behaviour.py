@@ -13,7 +13,8 @@ import pytest
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from katib.suggestion import registry
-from katib.suggestion.proto import experiment_from_proto, history_from_proto
+from katib.suggestion.lazy import history_from_proto
+from katib.suggestion.proto import experiment_from_proto
 from tests.suggestion.requests import FINITE, MIXED, assignments, experiment, request, trial
 
 TPE = {"n_startup_trials": "2", "random_state": "5"}

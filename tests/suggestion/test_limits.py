@@ -15,13 +15,8 @@ from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from katib.api.cache import ByteLRU
 from katib.suggestion import registry
-from katib.suggestion.proto import (
-    MAX_PARAMETERS,
-    experiment_fingerprint,
-    experiment_from_proto,
-    history_from_request,
-    space_from_proto,
-)
+from katib.suggestion.lazy import experiment_fingerprint, history_from_request
+from katib.suggestion.proto import MAX_PARAMETERS, experiment_from_proto, space_from_proto
 from katib.suggestion.service import SuggestionServicer
 from tests.suggestion.requests import MIXED, experiment, request, trial
 
@@ -172,3 +167,23 @@ def test_stub_is_unaffected_by_the_lazy_request(suggestion_stub: api_pb2_grpc.Su
     reply = suggestion_stub.GetSuggestions(request(exp, trials, 2))
     direct = SuggestionServicer().GetSuggestions(request(exp, trials, 2), Context(99))  # type: ignore[arg-type]
     assert reply == direct
+
+
+def test_a_trial_that_is_not_a_trial_message_is_invalid_argument(suggestion_server) -> None:
+    """The service reads trials lazily: bytes that are no Trial are reported by index."""
+    from katib.suggestion.lazy import LazyGetSuggestionsRequest
+
+    good = request(experiment("tpe", MIXED, {"random_state": "1"}), [], 1)
+    lazy = LazyGetSuggestionsRequest.FromString(good.SerializeToString())
+    lazy.trials.append(trial("ok", [("lr", "0.01")], loss=1.0).SerializeToString())
+    lazy.trials.append(b"\x0a\xff\xff")  # a name whose length runs past the end
+    with grpc.insecure_channel(suggestion_server.address) as channel:
+        call = channel.unary_unary(
+            "/api.v1.beta1.Suggestion/GetSuggestions",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.GetSuggestionsReply.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            call(lazy.SerializeToString(), timeout=60)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "trials[1]" in err.value.details()

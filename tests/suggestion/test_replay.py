@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import numpy as np
 import pytest
 
 from katib.api import api_pb2 as pb
+from katib.api import api_pb2_grpc
 from katib.api.cache import ByteLRU
 from katib.api.settings import setting
 from katib.api.trials import Direction, Trial, TrialState
@@ -185,3 +188,30 @@ def test_direction_reaches_the_designer(direction: str) -> None:
     assert designer.best is not None
     best = 7 if direction == "maximize" else 3  # |0.1 i - 0.3| is largest at 7, least at 3
     assert designer.best["x"] == pytest.approx(0.1 * best - 0.5)
+
+
+def test_separate_processes_replay_identically() -> None:
+    """A process whose cache holds the designer and a fresh one answer a controller-like
+    request sequence identically (the conformance suite's test, for a replayed algorithm)."""
+    from tests.suggestion.test_conformance import call, process, sequence
+
+    code = (
+        "import sys, tests.suggestion.test_replay\n"
+        "from katib.suggestion.server import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    server = (sys.executable, "-c", code)
+    procs = [process(("--algorithm", "test-walk"), server) for _ in range(2)]
+    try:
+        with (
+            grpc.insecure_channel(procs[0][1]) as one,
+            grpc.insecure_channel(procs[1][1]) as two,
+        ):
+            warm, fresh = api_pb2_grpc.SuggestionStub(one), api_pb2_grpc.SuggestionStub(two)
+            requests, answers = sequence("test-walk", warm)
+            assert call(fresh, requests[-1]) == answers[-1]
+            assert [call(fresh, r) for r in requests] == answers
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -107,7 +107,8 @@ def test_a_name_cannot_be_both_setting_and_state() -> None:
 
 
 def test_trials_carry_timestamps(suggestion_stub: api_pb2_grpc.SuggestionStub) -> None:
-    from katib.suggestion.proto import experiment_from_proto, history_from_proto
+    from katib.suggestion.lazy import history_from_proto
+    from katib.suggestion.proto import experiment_from_proto
 
     exp = experiment("random", FINITE)
     t = trial("t1", [("x", "1"), ("y", "0.1"), ("c", "a"), ("d", "1")], loss=1.0)

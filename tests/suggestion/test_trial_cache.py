@@ -6,12 +6,8 @@ import numpy as np
 
 from katib.api import api_pb2 as pb
 from katib.api.cache import ByteLRU
-from katib.suggestion.proto import (
-    experiment_fingerprint,
-    experiment_from_proto,
-    history_from_request,
-    space_from_proto,
-)
+from katib.suggestion.lazy import experiment_fingerprint, history_from_request
+from katib.suggestion.proto import experiment_from_proto, space_from_proto
 from tests.suggestion.requests import MIXED, experiment, trial
 
 
