@@ -52,7 +52,8 @@ from katib.suggestion.base import (
     draw_distinct,
 )
 from katib.suggestion.cmaes import members as ids
-from katib.suggestion.cmaes.replay import Layout, Replayed, Replayer
+from katib.suggestion.cmaes.layout import Layout
+from katib.suggestion.cmaes.replay import Replayed, Replayer
 from katib.suggestion.history import History
 from katib.suggestion.space import ParameterType, Point
 

@@ -16,8 +16,9 @@ from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from katib.suggestion.base import ExperimentInfo
 from katib.suggestion.cmaes import CMAES, KATIB_MESSAGE, CMAESSettings, strategy
+from katib.suggestion.cmaes.layout import Layout
 from katib.suggestion.cmaes.members import Member, identify, trial_name
-from katib.suggestion.cmaes.replay import Layout, Replayer
+from katib.suggestion.cmaes.replay import Replayer
 from katib.suggestion.history import Direction, History, Trial, TrialState
 from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
 from tests.suggestion.requests import MIXED, assignments, experiment, request, trial
