@@ -28,6 +28,7 @@ _BUILTIN: dict[str, str] = {
     "hyperband": "katib.suggestion.hyperband:Hyperband",
     "bohb": "katib.suggestion.bohb:BOHB",
     "asha": "katib.suggestion.asha:ASHA",
+    "cmaes": "katib.suggestion.cmaes:CMAES",
 }
 _registered: dict[str, type[Algorithm]] = {}
 
