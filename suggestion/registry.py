@@ -28,6 +28,7 @@ _BUILTIN: dict[str, str] = {
     "hyperband": "katib.suggestion.hyperband:Hyperband",
     "bohb": "katib.suggestion.bohb:BOHB",
     "asha": "katib.suggestion.asha:ASHA",
+    "cmaes": "katib.suggestion.cmaes:CMAES",
     "enas": "katib.nas.enas.algorithm:ENAS",
     "darts": "katib.nas.darts.algorithm:DARTS",
 }
