@@ -25,6 +25,7 @@ _BUILTIN: dict[str, str] = {
     "grid": "katib.suggestion.grid:GridSearch",
     "tpe": "katib.suggestion.tpe:TPE",
     "multivariate-tpe": "katib.suggestion.tpe:MultivariateTPE",
+    "bayesianoptimization": "katib.suggestion.bayesopt.algorithm:BayesianOptimization",
 }
 _registered: dict[str, type[Algorithm]] = {}
 
