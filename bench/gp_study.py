@@ -185,6 +185,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed-start", type=int, default=0)
     p.add_argument("--budget", type=int, default=100)
     p.add_argument("--cache", type=Path, help="JSON file of finished runs (resumed, extended)")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        help="another cache to read (runs by other processes); repeatable",
+    )
     p.add_argument("--report-only", action="store_true", help="print the table from the cache")
     p.set_defaults(func=main)
 
@@ -199,6 +206,8 @@ def main(args: argparse.Namespace) -> int:
         cache = json.loads(args.cache.read_text()) if args.cache else {}
     else:
         cache = run_study(problem_names, contender_names, seeds, args.budget, args.cache)
+    for extra in args.merge:
+        cache = {**json.loads(extra.read_text()), **cache}
     print(report(cache, problem_names, contender_names, seeds, args.budget))
     print(f"study time {time.perf_counter() - t0:.0f} s")
     return 0

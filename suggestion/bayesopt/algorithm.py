@@ -227,9 +227,7 @@ class BayesianOptimization(Algorithm):
     ) -> np.ndarray | None:
         """One point by the acquisition (GP-Hedge's draw for ``gp_hedge``)."""
         kind = acquisition.normalise_kind(self.settings.acq_func)
-        local = self._mode() == "lbfgs" or (
-            self.settings.base_estimator != "GP" and len(self.space.view.discrete) > 0
-        )
+        local = self._mode() == "lbfgs"
         kinds = acquisition.KINDS if kind == "gp_hedge" else (kind,)
         proposals = []
         for k in kinds:

@@ -17,8 +17,8 @@
 3. Rows in ``taken`` (already tried, pending or chosen, compared after snapping) are never
    returned; for finite spaces this is what makes a batch free of duplicates.
 
-``acq_optimizer = sampling`` stops after step 1 (with four times as many candidates); models
-without gradients (the tree ensembles) get the coordinate sweeps only.
+``acq_optimizer = sampling`` (the default for the tree ensembles, which have no gradients and
+predict slowly) stops after step 1, with four times as many candidates.
 """
 
 from __future__ import annotations
