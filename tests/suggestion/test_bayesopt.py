@@ -277,10 +277,12 @@ def test_a_fresh_process_gives_the_same_answer():
     trials.append(trial("running", space.format(points[0]), pb.TrialStatus.RUNNING))
     answers = []
     for _ in range(2):
-        with server_process("--algorithm", ALGO) as (_, address):
-            with grpc.insecure_channel(address) as channel:
-                stub = api_pb2_grpc.SuggestionStub(channel)
-                answers.append(assignments(stub.GetSuggestions(request(exp, trials, 3))))
+        with (
+            server_process("--algorithm", ALGO) as (_, address),
+            grpc.insecure_channel(address) as channel,
+        ):
+            stub = api_pb2_grpc.SuggestionStub(channel)
+            answers.append(assignments(stub.GetSuggestions(request(exp, trials, 3))))
     assert answers[0] == answers[1] and len(answers[0]) == 3
 
 
