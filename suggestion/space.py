@@ -304,7 +304,12 @@ class ParameterSpec:
         t = self._inverse_cdf(u, a, b) if b > a else np.full(u.shape, a)
         x = np.exp(t) if self.distribution.is_log else t
         if self.step is None:
-            return [float(v) for v in np.clip(x, self.low, self.high)]
+            # exp(log(min)) can land a few ulps off the bound: print bounds exactly.
+            x = np.clip(x, self.low, self.high)
+            tol = 1e-12 * max(self.high - self.low, abs(self.low), abs(self.high))
+            x = np.where(x - self.low <= tol, self.low, x)
+            x = np.where(self.high - x <= tol, self.high, x)
+            return [float(v) for v in x]
         return self._snap(np.rint((x - self.low) / self.step))
 
     def snap(self, u: np.ndarray) -> np.ndarray:
