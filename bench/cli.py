@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from katib.bench import gp_study, harness, peers, problems
+from katib.bench import gp_latency, gp_study, harness, peers, problems
 from katib.bench.latency import LatencySample
 from katib.bench.runner import RunResult
 from katib.suggestion import registry
@@ -185,6 +185,7 @@ def parser() -> argparse.ArgumentParser:
     lat.add_argument("--count", type=int, default=1, help="suggestions per call")
     lat.set_defaults(func=cmd_latency)
     gp_study.add_parser(sub)
+    gp_latency.add_parser(sub)
     return top
 
 

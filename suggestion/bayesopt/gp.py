@@ -9,10 +9,10 @@ zero-mean GP with the kernel of :mod:`katib.suggestion.bayesopt.kernel` plus Gau
     mean(z) = k(z, x) alpha,   var(z) = s - k(z, x) K^{-1} k(x, z)              (R&W eq. 2.25-26)
 
 :func:`fit` maximises ``log p(y | theta) + log prior(theta)`` (:mod:`.priors`) with L-BFGS-B from
-two deterministic starts (the prior means, and short lengthscales) and keeps the best; a start
-that fails numerically is skipped, and when every start fails the prior means are used (logged),
-so a request never fails because of a fit. Nothing here draws random numbers: the same data
-always give the same hyper-parameters, which is what makes the per-experiment cache in
+the better of two deterministic starts (the prior means, and short lengthscales); if that run
+fails numerically it retries from the other, and when both fail the prior means are used
+(logged), so a request never fails because of a fit. Nothing here draws random numbers: the
+same data always give the same hyper-parameters, which is what makes the per-experiment cache in
 :mod:`.algorithm` a pure speed-up.
 """
 
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 _JITTERS = (1e-9, 1e-7, 1e-5, 1e-3)
 _FIT_MAXITER = 80
+#: Relative tolerance on the objective: hyper-parameters beyond this precision move nothing.
+_FIT_FTOL = 1e-6
 
 
 class Params(NamedTuple):
@@ -72,7 +74,7 @@ def neg_log_posterior(
     d, n = sq.shape[0], y.size
     p = Params.from_theta(theta)
     dist2 = kernel.r2(sq, p.weights)
-    kf = kernel.matern52_r2(dist2, p.scale)
+    kf, dk = kernel.matern52_and_derivative(dist2, p.scale)
     chol = _cholesky(kf + p.noise * np.eye(n))
     alpha = linalg.cho_solve((chol, True), y, check_finite=False)
     nll = (
@@ -82,7 +84,7 @@ def neg_log_posterior(
     )
     kinv = linalg.cho_solve((chol, True), np.eye(n), check_finite=False)
     a = np.outer(alpha, alpha) - kinv
-    g = a * kernel.dmatern52_dr2(dist2, p.scale)
+    g = a * dk
     grad = np.empty(d + 2)
     # dK/dlog l_j = dk/dr^2 * (-2 w_j sq_j); the factor -1/2 of eq. 5.9 and the sign cancel.
     grad[:d] = p.weights * np.tensordot(sq, g, axes=([1, 2], [0, 1]))
@@ -100,8 +102,10 @@ def fit(x: np.ndarray, y: np.ndarray, categorical: np.ndarray) -> Params:
         priors.prior_means(d),
         np.concatenate([np.full(d, math.log(0.3)), [0.0, math.log(1e-3)]]),
     ]
+    # Start from whichever start point the data favour; the other is the fall-back.
+    ranked = sorted(starts, key=lambda t: _safe_objective(t, sq, y))
     best: tuple[float, np.ndarray] | None = None
-    for start in starts:
+    for start in ranked:
         try:
             result = optimize.minimize(
                 neg_log_posterior,
@@ -110,17 +114,26 @@ def fit(x: np.ndarray, y: np.ndarray, categorical: np.ndarray) -> Params:
                 jac=True,
                 method="L-BFGS-B",
                 bounds=priors.bounds(d),
-                options={"maxiter": _FIT_MAXITER},
+                options={"maxiter": _FIT_MAXITER, "ftol": _FIT_FTOL},
             )
         except (linalg.LinAlgError, ValueError, FloatingPointError) as exc:
             logger.info("GP fit from one start failed: %s", exc)
             continue
-        if np.isfinite(result.fun) and (best is None or result.fun < best[0]):
+        if np.isfinite(result.fun):
             best = (float(result.fun), np.asarray(result.x))
+            break
     if best is None:
         logger.warning("every GP fit failed; using the prior means of the hyper-parameters")
         return Params.from_theta(priors.prior_means(d))
     return Params.from_theta(best[1])
+
+
+def _safe_objective(theta: np.ndarray, sq: np.ndarray, y: np.ndarray) -> float:
+    try:
+        value = neg_log_posterior(theta, sq, y)[0]
+    except (linalg.LinAlgError, ValueError, FloatingPointError):
+        return math.inf
+    return value if math.isfinite(value) else math.inf
 
 
 class Posterior:
@@ -155,9 +168,7 @@ class Posterior:
         """Mean, variance ``(m,)`` and their gradients ``(m, c)`` along ordered ``columns``."""
         p = self.params
         sq = kernel.sq_diffs(z, self.x, self.categorical)
-        dist2 = kernel.r2(sq, p.weights)
-        kz = kernel.matern52_r2(dist2, p.scale)
-        dk = kernel.dmatern52_dr2(dist2, p.scale)  # (m, n)
+        kz, dk = kernel.matern52_and_derivative(kernel.r2(sq, p.weights), p.scale)  # (m, n)
         kinv_kz = linalg.cho_solve((self.chol, True), kz.T, check_finite=False)  # (n, m)
         mean = kz @ self.alpha
         var = np.maximum(p.scale - np.sum(kz.T * kinv_kz, axis=0), 1e-12 * p.scale)

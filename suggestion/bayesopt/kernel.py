@@ -58,8 +58,35 @@ def dmatern52_dr2(dist2: np.ndarray, scale: float) -> np.ndarray:
     return -(5.0 / 6.0) * scale * (1.0 + SQRT5 * r) * np.exp(-SQRT5 * r)
 
 
+def r2_pairs(
+    x: np.ndarray, z: np.ndarray, weights: np.ndarray, categorical: np.ndarray
+) -> np.ndarray:
+    """Weighted squared distance ``(n, m)`` without the ``(d, n, m)`` tensor.
+
+    Ordered columns use ``|a|^2 + |b|^2 - 2 a.b`` on coordinates scaled by ``sqrt(w)`` (one
+    matrix product), categorical ones an equality test per column; the same values as
+    ``r2(sq_diffs(...))`` up to rounding, several times faster for many candidates.
+    """
+    ordered = ~categorical
+    root = np.sqrt(weights[ordered])
+    a, b = x[:, ordered] * root, z[:, ordered] * root
+    dist2 = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * (a @ b.T)
+    np.maximum(dist2, 0.0, out=dist2)
+    for j in np.flatnonzero(categorical):
+        dist2 += weights[j] * (np.abs(x[:, j][:, None] - z[:, j][None, :]) > 1e-9)
+    return dist2
+
+
+def matern52_and_derivative(dist2: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Matérn-5/2 covariance and ``dk / d(r^2)`` together (one ``sqrt`` and one ``exp``)."""
+    r = np.sqrt(np.maximum(dist2, 0.0))
+    e = scale * np.exp(-SQRT5 * r)
+    s5r = SQRT5 * r
+    return (1.0 + s5r + (5.0 / 3.0) * dist2) * e, -(5.0 / 6.0) * (1.0 + s5r) * e
+
+
 def matern52(
     x: np.ndarray, z: np.ndarray, weights: np.ndarray, scale: float, categorical: np.ndarray
 ) -> np.ndarray:
     """Covariance matrix ``(n, m)`` between the rows of ``x`` and ``z``."""
-    return matern52_r2(r2(sq_diffs(x, z, categorical), weights), scale)
+    return matern52_r2(r2_pairs(x, z, weights, categorical), scale)

@@ -39,7 +39,7 @@ ENUMERATE_LIMIT = 2048
 SWEEP_VALUES = 64
 N_CANDIDATES = 1024
 N_LOCAL = 256
-N_STARTS = 4
+N_STARTS = 3
 _LOCAL_SIGMA = 0.05
 _LBFGS_MAXITER = 40
 
@@ -156,8 +156,14 @@ def maximise(
     cands: np.ndarray,
     taken: set[bytes],
     local: bool,
+    predicted: tuple[np.ndarray, np.ndarray] | None = None,
+    portfolio: tuple[Acquisition, ...] = (),
 ) -> tuple[np.ndarray, float] | None:
-    """The best untaken row ``(d,)`` for ``acq`` and its value, or ``None`` if all are taken."""
+    """The best untaken row ``(d,)`` for ``acq`` and its value, or ``None`` if all are taken.
+
+    ``predicted`` is the model's mean and variance at ``cands`` when the caller has them. Each
+    acquisition of ``portfolio`` adds its best candidate as one more local-search start.
+    """
     keys = row_keys(cands)
     free = np.array([k not in taken for k in keys], dtype=bool)
     if not free.any():
@@ -169,7 +175,10 @@ def maximise(
         return acquisition.values(acq, mean, var)
 
     gradient = _gradient(space, model, acq)
-    scores = score(pool)
+    if predicted is None:
+        scores = score(pool)
+    else:
+        scores = acquisition.values(acq, predicted[0][free], predicted[1][free])
     if space.cardinality is not None and space.cardinality <= ENUMERATE_LIMIT:
         i = int(np.argmax(scores))
         return pool[i], float(scores[i])
@@ -177,8 +186,13 @@ def maximise(
     best_row, best_value = pool[order[0]], float(scores[order[0]])
     if not local:
         return best_row, best_value
-    for i in order[:N_STARTS]:
-        row, value = local_search(space, score, pool[i], gradient)
+    starts = [pool[i] for i in order[:N_STARTS]]
+    if portfolio:
+        mean, var = predicted if predicted is not None else model.predict(cands)
+        for other in portfolio:
+            starts.append(pool[int(np.argmax(acquisition.values(other, mean[free], var[free])))])
+    for start in starts:
+        row, value = local_search(space, score, start, gradient)
         if value > best_value and row_keys(row[None, :])[0] not in taken:
             best_row, best_value = row, value
     return best_row, best_value

@@ -5,15 +5,16 @@ of ``U``, signal variance and noise variance of the *standardised* objective). M
 (:func:`katib.suggestion.bayesopt.gp.fit`) adds :func:`log_prior` to the log marginal
 likelihood:
 
-* lengthscales: ``log l_j ~ N(sqrt(2) + ln(d) / 2, 3)``, the dimension-scaled prior of Hvarfner,
-  Hellsten & Nardi (2024, "Vanilla Bayesian optimization performs great in high dimensions",
-  section 4): the prior median grows like ``sqrt(d)``, so in ten dimensions the model does not
-  start from a function that wiggles in every direction, which is what makes plain GP-EI fail in
-  higher dimensions;
+* lengthscales: a generalised inverse Gaussian prior on ``w = 1 / l^2``,
+  ``log p(w) = -(a / w + a w)`` with ``a = 0.1`` (Optuna's GPSampler uses this shape), whose mode
+  is ``l = 1`` (the width of the space) and which costs about 10 nats at ``l = 0.1`` or
+  ``l = 10``. We first used the dimension-scaled log-normal of Hvarfner et al. (2024), median
+  ``l = 4 sqrt(d)``: in ``U`` it let every column that looked flat in the first ten points grow
+  to ``l ~ 10``, the GP then extrapolated linearly to the corners of the cube, and runs on
+  Hartmann-6 stalled (median regret 0.19 against 0.005 at 60 trials over 5 seeds);
 * signal variance: ``log s ~ N(0, 1.5^2)`` (the outputs are standardised, so ``s`` near 1);
-* noise variance: ``log noise ~ N(-4, 1)`` (Hvarfner et al.: small, but learnable), bounded
-  below by ``MIN_NOISE`` so the Cholesky factor of a deterministic objective stays well
-  conditioned.
+* noise variance: ``log noise ~ N(-4, 1)`` (small but learnable), bounded below by
+  ``MIN_NOISE`` so the Cholesky factor of a deterministic objective stays well conditioned.
 
 Bounds keep L-BFGS-B away from degenerate fits (lengthscales of a thousandth of the range or a
 thousand ranges).
@@ -30,19 +31,14 @@ MIN_NOISE = 1e-6
 _LOG_L_BOUNDS = (math.log(1e-3), math.log(1e3))
 _LOG_S_BOUNDS = (math.log(1e-3), math.log(1e3))
 _LOG_NOISE_BOUNDS = (math.log(MIN_NOISE), math.log(2.0))
-_LOG_L_SIGMA = math.sqrt(3.0)
+_GIG_A = 0.1
 _LOG_S_MU, _LOG_S_SIGMA = 0.0, 1.5
 _LOG_NOISE_MU, _LOG_NOISE_SIGMA = -4.0, 1.0
 
 
-def lengthscale_mu(dim: int) -> float:
-    """Prior mean of ``log l`` in ``dim`` dimensions (Hvarfner et al. 2024)."""
-    return math.sqrt(2.0) + 0.5 * math.log(max(dim, 1))
-
-
 def prior_means(dim: int) -> np.ndarray:
-    """``theta`` ``(dim + 2,)`` at the prior means."""
-    return np.concatenate([np.full(dim, lengthscale_mu(dim)), [_LOG_S_MU, _LOG_NOISE_MU]])
+    """``theta`` ``(dim + 2,)`` at the prior modes (``l = 1``, ``s = 1``, ``noise = e^-4``)."""
+    return np.concatenate([np.zeros(dim), [_LOG_S_MU, _LOG_NOISE_MU]])
 
 
 def bounds(dim: int) -> list[tuple[float, float]]:
@@ -53,7 +49,10 @@ def bounds(dim: int) -> list[tuple[float, float]]:
 def log_prior(theta: np.ndarray) -> tuple[float, np.ndarray]:
     """Log prior density of ``theta`` ``(d + 2,)`` (up to a constant) and its gradient."""
     dim = theta.size - 2
-    mu = prior_means(dim)
-    sigma = np.concatenate([np.full(dim, _LOG_L_SIGMA), [_LOG_S_SIGMA, _LOG_NOISE_SIGMA]])
-    z = (theta - mu) / sigma
-    return float(-0.5 * np.sum(z * z)), -z / sigma
+    w = np.exp(-2.0 * theta[:dim])  # dw / dlog l = -2 w
+    value = -_GIG_A * float(np.sum(1.0 / w + w))
+    grad_l = -_GIG_A * (2.0 / w - 2.0 * w)
+    mu = np.array([_LOG_S_MU, _LOG_NOISE_MU])
+    sigma = np.array([_LOG_S_SIGMA, _LOG_NOISE_SIGMA])
+    z = (theta[dim:] - mu) / sigma
+    return value - 0.5 * float(np.sum(z * z)), np.concatenate([grad_l, -z / sigma])
