@@ -175,7 +175,8 @@ class BayesianOptimization(Algorithm):
         best = float(y[keep].min())
         rows: list[np.ndarray] = []
         for _ in range(count):
-            row = self._propose(model, cands, taken, best)
+            avoid = np.vstack([believed, *rows]) if len(rows) else believed
+            row = self._propose(model, cands, taken, best, avoid)
             if row is None:
                 row = self._fallback(history, chosen, rows, rng)
                 if row is None:
@@ -225,6 +226,7 @@ class BayesianOptimization(Algorithm):
         cands: np.ndarray,
         taken: set[bytes],
         best: float,
+        avoid: np.ndarray,
     ) -> np.ndarray | None:
         """One point by the acquisition (for ``gp_hedge``, log-EI over the portfolio's starts)."""
         kind = acquisition.normalise_kind(self.settings.acq_func)
@@ -235,7 +237,15 @@ class BayesianOptimization(Algorithm):
             kind = "EI"
             portfolio = (Acquisition("PI", best), Acquisition("LCB", best))
         found = optimize.maximise(
-            self.space, model, Acquisition(kind, best), cands, taken, local, predicted, portfolio
+            self.space,
+            model,
+            Acquisition(kind, best),
+            cands,
+            taken,
+            local,
+            predicted,
+            portfolio,
+            avoid,
         )
         return None if found is None else found[0]
 

@@ -15,7 +15,9 @@
    the point it will return (Optuna's GPSampler also searches categorical columns exhaustively;
    Garrido-Merchán & Hernández-Lobato 2020 show why relaxing and rounding misleads the model).
 3. Rows in ``taken`` (already tried, pending or chosen, compared after snapping) are never
-   returned; for finite spaces this is what makes a batch free of duplicates.
+   returned; for finite spaces this is what makes a batch free of duplicates. A new point also
+   keeps :data:`MIN_SEPARATION` from pending and same-batch points, so a batch stays spread
+   when the kriging believer alone would not spread it (a converged, nearly noise-free model).
 
 ``acq_optimizer = sampling`` (the default for the tree ensembles, which have no gradients and
 predict slowly) stops after step 1, with four times as many candidates.
@@ -40,6 +42,9 @@ SWEEP_VALUES = 64
 N_CANDIDATES = 1024
 N_LOCAL = 256
 N_STARTS = 3
+#: Smallest distance in ``U`` between a new point and a pending or same-batch point: a model
+#: sure of its optimum would otherwise refine one spot k times within 1e-5 of itself.
+MIN_SEPARATION = 0.01
 _LOCAL_SIGMA = 0.05
 _LBFGS_MAXITER = 40
 
@@ -158,14 +163,17 @@ def maximise(
     local: bool,
     predicted: tuple[np.ndarray, np.ndarray] | None = None,
     portfolio: tuple[Acquisition, ...] = (),
+    avoid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float] | None:
     """The best untaken row ``(d,)`` for ``acq`` and its value, or ``None`` if all are taken.
 
     ``predicted`` is the model's mean and variance at ``cands`` when the caller has them. Each
-    acquisition of ``portfolio`` adds its best candidate as one more local-search start.
+    acquisition of ``portfolio`` adds its best candidate as one more local-search start. Rows
+    closer than :data:`MIN_SEPARATION` to a row of ``avoid`` (pending and already chosen
+    points) are not returned either.
     """
     keys = row_keys(cands)
-    free = np.array([k not in taken for k in keys], dtype=bool)
+    free = np.array([k not in taken for k in keys], dtype=bool) & _apart(cands, avoid)
     if not free.any():
         return None
     pool = cands[free]
@@ -193,9 +201,21 @@ def maximise(
             starts.append(pool[int(np.argmax(acquisition.values(other, mean[free], var[free])))])
     for start in starts:
         row, value = local_search(space, score, start, gradient)
-        if value > best_value and row_keys(row[None, :])[0] not in taken:
+        if (
+            value > best_value
+            and row_keys(row[None, :])[0] not in taken
+            and _apart(row[None, :], avoid)[0]
+        ):
             best_row, best_value = row, value
     return best_row, best_value
+
+
+def _apart(rows: np.ndarray, avoid: np.ndarray | None) -> np.ndarray:
+    """``(m,)`` whether each row is at least :data:`MIN_SEPARATION` from every ``avoid`` row."""
+    if avoid is None or not len(avoid):
+        return np.ones(len(rows), dtype=bool)
+    d2 = ((rows[:, None, :] - avoid[None, :, :]) ** 2).sum(axis=-1)
+    return np.asarray(d2.min(axis=1) >= MIN_SEPARATION**2)
 
 
 def _gradient(

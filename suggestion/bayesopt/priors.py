@@ -33,7 +33,7 @@ _LOG_S_BOUNDS = (math.log(1e-3), math.log(1e3))
 _LOG_NOISE_BOUNDS = (math.log(MIN_NOISE), math.log(2.0))
 _GIG_A = 0.1
 _LOG_S_MU, _LOG_S_SIGMA = 0.0, 1.5
-_LOG_NOISE_MU, _LOG_NOISE_SIGMA = -4.0, 1.0
+_LOG_NOISE_MU, _LOG_NOISE_SIGMA = -8.0, 2.0
 
 
 def prior_means(dim: int) -> np.ndarray:
