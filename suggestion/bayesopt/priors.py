@@ -13,8 +13,11 @@ likelihood:
   to ``l ~ 10``, the GP then extrapolated linearly to the corners of the cube, and runs on
   Hartmann-6 stalled (median regret 0.19 against 0.005 at 60 trials over 5 seeds);
 * signal variance: ``log s ~ N(0, 1.5^2)`` (the outputs are standardised, so ``s`` near 1);
-* noise variance: ``log noise ~ N(-4, 1)`` (small but learnable), bounded below by
-  ``MIN_NOISE`` so the Cholesky factor of a deterministic objective stays well conditioned.
+* noise variance: ``log noise ~ N(-8, 2^2)`` (median 3e-4 of the variance, broad), bounded
+  below by ``MIN_NOISE`` so the Cholesky factor of a deterministic objective stays well
+  conditioned. ``N(-4, 1)`` (Hvarfner et al.) held the noise near 0.02 on deterministic
+  problems and smoothed Hartmann-6's narrow basin away (5 seeds at 60 trials: median regret
+  0.119 against 0.0005); a noisy objective still fits its noise, the prior being broad.
 
 Bounds keep L-BFGS-B away from degenerate fits (lengthscales of a thousandth of the range or a
 thousand ranges).
