@@ -30,10 +30,12 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 type: install
-	$(VENV)/bin/mypy api suggestion db controller bench
+	$(VENV)/bin/mypy api suggestion earlystopping db controller bench
 
+## The README's suggestion-latency figure: GetSuggestions with a 1 000-trial history against a
+## separate katib-suggestion process (every benchmark is a `katib-bench` subcommand).
 bench-latency: install
-	$(PY) -m benchmarks.suggestion_latency --algorithm random --algorithm sobol
+	$(VENV)/bin/katib-bench service --algorithms random,sobol
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

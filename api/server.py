@@ -1,12 +1,15 @@
-"""Run gRPC services: health checking, port 0, message-size limits and a clean SIGTERM.
+"""Run gRPC services: shared flags, health checking, port 0, message-size limits, clean SIGTERM.
 
-Every console script (``katib-suggestion``, ``katib-db-manager``, ``katib-earlystopping``) builds a
-:class:`ServiceSpec` list and calls :func:`run`; tests use :func:`start` to get a running server in
-process. The bound address is logged as ``listening on HOST:PORT`` once the server is SERVING.
+Every console script (``katib-suggestion``, ``katib-db-manager``, ``katib-earlystopping``) adds
+the common flags with :func:`add_server_arguments` (``--host``, ``--port``, ``--max-workers``,
+``--log-level``, and ``--cache-mib`` for services that cache), builds a :class:`ServiceSpec`
+list and calls :func:`serve`; tests use :func:`start` to get a running server in process. The
+bound address is logged as ``listening on HOST:PORT`` once the server is SERVING.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import threading
@@ -17,6 +20,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from katib.api.cache import DEFAULT_MAX_BYTES, shared
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +206,49 @@ def run(services: Sequence[ServiceSpec], host: str, port: int, max_workers: int 
     running.stop()
     logger.info("stopped")
     return 0
+
+
+def add_server_arguments(
+    parser: argparse.ArgumentParser, default_port: int = 6789, cache: bool = False
+) -> None:
+    """Add the flags every service takes; ``cache`` adds ``--cache-mib``."""
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=default_port,
+        help=f"port (default {default_port}); 0 picks one",
+    )
+    parser.add_argument(
+        "--max-workers", "--workers", type=int, default=16, help="request threads (default 16)"
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    if cache:
+        parser.add_argument(
+            "--cache-mib",
+            type=float,
+            default=DEFAULT_MAX_BYTES / 2**20,
+            help="bound of the per-experiment caches (decoded trials, replayed algorithm state) "
+            f"in MiB; 0 disables them (default {DEFAULT_MAX_BYTES >> 20})",
+        )
+
+
+def configure_logging(level: str) -> None:
+    """The services' log format, at ``level``."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def serve(services: Sequence[ServiceSpec], args: argparse.Namespace) -> int:
+    """:func:`run` with the flags of :func:`add_server_arguments` (sizing the shared cache)."""
+    cache_mib = getattr(args, "cache_mib", None)
+    if cache_mib is not None:
+        if cache_mib < 0:
+            logger.error("--cache-mib must be >= 0, got %g", cache_mib)
+            return 2
+        shared().resize(int(cache_mib * 2**20))
+    return run(services, host=args.host, port=args.port, max_workers=args.max_workers)
 
 
 def _bracket(host: str) -> str:

@@ -1,12 +1,18 @@
-"""``katib-bench``: compare suggestion algorithms and peer libraries on standard problems.
+"""``katib-bench``: every benchmark of katib-py — tuner comparisons and the figures in the README.
 
-    katib-bench list
+    katib-bench list                                  # problems, algorithms, peers, suites
     katib-bench run                                   # smoke suite, about a minute
     katib-bench run --suite standard --out results/bench
     katib-bench run --algorithms random,sobol,tpe --peers optuna:tpe \\
         --problems branin,hartmann6 --budget 100 --seeds 10 --batch 1 --out results/bench
     katib-bench run --algorithms none --service mine=tpe@10.0.0.5:6789 --problems branin
     katib-bench latency --algorithms random,sobol --sizes 10,100,1000 --out results/latency
+    katib-bench service --algorithms random,sobol     # a katib-suggestion process under load
+    katib-bench tpe quality --seeds 20                # our TPE vs Optuna's: regret, significance
+    katib-bench tpe latency                           # our TPE vs Optuna's: ms per suggestion
+    katib-bench db --grpc                             # observation store: rows/s, read latency
+    katib-bench controller                            # per-trial overhead of a local experiment
+    katib-bench early-stopping --seeds 10             # trial-steps saved by medianstop and asha
 """
 
 from __future__ import annotations
@@ -16,23 +22,22 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from katib.bench import gp_latency, gp_study, harness, peers, problems
+from katib.bench import (
+    commands,
+    early_stopping,
+    gp_latency,
+    gp_study,
+    harness,
+    multifidelity,
+    peers,
+    problems,
+    tpe_study,
+)
 from katib.bench.latency import LatencySample
 from katib.bench.runner import RunResult
 from katib.suggestion import registry
 
 logger = logging.getLogger(__name__)
-
-
-def _names(text: str | None, everything: Sequence[str]) -> list[str] | None:
-    """``None`` for unset, ``all``/``none`` keywords, else the comma-separated names."""
-    if text is None:
-        return None
-    if text.strip() == "all":
-        return list(everything)
-    if text.strip() in ("none", ""):
-        return []
-    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def _progress(result: RunResult, done: int, total: int) -> None:
@@ -74,21 +79,23 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"  {suite.name:<9} budget {suite.budget}, {suite.seeds} seeds: "
             + ", ".join(resolved.problems)
         )
+    print("problems of `katib-bench tpe quality`:")
+    print("  " + ", ".join(tpe_study.PROBLEMS))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a comparison and print the table."""
     suite = problems.suite(args.suite)
-    algorithms = _names(args.algorithms, registry.names())
-    chosen_peers = _names(args.peers, list(peers.PEERS))
+    algorithms = commands.names(args.algorithms, registry.names())
+    chosen_peers = commands.names(args.peers, list(peers.PEERS))
     if chosen_peers is None:
         chosen_peers = list(peers.PEERS) if suite.peers is None else list(suite.peers)
     result = harness.compare(
         algorithms=registry.names() if algorithms is None else algorithms,
         services=args.service or (),
         peers=chosen_peers,
-        problems=_names(args.problems, problems.names()) or list(suite.problems),
+        problems=commands.names(args.problems, problems.names()) or list(suite.problems),
         budget=args.budget or suite.budget,
         seeds=list(range(args.seed_start, args.seed_start + (args.seeds or suite.seeds))),
         batch=args.batch,
@@ -106,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_latency(args: argparse.Namespace) -> int:
     """Run the latency sweep and print its table."""
-    algorithms = _names(args.algorithms, registry.names())
+    algorithms = commands.names(args.algorithms, registry.names())
     sizes = [int(s) for s in args.sizes.split(",")]
 
     def progress(sample: LatencySample) -> None:
@@ -184,6 +191,14 @@ def parser() -> argparse.ArgumentParser:
     lat.add_argument("--repeats", type=int, default=5, help="timed calls per size")
     lat.add_argument("--count", type=int, default=1, help="suggestions per call")
     lat.set_defaults(func=cmd_latency)
+    commands.register(sub)
+
+    es = sub.add_parser(
+        "early-stopping", help="trial-steps and final best with and without early stopping"
+    )
+    early_stopping.add_arguments(es)
+    es.set_defaults(func=early_stopping.run)
+    multifidelity.register(sub)
     gp_study.add_parser(sub)
     gp_latency.add_parser(sub)
     return top

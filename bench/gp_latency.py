@@ -28,7 +28,7 @@ import numpy as np
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
-from katib.bench.peers import _optuna_distribution
+from katib.bench.peers import optuna_distribution
 from katib.bench.service import METRIC, Services, experiment_to_proto
 from katib.suggestion.space import (
     Distribution,
@@ -102,7 +102,7 @@ def optuna(points: list[Point], n0: int, calls: int) -> list[float]:
 
     op.logging.set_verbosity(op.logging.WARNING)
     warnings.filterwarnings("ignore", category=op.exceptions.ExperimentalWarning)
-    dists = {p.name: _optuna_distribution(p) for p in SPACE.params}
+    dists = {p.name: optuna_distribution(p) for p in SPACE.params}
     study = op.create_study(sampler=op.samplers.GPSampler(seed=1))
     study.add_trials(
         [

@@ -69,7 +69,7 @@ class OptunaOptimizer:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
         self.study = optuna.create_study(direction="minimize", sampler=sampler)
-        self.distributions = {p.name: _optuna_distribution(p) for p in space.params}
+        self.distributions = {p.name: optuna_distribution(p) for p in space.params}
         self.trials: list[Any] = []
 
     def ask(self, count: int) -> list[Point]:
@@ -94,7 +94,8 @@ class OptunaOptimizer:
         """In-memory study: nothing to release."""
 
 
-def _optuna_distribution(spec: ParameterSpec) -> Any:
+def optuna_distribution(spec: ParameterSpec) -> Any:
+    """The Optuna distribution of ``spec`` (discrete lists as categoricals of floats)."""
     from optuna import distributions as d
 
     if spec.type is ParameterType.CATEGORICAL:

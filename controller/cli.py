@@ -2,10 +2,13 @@
 
     katib run examples/random.yaml [--results DIR]
     katib validate examples/random.yaml
-    katib status results/random-example
-    katib trials results/random-example
+    katib status results/random-example [-o json|yaml]
+    katib trials results/random-example [-o json|yaml|csv]
 
-Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage, 130 interrupted.
+Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage (or it cannot run
+on the chosen backend), 130 interrupted by SIGINT, 143 by SIGTERM, 3 the filesystem refused
+(read-only or full disk, a path under a regular file: one line says which path; the results
+directory keeps its last consistent state, so fix it and run again).
 """
 
 from __future__ import annotations
@@ -15,25 +18,39 @@ import logging
 import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from katib.api.errors import InvalidArgument, KatibError
+from katib.controller import checks, report
 from katib.controller import reconcile as rec
 from katib.controller.runner import ExperimentRunner
+from katib.controller.signals import Interrupts
 from katib.controller.spec import Experiment
 from katib.controller.store import ResultsStore
 from katib.controller.validation import load_experiment
-from katib.controller.view import ProgressView, best_line, counts_line, trials_table
+from katib.controller.view import (
+    ProgressView,
+    best_line,
+    counts_line,
+    print_failures,
+    sort_key,
+    trials_table,
+)
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_FILESYSTEM = 3
 BEST_ROWS = 10
+#: Failed trials whose log tails are printed at the end of ``katib run``.
+FAILURE_DETAILS = 3
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -52,49 +69,111 @@ def _print_problems(console: Console, path: str, exc: InvalidArgument) -> None:
         console.print(f"  - {problem}", highlight=False, markup=False)
 
 
+def _admit(raw: dict[str, Any], args: argparse.Namespace) -> Experiment:
+    """Katib's admission; the algorithm name is left to a remote suggestion service."""
+    return load_experiment(raw, check_algorithm=args.suggestion_address is None)
+
+
+def _print_report(console: Console, path: str, backend: str, report: checks.Report) -> None:
+    for warning in report.warnings:
+        console.print(f"[yellow]warning: {escape(warning)}[/yellow]", highlight=False)
+    if report.problems:
+        console.print(
+            f"[red]{path}: accepted by Katib, but {len(report.problems)} problem(s) for a "
+            f"{backend} run[/red]",
+            highlight=False,
+        )
+        for problem in report.problems:
+            console.print(f"  - {problem}", highlight=False, markup=False)
+
+
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    """Validate the YAML, then ask the suggestion service to validate the algorithm settings."""
-    from katib.controller.services import SuggestionClient, start_local
+    """Katib's admission, then what the backend and the services say about running it."""
+    from katib.controller.earlystop import EarlyStoppingClient
+    from katib.controller.services import Suggestions, start_local
 
     try:
-        spec = load_experiment(_read(args.file))
-        endpoints = start_local(
-            Path("."), suggestion_address=args.suggestion_address, db_address="unused"
-        )
-        client = SuggestionClient(endpoints.suggestion)
-        try:
-            client.validate(spec)
-        finally:
-            client.close()
-            endpoints.stop()
+        spec = _admit(_read(args.file), args)
     except InvalidArgument as exc:
         _print_problems(console, args.file, exc)
         return EXIT_INVALID
+    capabilities = checks.backends()[args.backend]
+    report = checks.runnable(
+        spec, capabilities, args.suggestion_address, args.early_stopping_address
+    )
+    try:
+        if not any(p.startswith("spec.algorithm.") for p in report.problems):
+            endpoints = start_local(
+                Path("."), suggestion_address=args.suggestion_address, db_address="unused"
+            )
+            client = Suggestions(endpoints.suggestion)
+            try:
+                client.validate(spec)
+            finally:
+                client.close()
+                endpoints.stop()
+        if spec.early_stopping is not None and args.early_stopping_address:
+            early = EarlyStoppingClient(args.early_stopping_address)
+            try:
+                early.validate(spec)
+            finally:
+                early.close()
     except KatibError as exc:
-        console.print(f"[red]{args.file}: {exc}[/red]", highlight=False)
+        report.problems += getattr(exc, "problems", None) or [str(exc)]
+    _print_report(console, args.file, args.backend, report)
+    if report.problems:
         return EXIT_INVALID
     console.print(
         f"[green]{args.file}: valid[/green] (experiment {spec.name!r}, algorithm "
-        f"{spec.algorithm.algorithm_name!r})",
+        f"{spec.algorithm.algorithm_name!r}, {args.backend} backend)",
         highlight=False,
     )
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    """Run (or resume) an experiment and print the best trials."""
+    """Run (or resume) an experiment and print the best trials.
+
+    The signal handlers stay installed until the process exits: a signal that arrives while
+    the run is ending (a second Ctrl-C) is recorded too, never a traceback or a default kill.
+    """
+    interrupts = Interrupts().install()
+    try:
+        return _run(args, console, interrupts)
+    except KeyboardInterrupt:  # raised by a handler installed before ours (in-process use)
+        console.print("[yellow]interrupted[/yellow]", highlight=False)
+        return interrupts.exit_code
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            # The run is over: later signals change nothing. Ignored rather than handled, as
+            # Python's shutdown restores the default action for handled signals, which would
+            # turn a late Ctrl-C into a kill instead of our exit code.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+
+
+def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> int:
     try:
         raw = _read(args.file)
-        spec = load_experiment(raw)
+        spec = _admit(raw, args)
     except InvalidArgument as exc:
         _print_problems(console, args.file, exc)
+        return EXIT_INVALID
+    report = checks.runnable(
+        spec,
+        checks.backends()["local"],
+        args.suggestion_address,
+        args.early_stopping_address,
+    )
+    _print_report(console, args.file, "local", report)
+    if report.problems:
         return EXIT_INVALID
     results = Path(args.results) if args.results else Path("results") / spec.name
     console.print(
         f"experiment {spec.name!r}: {spec.algorithm.algorithm_name}, results in {results}",
         highlight=False,
     )
-    view = ProgressView(spec, console) if not args.quiet else None
+    view = ProgressView(spec, console, results) if not args.quiet else None
     runner = ExperimentRunner(
         spec,
         raw,
@@ -103,8 +182,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         suggestion_address=args.suggestion_address,
         db_address=args.db_address,
         on_progress=view,
+        early_stopping_address=args.early_stopping_address,
+        interrupts=interrupts,
     )
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if view is not None:
             with view:
@@ -112,27 +192,28 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         else:
             result = runner.run()
     except KeyboardInterrupt:
-        console.print(
-            f"[yellow]interrupted; run again with --results {results} to resume[/yellow]",
-            highlight=False,
-        )
-        return EXIT_INTERRUPTED
+        result = None
     except InvalidArgument as exc:
         _print_problems(console, args.file, exc)
         return EXIT_INVALID
     except KatibError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_FAILED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except OSError as exc:
+        if exc.filename is None:  # os.write says no more than "No space left on device"
+            exc.filename = f"{results} (the results directory)"
+        raise
+    if result is None or interrupts.received is not None:
+        console.print(
+            f"[yellow]interrupted; run again with --results {results} to resume[/yellow]",
+            highlight=False,
+        )
+        return interrupts.exit_code
     if result.note:
         console.print(result.note, highlight=False)
     _print_outcome(console, spec, result.decision, result.trials)
+    print_failures(console, results, result.trials, limit=FAILURE_DETAILS)
     return EXIT_OK if result.succeeded else EXIT_FAILED
-
-
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _print_outcome(
@@ -177,6 +258,10 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_INVALID
     condition = status.get("condition", "Created")
+    if args.output != "table":
+        document = report.status_document(spec, status, trials, Path(args.dir))
+        sys.stdout.write(report.dump(document, args.output))
+        return EXIT_FAILED if condition == rec.Condition.FAILED else EXIT_OK
     console.print(
         f"{spec.name}: {condition} ({status.get('reason', '')}) {status.get('message', '')}",
         highlight=False,
@@ -198,7 +283,17 @@ def cmd_trials(args: argparse.Namespace, console: Console) -> int:
     except (FileNotFoundError, InvalidArgument) as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_INVALID
-    console.print(trials_table(spec, trials, by_best=args.best))
+    if args.output == "table":
+        console.print(trials_table(spec, trials, by_best=args.best))
+        print_failures(console, Path(args.dir), trials)
+        return EXIT_OK
+    if args.best:
+        trials = sorted(trials, key=lambda t: sort_key(spec, t))
+    if args.output == "csv":
+        sys.stdout.write(report.trials_csv(spec, trials))
+    else:
+        document = report.trials_document(spec, trials, Path(args.dir))
+        sys.stdout.write(report.dump(document, args.output))
     return EXIT_OK
 
 
@@ -215,9 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--suggestion-address",
             metavar="HOST:PORT",
-            help="use this suggestion service instead of an in-process one",
+            help="use this suggestion service instead of an in-process one (it then checks "
+            "the algorithm name)",
+        )
+        command.add_argument(
+            "--early-stopping-address",
+            metavar="HOST:PORT",
+            help="the early-stopping service for spec.earlyStopping (Katib's EarlyStopping API)",
         )
     validate.add_argument("file", help="Experiment YAML")
+    validate.add_argument(
+        "--backend",
+        default="local",
+        choices=sorted(checks.backends()),
+        help="report what this backend cannot run (default local)",
+    )
     run.add_argument(
         "--db-address",
         metavar="HOST:PORT",
@@ -225,9 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status = sub.add_parser("status", help="show an experiment's status")
     status.add_argument("dir", help="results directory")
+    status.add_argument(
+        "-o", "--output", choices=report.FORMATS, default="table", help="output format"
+    )
     trials = sub.add_parser("trials", help="list an experiment's trials")
     trials.add_argument("dir", help="results directory")
     trials.add_argument("--best", action="store_true", help="best first")
+    trials.add_argument(
+        "-o", "--output", choices=report.TRIAL_FORMATS, default="table", help="output format"
+    )
     return parser
 
 
@@ -246,7 +359,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "trials": cmd_trials,
     }
-    return handlers[args.command](args, console)
+    try:
+        return handlers[args.command](args, console)
+    except (OSError, sqlite3.OperationalError) as exc:
+        console.print(f"katib {args.command}: {describe_filesystem_error(exc)}", style="red")
+        return EXIT_FILESYSTEM
+
+
+def describe_filesystem_error(exc: OSError | sqlite3.OperationalError) -> str:
+    """One line for a filesystem failure: what the OS said, and about which path."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+        where = " -> ".join(str(p) for p in paths)
+        return f"{reason}: {where}" if where else reason
+    return f"results database: {exc}"
 
 
 if __name__ == "__main__":

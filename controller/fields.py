@@ -9,8 +9,15 @@ reported at once.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+#: A decimal number as Go's ``strconv.ParseFloat`` reads one, less hex floats and inf/NaN:
+#: ASCII digits only (no Arabic-Indic or full-width digits), no ``_``, no surrounding spaces.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+#: An integer as Go's ``strconv.Atoi`` reads one.
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 class Problems:
@@ -102,20 +109,31 @@ def boolean(problems: Problems, obj: Mapping[str, Any], key: str, path: str) -> 
     return value
 
 
-def number(text: str) -> float | None:
-    """``text`` as a finite float, None if it is not one."""
-    try:
+def number(text: str | float) -> float | None:
+    """``text`` as a finite float, None if it is not a plain decimal number.
+
+    Stricter than ``float()``, as Katib's Go parsers are: ``'١٢'``, ``'1_000'``, ``' 1'``,
+    ``'inf'`` and ``'nan'`` are not numbers. A YAML number (int or float) is taken as it is.
+    """
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int | float):
+        value = float(text) if not isinstance(text, int) or abs(text) < 2**1023 else math.inf
+    elif isinstance(text, str) and _DECIMAL.fullmatch(text):
         value = float(text)
-    except (TypeError, ValueError):
+    else:
         return None
     return value if math.isfinite(value) else None
 
 
 def whole(text: str) -> int | None:
-    """``text`` as an int, None if it is not an integer literal."""
+    """``text`` as an int, None if it is not a plain integer literal (ASCII digits, optional
+    sign, no ``_`` and no spaces; at most 4300 digits, Python's conversion limit)."""
+    if not isinstance(text, str) or not _INTEGER.fullmatch(text):
+        return None
     try:
-        return int(text.strip())
-    except (TypeError, ValueError, AttributeError):
+        return int(text)
+    except ValueError:
         return None
 
 

@@ -7,19 +7,19 @@ goes through a shell unless the command itself is ``sh -c``), in the trial's own
 only the controller. On Linux each trial process also gets SIGTERM when the controller dies
 (``PR_SET_PDEATHSIG``), so a SIGKILLed controller leaves no trial running; children the trial
 started are not signalled then, and are killed when the experiment is resumed
-(:func:`kill_leftover`).
+(:meth:`LocalBackend.recover`, :func:`kill_leftover`).
 
-Metrics are parsed while the trial runs (StdOut from the pipe, File by tailing the file) and
-flushed to the DB service every :data:`FLUSH_SECONDS` and at exit. A Push trial reports its own
-metrics; its output is only logged, never parsed. Exit code 0 is the Job's
-``Complete`` condition, anything else ``Failed``.
+Metrics go through the shared :class:`~katib.controller.collector.TrialCollector`: the output
+pipe feeds a StdOut collector, the metrics file a File collector (tailed on every poll). When a
+trial's early-stopping rules are met it gets SIGTERM, SIGKILL after :data:`STOP_GRACE_SECONDS`,
+without blocking the loop. Exit code 0 is the Job's ``Complete`` condition, anything else
+``Failed``. :data:`LOCAL_CAPABILITIES` declares what this backend runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -29,22 +29,50 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
 from katib.controller import template
-from katib.controller.metrics import MetricStream, make_parser
-from katib.controller.spec import CollectorKind, Experiment
-from katib.controller.trials import LogEntry, ObservationSummary, TrialRecord
+from katib.controller.backend import Capabilities, Finished
+from katib.controller.collector import Collector, TrialCollector
+from katib.controller.spec import CollectorKind, Experiment, TrialTemplate
+from katib.controller.trials import MetricValue, TrialRecord
 
 logger = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 1.0
 STOP_GRACE_SECONDS = 3.0
 LOG_NAME = "trial.log"
-Sink = Callable[[str, list[LogEntry]], None]
+
+
+def check_template(trial_template: TrialTemplate) -> tuple[list[str], list[str]]:
+    """What a local run needs of the template (a primary container with a command), and the
+    replicas it will not start."""
+    at = "spec.trialTemplate"
+    try:
+        template.container_command(trial_template)
+    except template.TemplateError as exc:
+        return [f"{at}.trialSpec{exc.path}: {exc.message}"], []
+    except ValueError as exc:
+        kind = trial_template.trial_spec.get("kind", "")
+        return [f"{at}.primaryContainerName: {exc} (trialSpec kind {kind})"], []
+    return [], template.ignored_replicas(trial_template)
+
+
+#: What local processes can run. Kinds whose trials are not one container (a workflow of
+#: steps) are refused; every other kind runs its primary container.
+LOCAL_CAPABILITIES = Capabilities(
+    name="local",
+    collector_kinds=frozenset({CollectorKind.STDOUT, CollectorKind.FILE, CollectorKind.PUSH}),
+    unsupported_kinds={
+        "Workflow": "an Argo Workflow is a graph of steps that only Argo can run",
+        "PipelineRun": "a Tekton PipelineRun is a graph of tasks that only Tekton can run",
+    },
+    config_maps=False,
+    early_stopping=True,
+    template_check=check_template,
+)
 
 
 @dataclass
@@ -52,46 +80,31 @@ class _Running:
     name: str
     popen: subprocess.Popen[bytes]
     log_fd: int
-    stream: MetricStream
-    metrics_file: Path | None
-    summary: ObservationSummary
-    file_offset: int = 0
-    file_inode: int | None = None
+    collector: TrialCollector
     eof: bool = False
     exit_fd: int | None = None
-    last_flush: float = field(default_factory=time.monotonic)
-    #: Rows already reported from the metrics file, and a digest of them in order.
-    file_rows: int = 0
-    file_digest: Any = field(default_factory=hashlib.blake2b)
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A trial whose process has exited."""
-
-    name: str
-    exit_code: int
-    #: The observation of every row this backend reported for the trial (what the DB holds for
-    #: it) when this backend parsed the metrics (StdOut, File); ``None`` when only the DB has them.
-    summary: ObservationSummary | None
+    #: When SIGTERM was sent because the early-stopping rules were met.
+    early_stop_since: float | None = None
 
 
 class LocalBackend:
-    """Start, watch and stop trial processes; stream their metrics into ``sink``."""
+    """Start, watch and stop trial processes; a :class:`~katib.controller.backend.Backend`."""
+
+    capabilities = LOCAL_CAPABILITIES
 
     def __init__(
         self,
         spec: Experiment,
         results_dir: Path,
-        sink: Sink,
+        collector: Collector,
         env: dict[str, str] | None = None,
         experiment_dir: Path | None = None,
-        reset: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
-        self.results_dir = results_dir
-        self.sink = sink
-        self.reset = reset
+        # Absolute: trials run in their own directories, so a relative path given to them (the
+        # File collector's re-rooted path) would resolve against the wrong one.
+        self.results_dir = results_dir.resolve()
+        self.collector = collector
         self.command = template.container_command(spec.trial_template)
         self.base_env = dict(os.environ)
         bin_dir = os.path.dirname(sys.executable)
@@ -100,8 +113,6 @@ class LocalBackend:
         if experiment_dir is not None:
             self.base_env["KATIB_EXPERIMENT_DIR"] = str(experiment_dir)
         self.base_env.update(env or {})
-        self.collector = spec.metrics_collector
-        self.metric_names = spec.objective.metric_names
         self._running: dict[str, _Running] = {}
         self._selector = selectors.DefaultSelector()
 
@@ -114,7 +125,11 @@ class LocalBackend:
         """The working directory of trial ``name``."""
         return self.results_dir / "trials" / name
 
-    def start(self, trial: TrialRecord) -> dict[str, int]:
+    def recover(self, trial: TrialRecord) -> None:
+        """Kill what is left of ``trial``'s process group (see :func:`kill_leftover`)."""
+        kill_leftover(trial.extra)
+
+    def start(self, trial: TrialRecord) -> dict[str, Any]:
         """Start ``trial``'s process; returns its pid and the range of its start tick (see
         :func:`boot_tick`) for the record."""
         workdir = self.trial_dir(trial.name)
@@ -144,13 +159,12 @@ class LocalBackend:
             raise
         stdout = cast(IO[bytes], popen.stdout)  # Popen(stdout=PIPE) guarantees it
         os.set_blocking(stdout.fileno(), False)
-        stream = MetricStream(make_parser(self.collector, self.metric_names))
-        summary = ObservationSummary(self.spec.objective)
-        self._running[trial.name] = _Running(
-            trial.name, popen, log_fd, stream, metrics_file, summary
+        collector = self.collector.trial(
+            trial.name, metrics_file, trial.stop_rules or (), warn=_log_writer(log_fd)
         )
+        run = self._running[trial.name] = _Running(trial.name, popen, log_fd, collector)
         self._selector.register(stdout, selectors.EVENT_READ, trial.name)
-        self._running[trial.name].exit_fd = _watch_exit(self._selector, popen.pid, trial.name)
+        run.exit_fd = _watch_exit(self._selector, popen.pid, trial.name)
         forked_before = boot_tick()
         logger.debug("trial %s started: pid %d argv %s", trial.name, popen.pid, argv)
         return {"pid": popen.pid, "start_tick": forked_after, "start_tick_max": forked_before}
@@ -165,8 +179,9 @@ class LocalBackend:
         Other paths under that directory (``/katib/fw.py``, ``/tmp/x`` for a ``/tmp/m.log``)
         are left alone, so a trial must name the metrics file or its directory exactly.
         """
-        fs_path = self.collector.file_system_path
-        if self.collector.kind is not CollectorKind.FILE or fs_path is None:
+        collector = self.spec.metrics_collector
+        fs_path = collector.file_system_path
+        if collector.kind is not CollectorKind.FILE or fs_path is None:
             return None, lambda text: text
         original = fs_path.path
         local = workdir / original.lstrip("/")
@@ -177,48 +192,91 @@ class LocalBackend:
             replacements[directory] = str(local.parent)
         return local, path_rewriter(replacements)
 
-    def poll(self, timeout: float) -> list[Finished]:
-        """Wait up to ``timeout`` s for output or exits; returns the trials that finished."""
-        if not self._running:
-            time.sleep(timeout)
-            return []
+    def poll(self, timeout: float, wake: int | None = None) -> list[Finished]:
+        """Wait up to ``timeout`` s for output or exits (or ``wake`` turning readable);
+        returns the trials that ended."""
         if any(run.eof and run.exit_fd is None for run in self._running.values()):
             timeout = min(timeout, 0.005)  # output closed: the exit is imminent
-        if self._selector.get_map():
-            for key, _ in self._selector.select(timeout):
-                if key.fd != self._running[key.data].exit_fd:  # an exit needs no reading
-                    self._read(self._running[key.data])
-        else:
-            time.sleep(timeout)
+        if any(run.early_stop_since is not None for run in self._running.values()):
+            timeout = min(timeout, 0.05)  # watching a grace period
+        woken = False
+        if wake is not None:
+            self._selector.register(wake, selectors.EVENT_READ, None)
+        try:
+            if self._selector.get_map():
+                for key, _ in self._selector.select(timeout):
+                    if key.data is None:
+                        woken = True
+                    elif key.fd != self._running[key.data].exit_fd:  # an exit needs no reading
+                        self._read(self._running[key.data])
+            else:
+                time.sleep(timeout)
+        finally:
+            if wake is not None:
+                self._selector.unregister(wake)
         finished = []
-        now = time.monotonic()
         for run in list(self._running.values()):
-            if run.metrics_file is not None:
-                self._tail(run)
+            run.collector.tick()
             exit_code = run.popen.poll()
             if exit_code is not None:
-                finished.append(self._finish(run, exit_code))
-            elif now - run.last_flush >= FLUSH_SECONDS:
-                self._flush(run)
+                early = run.early_stop_since is not None
+                finished.append(self._finish(run, exit_code, early_stopped=early))
+            elif not woken:
+                self._enforce_rules(run)
         return finished
 
-    def stop(self, names: list[str]) -> list[Finished]:
-        """Stop trials (SIGTERM, then SIGKILL after a grace period) and collect what they wrote."""
+    def _enforce_rules(self, run: _Running) -> None:
+        if run.early_stop_since is None:
+            if run.collector.early_stop:
+                logger.info("trial %s met its early-stopping rules; stopping it", run.name)
+                run.early_stop_since = time.monotonic()
+                _signal_group(run.popen.pid, signal.SIGTERM)
+        elif time.monotonic() - run.early_stop_since >= STOP_GRACE_SECONDS:
+            _signal_group(run.popen.pid, signal.SIGKILL)
+
+    def stop(
+        self, names: Sequence[str], hurry: Callable[[], bool] | None = None
+    ) -> list[Finished]:
+        """Stop trials (SIGTERM, then SIGKILL after :data:`STOP_GRACE_SECONDS`, or as soon as
+        ``hurry()`` turns true) and collect what they wrote.
+
+        A trial whose process had already exited is not signalled: it comes back with
+        ``stopped=False`` and its own exit code, so its result stands.
+        """
         runs = [self._running[n] for n in names if n in self._running]
+        already = {run.name for run in runs if run.popen.poll() is not None}
         for run in runs:
-            _signal_group(run.popen.pid, signal.SIGTERM)
+            if run.name not in already:
+                _signal_group(run.popen.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
+        waiting = [run for run in runs if run.popen.poll() is None]
+        while waiting and time.monotonic() < deadline and not (hurry and hurry()):
+            time.sleep(0.01)
+            waiting = [run for run in waiting if run.popen.poll() is None]
+        for run in waiting:
+            _signal_group(run.popen.pid, signal.SIGKILL)
         for run in runs:
-            try:
-                run.popen.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(run.popen.pid, signal.SIGKILL)
-                run.popen.wait()
+            run.popen.wait()
         results = []
         for run in runs:
             self._read(run)
-            results.append(self._finish(run, run.popen.returncode))
+            early = run.early_stop_since is not None
+            results.append(
+                self._finish(
+                    run,
+                    run.popen.returncode,
+                    stopped=run.name not in already and not early,
+                    early_stopped=early,
+                )
+            )
         return results
+
+    def collect(self, finished: Finished) -> tuple[MetricValue, ...]:
+        """The observation of a finished trial (see :meth:`Collector.observation`); a trial
+        stopped by the controller is not marked as lacking its objective."""
+        return self.collector.observation(
+            finished.name, finished.collected, mark_missing=not finished.stopped
+        )
 
     def _read(self, run: _Running) -> None:
         stdout = run.popen.stdout
@@ -234,91 +292,16 @@ class LocalBackend:
                 self._selector.unregister(stdout)
                 return
             os.write(run.log_fd, chunk)
-            if self.collector.kind is CollectorKind.STDOUT:  # File reads its file, Push the DB
-                run.stream.feed(chunk)
+            run.collector.feed_output(chunk)
 
-    def _tail(self, run: _Running) -> None:
-        """Stream what was appended to the metrics file; start over if it was rewritten.
-
-        A file that shrank (truncated) or is a new file (replaced, another inode) is read
-        again from the start. A rewrite to the same length or longer cannot be told from an
-        append; :meth:`_finish` re-reads the whole file anyway.
-        """
-        path = run.metrics_file
-        if path is None:
-            return
-        try:
-            handle = path.open("rb")
-        except FileNotFoundError:
-            return
-        with handle:
-            info = os.fstat(handle.fileno())
-            if info.st_ino != run.file_inode or info.st_size < run.file_offset:
-                if run.file_offset:
-                    logger.debug("trial %s: %s was rewritten; re-reading it", run.name, path)
-                run.file_inode, run.file_offset = info.st_ino, 0
-                run.stream.restart()
-            handle.seek(run.file_offset)
-            chunk = handle.read()
-        run.file_offset += len(chunk)
-        if chunk:
-            run.stream.feed(chunk)
-
-    def _collect_file(self, run: _Running) -> None:
-        """Parse the whole metrics file once more and make it the trial's observation rows.
-
-        Katib's collector reads the file after training ends; this gives the same final
-        observations whatever the trial did to the file while it ran. When the rows streamed
-        so far are the start of the final parse (the file was only appended to), only the rest
-        is reported; otherwise (a rewrite) the trial's rows are reset and the whole file is
-        reported again, which also drops rows the trial pushed itself. Without a ``reset``
-        callback the streamed rows are kept and only the rest is added.
-        """
-        if self.reset is None:
-            self._tail(run)
-            run.stream.close()
-            self._flush(run)
-            return
-        final = MetricStream(make_parser(self.collector, self.metric_names))
-        path = run.metrics_file
-        with contextlib.suppress(FileNotFoundError):
-            if path is not None:
-                final.feed(path.read_bytes())
-        final.close()
-        run.stream.take()  # superseded by the full parse
-        entries = final.take()
-        done = run.file_rows
-        if done <= len(entries) and _digest(entries[:done]) == run.file_digest.digest():
-            self._report(run, entries[done:])
-            return
-        logger.debug("trial %s: metrics file rewritten; reporting it afresh", run.name)
-        self.reset(run.name)
-        run.summary = ObservationSummary(self.spec.objective)
-        self._report(run, entries)
-
-    def _flush(self, run: _Running) -> None:
-        run.last_flush = time.monotonic()
-        entries = run.stream.take()
-        self._report(run, entries)
-        if run.metrics_file is not None:  # counted once the DB holds them
-            run.file_rows += len(entries)
-            _digest(entries, run.file_digest)
-
-    def _report(self, run: _Running, entries: list[LogEntry]) -> None:
-        if entries:
-            self.sink(run.name, entries)
-            run.summary.add(entries)
-
-    def _finish(self, run: _Running, exit_code: int) -> Finished:
+    def _finish(
+        self, run: _Running, exit_code: int, stopped: bool = False, early_stopped: bool = False
+    ) -> Finished:
         # Leftovers die with the "pod" before its metrics are collected, so nothing they write
         # or push afterwards can slip past the observation.
         _signal_group(run.popen.pid, signal.SIGKILL)
         self._read(run)
-        if run.metrics_file is not None:
-            self._collect_file(run)
-        else:
-            run.stream.close()
-            self._flush(run)
+        collected = run.collector.finish()
         if run.popen.stdout is not None:
             if not run.eof:
                 self._selector.unregister(run.popen.stdout)
@@ -329,8 +312,7 @@ class LocalBackend:
         os.close(run.log_fd)
         del self._running[run.name]
         logger.debug("trial %s exited with %d", run.name, exit_code)
-        parsed = self.collector.kind in (CollectorKind.STDOUT, CollectorKind.FILE)
-        return Finished(run.name, exit_code, run.summary if parsed else None)
+        return Finished(run.name, exit_code, collected, stopped, early_stopped)
 
     def close(self) -> None:
         """Stop every trial still running."""
@@ -419,13 +401,14 @@ def _setpriv() -> str | None:
     return found if probe.returncode == 0 else None
 
 
-def _digest(entries: list[LogEntry], into: Any = None) -> bytes:
-    """A digest of rows in order (fed into ``into``, a running hashlib digest, if given)."""
-    digest = hashlib.blake2b() if into is None else into
-    for entry in entries:
-        stamp = entry.time.isoformat() if entry.time else ""
-        digest.update(f"{stamp}\0{entry.name}\0{entry.value}\n".encode())
-    return cast(bytes, digest.digest())
+def _log_writer(log_fd: int) -> Callable[[str], None]:
+    """Write the collector's warnings about a trial's output into the trial's log."""
+
+    def write(message: str) -> None:
+        with contextlib.suppress(OSError):  # a full disk must not fail the collector
+            os.write(log_fd, message.encode("utf-8", "backslashreplace"))
+
+    return write
 
 
 def _watch_exit(selector: selectors.BaseSelector, pid: int, name: str) -> int | None:

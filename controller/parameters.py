@@ -6,12 +6,12 @@ min < max, step > 0, non-empty lists, numeric discrete values, unique names.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from katib.controller import fields
 from katib.controller.fields import Problems
+from katib.controller.filters import FilterError, compile_filter
 from katib.controller.spec import (
     DEFAULT_METRICS_PATH,
     DEFAULT_TFEVENT_DIR,
@@ -25,9 +25,7 @@ from katib.controller.spec import (
     ParameterType,
 )
 
-#: Collector kinds the local backend can run.
-LOCAL_COLLECTORS = (CollectorKind.STDOUT, CollectorKind.FILE, CollectorKind.PUSH)
-_TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
+_TWO_GROUPS = compile_filter(r".*\(.*\).*\(.*\).*")  # Katib's webhook check, in RE2 too
 
 
 def parse_parameters(problems: Problems, raw: list[Any], where: str) -> tuple[Parameter, ...]:
@@ -131,8 +129,14 @@ def _check_range(
             problems.add(f"{at}.{key}", f"must be {kind}, got {text!r}")
         else:
             bounds[key] = value
-    if len(bounds) == 2 and not bounds["min"] < bounds["max"]:
-        problems.add(f"{at}.min", f"min ({low}) must be less than max ({high})")
+    # An int may be fixed (min == max: Hyperband's resource in Katib's example); a double
+    # range must have room.
+    if len(bounds) == 2 and not (
+        bounds["min"] < bounds["max"]
+        or (ptype is ParameterType.INT and bounds["min"] == bounds["max"])
+    ):
+        relation = "at most" if ptype is ParameterType.INT else "less than"
+        problems.add(f"{at}.min", f"min ({low}) must be {relation} max ({high})")
     log_scale = distribution in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL)
     if log_scale and "min" in bounds and bounds["min"] <= 0:
         problems.add(f"{at}.min", f"must be > 0 for a {distribution} distribution, got {low}")
@@ -200,12 +204,6 @@ def parse_collector(
             f"{kind_text!r} is not one of {', '.join(k.value for k in CollectorKind)}",
         )
         return MetricsCollectorSpec()
-    if kind not in LOCAL_COLLECTORS:
-        problems.add(
-            f"{where}.collector.kind",
-            f"{kind} collectors are not supported by local "
-            f"runs; use {', '.join(k.value for k in LOCAL_COLLECTORS)}",
-        )
     source = fields.mapping(problems, raw, "source", f"{where}.source") or {}
     filters = _filters(problems, source, f"{where}.source.filter")
     path = _file_system_path(problems, kind, source, f"{where}.source.fileSystemPath")
@@ -224,8 +222,8 @@ def _filters(problems: Problems, source: Mapping[str, Any], at: str) -> tuple[st
             problems.add(path, "must be a non-empty regular expression")
             continue
         try:
-            compiled = re.compile(item)
-        except re.error as exc:
+            compiled = compile_filter(item)
+        except FilterError as exc:
             problems.add(path, f"invalid regular expression {item!r}: {exc}")
             continue
         if compiled.groups < 2 or not _TWO_GROUPS.fullmatch(item):
@@ -246,6 +244,7 @@ def _file_system_path(
         fmt_text = fields.string(problems, raw, "format", f"{at}.format") or "TEXT"
         if not path.startswith("/"):
             problems.add(f"{at}.path", f"must be an absolute path, got {path!r}")
+        _check_confined(problems, path, f"{at}.path")
         if fs_kind != "File":
             problems.add(f"{at}.kind", f"must be File for a {kind} collector, got {fs_kind!r}")
         try:
@@ -261,7 +260,22 @@ def _file_system_path(
         path = fields.string(problems, raw, "path", f"{at}.path") or DEFAULT_TFEVENT_DIR
         if not path.startswith("/"):
             problems.add(f"{at}.path", f"must be an absolute path, got {path!r}")
+        _check_confined(problems, path, f"{at}.path")
         if raw.get("format"):
             problems.add(f"{at}.format", "must be empty for a TensorFlowEvent collector")
         return FileSystemPath(path=path, kind="Directory", format=None)
     return None
+
+
+def _check_confined(problems: Problems, path: str, at: str) -> None:
+    """Refuse ``..`` in a metrics path: in a pod the path lies on the trial's own metrics
+    volume; locally it is re-rooted in the trial's directory, and ``..`` would climb out of it
+    (trials sharing one file, or writing outside the results directory)."""
+    if ".." in path.split("/"):
+        problems.add(
+            at,
+            f"must not contain '..' (got {path!r}); the metrics file stays in the trial's "
+            "own directory",
+        )
+    elif "\x00" in path:
+        problems.add(at, "must not contain a NUL character")

@@ -92,10 +92,16 @@ class Counts:
 
 @dataclass(frozen=True)
 class SuggestionState:
-    """What the controller remembers about the suggestion service between calls."""
+    """What the controller remembers about the suggestion service between calls.
+
+    ``exhausted``: the service answered with nothing while no trial was active, so it has
+    nothing more to suggest. ``waiting_at``: the service answered short while trials were
+    active, when this many trials had completed; it is asked again once another completes.
+    """
 
     exhausted: bool = False
     failed_message: str = ""
+    waiting_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,8 @@ class Decision:
     request: int = 0
     start: tuple[str, ...] = ()
     stop: tuple[str, ...] = ()
+    #: Created trials that need their early-stopping rules fetched before they may start.
+    fetch_rules: tuple[str, ...] = ()
 
     @property
     def completed(self) -> bool:
@@ -162,7 +170,8 @@ def goal_reached(spec: Experiment, best: TrialRecord | None) -> bool:
 _SUGGESTION_END = (
     Condition.SUCCEEDED,
     Reason.SUGGESTION_END_REACHED,
-    "Experiment has succeeded because the search space is exhausted",
+    "Experiment has succeeded because the suggestion service has nothing more to suggest "
+    "(the search space is exhausted)",
 )
 
 
@@ -173,7 +182,7 @@ def _outcome(
     if state.failed_message:
         return Condition.FAILED, Reason.FAILED, f"Suggestion has failed: {state.failed_message}"
     if counts.trials == 0:
-        if state.exhausted:  # the space had no point at all: nothing will ever run
+        if state.exhausted:  # nothing was ever suggested: nothing will ever run
             return _SUGGESTION_END
         return Condition.RUNNING, Reason.RUNNING, "Experiment is running"
     if goal_reached(spec, best):
@@ -205,6 +214,8 @@ def requests_needed(spec: Experiment, counts: Counts, state: SuggestionState) ->
     """How many new suggestions to ask for: fill ``parallelTrialCount``, stay within budget."""
     if state.exhausted:
         return 0
+    if state.waiting_at is not None and state.waiting_at == counts.completed and counts.active:
+        return 0  # the service answered short: ask again when a trial has completed
     required = spec.parallel_trial_count
     if spec.max_trial_count is not None:
         required = min(required, spec.max_trial_count - counts.completed)
@@ -228,8 +239,11 @@ def reconcile(spec: Experiment, trials: Sequence[TrialRecord], state: Suggestion
     if condition in (Condition.SUCCEEDED, Condition.FAILED):
         active = tuple(t.name for t in trials if not t.condition.completed)
         return Decision(condition, reason, message, counts, best_name, stop=active)
-    pending = tuple(t.name for t in trials if t.condition is TrialCondition.CREATED)
+    pending = tuple(t for t in trials if t.condition is TrialCondition.CREATED)
     pending = pending[: startable(spec, counts)]
+    fetch: tuple[str, ...] = ()
+    if spec.early_stopping is not None:
+        fetch = tuple(t.name for t in pending if t.stop_rules is None)
     return Decision(
         condition,
         reason,
@@ -237,15 +251,26 @@ def reconcile(spec: Experiment, trials: Sequence[TrialRecord], state: Suggestion
         counts,
         best_name,
         request=requests_needed(spec, counts, state),
-        start=pending,
+        start=() if fetch else tuple(t.name for t in pending),
+        fetch_rules=fetch,
     )
 
 
-def after_suggestions(state: SuggestionState, requested: int, received: int) -> SuggestionState:
-    """Fewer suggestions than asked means the search space has no more room."""
-    if received < requested:
+def after_suggestions(
+    state: SuggestionState, requested: int, received: int, counts: Counts
+) -> SuggestionState:
+    """The state after a GetSuggestions reply; ``counts`` are the trials before it.
+
+    Nothing suggested while no trial is active: the service has nothing more to suggest (a
+    grid done, Hyperband's brackets done, DARTS's single trial), and the experiment ends. A
+    short reply while trials are active means wait: the service may have more once they
+    complete (Hyperband's next rung), so it is asked again after the next completion.
+    """
+    if received == 0 and counts.active == 0:
         return SuggestionState(exhausted=True, failed_message=state.failed_message)
-    return state
+    if received < requested:
+        return SuggestionState(failed_message=state.failed_message, waiting_at=counts.completed)
+    return SuggestionState(failed_message=state.failed_message)
 
 
 def can_restart(

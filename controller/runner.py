@@ -1,10 +1,17 @@
-"""Carry out reconcile decisions on this machine: the I/O half of the controller.
+"""Carry out reconcile decisions: the I/O half of the controller.
 
 :class:`ExperimentRunner` starts (or dials) the suggestion and DB services, then loops:
-:func:`~katib.controller.reconcile.reconcile` decides, the runner asks for suggestions, starts
-trial processes through :class:`~katib.controller.local.LocalBackend`, turns exits into trial
-conditions with observations read back from the DB service, and persists every change in the
-results directory before acting on it.
+:func:`~katib.controller.reconcile.reconcile` decides, the runner asks for suggestions (checked
+by :mod:`~katib.controller.replies` before anything starts), fetches early-stopping rules for
+trials about to start, starts and stops trials through a
+:class:`~katib.controller.backend.Backend` (local processes unless another is given), turns
+what the backend reports into trial conditions, and persists every change in the results
+directory before acting on it.
+
+Signals are data (:class:`~katib.controller.signals.Interrupts`): the loop checks for one at
+every step and wakes from its poll when one arrives; it then stops the running trials and
+returns a result with ``interrupted`` set. A trial that had already exited when the experiment
+ended (or was interrupted) keeps its own result; only trials still running are stopped.
 
 Resume: trials that were created or running when a previous controller died are re-run with the
 same name and assignments (their leftover processes are killed and their observation rows
@@ -28,11 +35,15 @@ from typing import Any
 from katib.api.errors import InvalidArgument, KatibError
 from katib.controller import reconcile as rec
 from katib.controller import trials as tr
-from katib.controller.local import Finished, LocalBackend, kill_leftover
-from katib.controller.services import Endpoints, ObservationLog, SuggestionClient, start_local
+from katib.controller.backend import Backend, BackendFactory, Finished
+from katib.controller.collector import Collector
+from katib.controller.earlystop import EarlyStoppingClient
+from katib.controller.replies import check_reply
+from katib.controller.services import Endpoints, ObservationLog, Suggestions, start_local
+from katib.controller.signals import Interrupts
 from katib.controller.spec import Experiment
 from katib.controller.store import ResultsStore
-from katib.controller.trials import UNAVAILABLE, LogEntry, TrialCondition, TrialRecord
+from katib.controller.trials import TrialCondition, TrialRecord
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +60,8 @@ class RunResult:
     decision: rec.Decision
     trials: list[TrialRecord]
     note: str = ""
+    #: The signal that stopped the run (SIGINT, SIGTERM), if one did.
+    interrupted: int | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -73,13 +86,22 @@ class ExperimentRunner:
         suggestion_address: str | None = None,
         db_address: str | None = None,
         on_progress: Progress | None = None,
+        early_stopping_address: str | None = None,
+        interrupts: Interrupts | None = None,
+        backend: BackendFactory | None = None,
     ) -> None:
         self.spec = spec
         self.raw = raw
         self.results_dir = results_dir
         self.experiment_dir = experiment_dir
         self.addresses = (suggestion_address, db_address)
+        self.early_stopping_address = early_stopping_address
         self.on_progress = on_progress
+        self._own_interrupts = interrupts is None
+        self.interrupts = interrupts or Interrupts()  # never installed: it never fires
+        self.db_address = ""
+        self.backend_factory = backend or _local_backend()
+        self.early: EarlyStoppingClient | None = None
         self.trials: dict[str, TrialRecord] = {}
         self.state = rec.SuggestionState()
         self.overlay: dict[str, str] = {}
@@ -88,7 +110,13 @@ class ExperimentRunner:
         self._status_dirty = False
 
     def run(self) -> RunResult:
-        """Run (or resume) the experiment; ``KeyboardInterrupt`` stops it resumably."""
+        """Run (or resume) the experiment; ``KeyboardInterrupt`` stops it resumably.
+
+        ``InvalidArgument`` before anything is written if the backend cannot run it.
+        """
+        problems = self.backend_factory.capabilities.problems(self.spec)
+        if problems:
+            raise InvalidArgument(problems)
         with ResultsStore(self.results_dir) as store:
             self.store = store
             note = self._load()
@@ -99,6 +127,8 @@ class ExperimentRunner:
                 return self._serve(endpoints)
             finally:
                 endpoints.stop()
+                if self._own_interrupts:
+                    self.interrupts.uninstall()
 
     # -- loading and resuming ------------------------------------------------------------------
 
@@ -155,12 +185,12 @@ class ExperimentRunner:
         self.store.put(experiment=self.raw, status=self.status)
         return ""
 
-    def _recover(self, db: ObservationLog) -> None:
+    def _recover(self, db: ObservationLog, backend: Backend) -> None:
         """Re-queue trials that a previous controller left created or running."""
         for trial in list(self.trials.values()):
             if trial.condition.completed:
                 continue
-            kill_leftover(trial.extra)
+            backend.recover(trial)
             db.delete(trial.name)
             logger.info("trial %s was interrupted; it will run again", trial.name)
             self._save(
@@ -177,91 +207,146 @@ class ExperimentRunner:
     # -- the loop --------------------------------------------------------------------------------
 
     def _serve(self, endpoints: Endpoints) -> RunResult:
+        if self.spec.early_stopping is not None and not self.early_stopping_address:
+            raise InvalidArgument(
+                f"spec.earlyStopping: no early-stopping service for "
+                f"{self.spec.early_stopping.algorithm_name!r} is available locally; pass "
+                "--early-stopping-address HOST:PORT"
+            )
         db = ObservationLog(endpoints.db, endpoints.pushes)
-        client = SuggestionClient(endpoints.suggestion)
-        backend = LocalBackend(
+        cancelled = self._interrupted
+        client = Suggestions(endpoints.suggestion, cancelled)
+        if self.early_stopping_address:
+            self.early = EarlyStoppingClient(self.early_stopping_address, cancelled)
+        self.db_address = endpoints.db
+        backend = self.backend_factory(
             self.spec,
             self.results_dir,
-            db.report,
+            Collector(self.spec, db),
             env={"KATIB_DB_MANAGER_ADDRESS": endpoints.db},
             experiment_dir=self.experiment_dir,
-            reset=db.delete,
         )
         try:
             db.wait_ready()
-            self._recover(db)
+            self._recover(db, backend)
             if not self.trials:
                 client.validate(self.spec)
-            return self._loop(client, db, backend)
+                if self.early is not None:
+                    self.early.validate(self.spec)
+            return self._loop(client, backend)
         except KeyboardInterrupt:
             self._interrupt(backend)
             raise
         finally:
             backend.close()
             client.close()
+            if self.early is not None:
+                self.early.close()
             db.close()
 
-    def _loop(
-        self, client: SuggestionClient, db: ObservationLog, backend: LocalBackend
-    ) -> RunResult:
+    def _interrupted(self) -> bool:
+        return self.interrupts.received is not None
+
+    def _loop(self, client: Suggestions, backend: Backend) -> RunResult:
         while True:
+            if self._interrupted():
+                return self._interrupt(backend)
             decision = rec.reconcile(self.spec, list(self.trials.values()), self.state)
             self._save_status(decision)
             if self.on_progress is not None:
                 self.on_progress(decision, list(self.trials.values()))
             if decision.completed:
-                for done in backend.stop(list(decision.stop)):
-                    self._save(
-                        tr.kill(
-                            self.trials[done.name],
-                            "TrialKilled",
-                            f"Stopped because the experiment {decision.condition}",
-                            now(),
-                        )
-                    )
-                self._flush()
-                trials = list(self.trials.values())
-                final = replace(decision, counts=rec.Counts.of(trials), stop=())
-                return RunResult(decision=final, trials=trials)
+                return self._end(backend, decision)
+            if decision.fetch_rules:
+                self._fetch_rules(decision.fetch_rules)
+                continue
             if decision.request and self._suggest(client, decision.request):
                 continue
             for name in decision.start:
                 self._start(backend, self.trials[name])
             self._flush()
-            for done in backend.poll(POLL_SECONDS):
-                self._complete(db, done)
+            for done in backend.poll(POLL_SECONDS, wake=self.interrupts.fileno()):
+                self._complete(backend, done)
             self._flush()
 
-    def _suggest(self, client: SuggestionClient, count: int) -> int:
-        """Ask for ``count`` trials and record them as Created; returns how many came."""
+    def _end(self, backend: Backend, decision: rec.Decision) -> RunResult:
+        """Stop the trials still running; a trial that already exited keeps its result."""
+        for done in backend.stop(list(decision.stop)):
+            if done.stopped:
+                self._save(
+                    tr.kill(
+                        self.trials[done.name],
+                        "TrialKilled",
+                        f"Stopped because the experiment {decision.condition}",
+                        now(),
+                        observation=backend.collect(done),
+                        exit_code=done.exit_code,
+                    )
+                )
+            else:
+                self._complete(backend, done)
+        trials = list(self.trials.values())
+        best = rec.best_trial(self.spec, trials)
+        final = replace(
+            decision,
+            counts=rec.Counts.of(trials),
+            best_trial=best.name if best else None,
+            stop=(),
+        )
+        self._save_status(final)
+        self._flush()
+        return RunResult(decision=final, trials=trials)
+
+    def _suggest(self, client: Suggestions, count: int) -> int:
+        """Ask for ``count`` trials and record them as Created; returns how many came.
+
+        The reply is checked before anything is recorded: a value outside the space fails the
+        experiment like any suggestion service error; a bad trial name is replaced.
+        """
+        before = rec.Counts.of(list(self.trials.values()))
         try:
             reply = client.get(self.spec, list(self.trials.values()), count, self.overlay)
+            suggested = check_reply(self.spec, reply, self.trials.keys(), self._new_name)
         except KatibError as exc:
-            logger.error("%s", exc)
-            self.state = replace(self.state, failed_message=str(exc))
-            self.store.put(suggestion=self._suggestion_record())
+            self._suggestion_failed(str(exc))
             return 0
         for setting in reply.algorithm.algorithm_settings:
             self.overlay[setting.name] = setting.value
-        records = []
-        for item in reply.parameter_assignments:
-            name = item.trial_name
-            if not name or name in self.trials:
-                name = self._new_name()
-            record = TrialRecord(
-                name=name,
-                index=len(self.trials),
-                assignments=tuple((a.name, a.value) for a in item.assignments),
-                labels=tuple(sorted(item.labels.items())),
-                message="Trial is created",
+        for item in suggested:
+            self._save(
+                TrialRecord(
+                    name=item.name,
+                    index=len(self.trials),
+                    assignments=item.assignments,
+                    labels=item.labels,
+                    message="Trial is created",
+                )
             )
-            self._save(record)
-            records.append(record)
-        self.state = rec.after_suggestions(self.state, count, len(records))
+        self.state = rec.after_suggestions(self.state, count, len(suggested), before)
         self._flush(suggestion=self._suggestion_record())  # recorded before any trial starts
-        return len(records)
+        return len(suggested)
 
-    def _start(self, backend: LocalBackend, trial: TrialRecord) -> None:
+    def _suggestion_failed(self, message: str) -> None:
+        logger.error("%s", message)
+        self.state = replace(self.state, failed_message=message)
+        self.store.put(suggestion=self._suggestion_record())
+
+    def _fetch_rules(self, names: tuple[str, ...]) -> None:
+        """GetEarlyStoppingRules for trials about to start; the rules go on their records."""
+        if self.early is None:  # cannot happen: _serve refuses earlyStopping without one
+            raise InvalidArgument("spec.earlyStopping: no early-stopping service")
+        try:
+            rules = self.early.rules(
+                self.spec, list(self.trials.values()), self.overlay, self.db_address
+            )
+        except KatibError as exc:
+            self._suggestion_failed(f"early stopping: {exc}")
+            return
+        for name in names:
+            self._save(replace(self.trials[name], stop_rules=rules))
+        self._flush()
+
+    def _start(self, backend: Backend, trial: TrialRecord) -> None:
         try:
             info = backend.start(trial)
         except (OSError, KeyError, ValueError) as exc:
@@ -278,24 +363,23 @@ class ExperimentRunner:
             return
         self._save(replace(tr.start(trial, now()), extra=info))
 
-    def _complete(self, db: ObservationLog, done: Finished) -> None:
+    def _complete(self, backend: Backend, done: Finished) -> None:
         trial = self.trials[done.name]
-        summary = done.summary
-        if summary is None or db.may_hold_pushes(trial.name):
-            # Rows the trial reported itself: the DB holds the whole record.
-            summary = tr.ObservationSummary(self.spec.objective)
-            summary.add(db.entries(trial.name))
-        objective = self.spec.objective.objective_metric_name
-        if objective not in summary.names:
-            missing = LogEntry(None, objective, UNAVAILABLE)
-            db.report(trial.name, [missing])
-            summary.add([missing])
-        observation = summary.observation()
+        observation = backend.collect(done)
+        if done.early_stopped:
+            self._save(tr.early_stop(trial, done.exit_code, observation, now()))
+            if self.early is not None:
+                self.early.set_trial_status(trial.name)
+            return
         self._save(tr.finish(trial, done.exit_code, observation, self.spec.objective, now()))
 
-    def _interrupt(self, backend: LocalBackend) -> None:
-        """Stop running trials and leave them to be re-run on resume."""
-        for done in backend.stop(backend.running):
+    def _interrupt(self, backend: Backend) -> RunResult:
+        """Stop running trials and leave them to be re-run on resume; a trial that had
+        already exited keeps its result."""
+        for done in backend.stop(backend.running, hurry=lambda: self.interrupts.count > 1):
+            if not done.stopped:
+                self._complete(backend, done)
+                continue
             trial = self.trials[done.name]
             self._save(
                 replace(
@@ -308,6 +392,8 @@ class ExperimentRunner:
             )
         self._flush()
         logger.info("interrupted; run again with the same results directory to resume")
+        result = self._result()
+        return replace(result, interrupted=self.interrupts.received)
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -347,11 +433,11 @@ class ExperimentRunner:
             "settings": self.overlay,
         }
 
-    def _new_name(self) -> str:
+    def _new_name(self, avoid: set[str] | None = None) -> str:
         while True:
             suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(8))
             name = f"{self.spec.name}-{suffix}"
-            if name not in self.trials:
+            if name not in self.trials and name not in (avoid or ()):
                 return name
 
     def _result(self, note: str = "") -> RunResult:
@@ -367,6 +453,12 @@ class ExperimentRunner:
                 request=0,
             )
         return RunResult(decision=replace(decision, stop=()), trials=trials, note=note)
+
+
+def _local_backend() -> BackendFactory:
+    from katib.controller.local import LocalBackend
+
+    return LocalBackend
 
 
 def _check_same_experiment(stored: dict[str, Any], raw: dict[str, Any], where: Path) -> None:

@@ -9,42 +9,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
-
-import grpc
 
 from katib.api import api_pb2 as pb
-from katib.api import api_pb2_grpc
-from katib.api.errors import FailedPrecondition, InvalidArgument, Unavailable
-from katib.api.server import GRPC_OPTIONS, RunningServer, ServiceSpec, start
+from katib.api.server import RunningServer, ServiceSpec, start
 from katib.controller import protos
 from katib.controller.spec import Experiment
 from katib.controller.trials import LogEntry, TrialRecord
+from katib.suggestion.client import SuggestionClient
 
 logger = logging.getLogger(__name__)
 
 OBSERVATIONS_DB = "observations.db"
-DEADLINE_SECONDS = 60.0
-#: Codes worth retrying: the service is down, overloaded or slow, not wrong. INTERNAL and
-#: UNKNOWN are bugs in the service (deterministic for a given history), so they are not retried;
-#: the experiment fails and a rerun resumes it.
-TRANSIENT = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-    }
-)
-RETRY_SECONDS = 60.0  # waiting between attempts stops after this (plus the calls' own time)
-FIRST_BACKOFF = 0.5
-MAX_BACKOFF = 10.0
-
-
 #: gRPC metadata on the controller's own DB calls, so that an in-process DB service can tell its
 #: reports from those a trial pushes itself (``report_metrics()``).
 CONTROLLER_METADATA = (("x-katib-reporter", "controller"),)
@@ -128,36 +106,21 @@ def start_local(
     )
 
 
-class SuggestionClient:
-    """Drive a Suggestion service the way Katib's controller does (reference 1.3)."""
+class Suggestions:
+    """The suggestion service as the controller uses it: records in, Katib's messages out.
 
-    def __init__(self, address: str) -> None:
+    Builds the requests of Katib's controller (reference 1.3) and calls the service through
+    :class:`katib.suggestion.client.SuggestionClient` (deadlines, retries).
+    """
+
+    def __init__(self, address: str, cancelled: Callable[[], bool] = lambda: False) -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
-        self._stub = api_pb2_grpc.SuggestionStub(self._channel)
+        self.client = SuggestionClient(address, cancelled)
         self._trial_cache: dict[str, tuple[TrialRecord, pb.Trial]] = {}
 
     def validate(self, spec: Experiment) -> None:
-        """ValidateAlgorithmSettings; ``InvalidArgument`` with the service's message if invalid.
-
-        UNIMPLEMENTED counts as valid (as in Katib); unlike Katib, other errors are not.
-        """
-        request = pb.ValidateAlgorithmSettingsRequest(experiment=protos.experiment(spec))
-        try:
-            self._call(self._stub.ValidateAlgorithmSettings, request)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                return
-            if code in (
-                grpc.StatusCode.INVALID_ARGUMENT,
-                grpc.StatusCode.UNKNOWN,
-                grpc.StatusCode.FAILED_PRECONDITION,
-            ):
-                raise InvalidArgument(f"Validation failed: {exc.details()}") from None
-            raise FailedPrecondition(
-                f"ValidateAlgorithmSettings failed: {code.name}: {exc.details()}"
-            ) from None
+        """ValidateAlgorithmSettings for the experiment, without the settings overlay."""
+        self.client.validate(protos.experiment(spec))
 
     def get(
         self,
@@ -166,26 +129,14 @@ class SuggestionClient:
         count: int,
         overlay: Mapping[str, str],
     ) -> pb.GetSuggestionsReply:
-        """GetSuggestions for ``count`` new trials; the reply may hold fewer (exhausted)."""
+        """GetSuggestions for ``count`` new trials; the reply may hold fewer."""
         request = pb.GetSuggestionsRequest(
             experiment=protos.experiment(spec, overlay),
             trials=self._trials(spec, trials),
             current_request_number=count,
             total_request_number=len(trials) + count,
         )
-        try:
-            reply = cast(pb.GetSuggestionsReply, self._call(self._stub.GetSuggestions, request))
-        except grpc.RpcError as exc:
-            message = f"GetSuggestions failed: {exc.code().name}: {exc.details()}"
-            if exc.code() in TRANSIENT:
-                raise Unavailable(f"{message} (gave up after {RETRY_SECONDS:g} s)") from None
-            raise FailedPrecondition(message) from None
-        if len(reply.parameter_assignments) > count:
-            raise FailedPrecondition(
-                f"GetSuggestions returned {len(reply.parameter_assignments)} assignments "
-                f"for a request of {count}"
-            )
-        return reply
+        return self.client.get_suggestions(request)
 
     def _trials(self, spec: Experiment, records: Sequence[TrialRecord]) -> list[pb.Trial]:
         """Trial messages, rebuilt only for records that changed since the last request."""
@@ -198,33 +149,9 @@ class SuggestionClient:
             result.append(cached[1])
         return result
 
-    def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
-        """Call with a deadline; retry :data:`TRANSIENT` errors with exponential backoff.
-
-        Waits :data:`FIRST_BACKOFF` s, doubling up to :data:`MAX_BACKOFF` s, while the total
-        wait stays within :data:`RETRY_SECONDS`; then the last error is raised.
-        """
-        delay, waited = FIRST_BACKOFF, 0.0
-        while True:
-            try:
-                return method(request, timeout=DEADLINE_SECONDS, wait_for_ready=True)
-            except grpc.RpcError as exc:
-                if exc.code() not in TRANSIENT or waited + delay > RETRY_SECONDS:
-                    raise
-                logger.warning(
-                    "suggestion service at %s: %s: %s; retrying in %.1f s",
-                    self.address,
-                    exc.code().name,
-                    exc.details(),
-                    delay,
-                )
-                time.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, MAX_BACKOFF)
-
     def close(self) -> None:
         """Close the channel."""
-        self._channel.close()
+        self.client.close()
 
 
 class ObservationLog:

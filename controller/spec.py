@@ -177,7 +177,8 @@ class TrialParameter:
 
 @dataclass(frozen=True)
 class TrialTemplate:
-    """``spec.trialTemplate`` with an inline ``trialSpec`` (a Kubernetes object as a dict)."""
+    """``spec.trialTemplate``: an inline ``trialSpec`` (a Kubernetes object as a dict) or a
+    ``configMap`` source."""
 
     trial_spec: dict[str, Any]
     trial_parameters: tuple[TrialParameter, ...]
@@ -186,6 +187,9 @@ class TrialTemplate:
     failure_condition: str
     retain: bool = False
     primary_pod_labels: dict[str, str] = field(default_factory=dict)
+    #: ``configMap`` source (configMapName, configMapNamespace, templatePath) when the template
+    #: is read from a ConfigMap; ``trial_spec`` is then empty.
+    config_map: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

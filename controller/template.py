@@ -199,13 +199,37 @@ class Command:
     env: tuple[tuple[str, str], ...]
 
 
+def primary_container(template: TrialTemplate) -> tuple[str, dict[str, Any]] | None:
+    """The primary container and its path in the trialSpec, ``None`` if there is none.
+
+    A Kubeflow Trainer ``TrainJob`` declares its training container as ``spec.trainer``
+    (image, command, args, env) rather than in a pod template; it stands for the primary
+    container when no container of that name is in the template.
+    """
+    found = locate_container(template.trial_spec, template.primary_container_name)
+    if found is None and template.trial_spec.get("kind") == "TrainJob":
+        spec = template.trial_spec.get("spec")
+        trainer = spec.get("trainer") if isinstance(spec, Mapping) else None
+        if isinstance(trainer, Mapping):
+            return ".spec.trainer", dict(trainer)
+    return found
+
+
 def container_command(template: TrialTemplate) -> Command:
     """The raw (unsubstituted) primary container command; ``ValueError`` if it has none."""
-    found = locate_container(template.trial_spec, template.primary_container_name)
+    found = primary_container(template)
     if found is None:
         raise ValueError(f"no container named {template.primary_container_name!r}")
     path, container = found
-    argv = _string_list(container, "command", path) + _string_list(container, "args", path)
+    command = _string_list(container, "command", path)
+    args = _string_list(container, "args", path)
+    if args and not command:
+        raise ValueError(
+            f"container {template.primary_container_name!r} has args but no command; a "
+            "local run has no image entrypoint to pass them to, so give the entrypoint as "
+            "command (e.g. command: [python3, /opt/train.py])"
+        )
+    argv = command + args
     if not argv:
         raise ValueError(
             f"container {template.primary_container_name!r} has no command or args; a local "
@@ -299,3 +323,38 @@ def check_trial_parameters(
             "add it to trialParameters"
         )
     return problems
+
+
+def ignored_replicas(template: TrialTemplate) -> list[str]:
+    """Warnings for the parts of a distributed trial a local run does not start.
+
+    Training-operator jobs (``pytorchReplicaSpecs``, ``tfReplicaSpecs``, ...) run their primary
+    container's replica only; a TrainJob with ``numNodes`` > 1 runs one node.
+    """
+    warnings: list[str] = []
+    spec = template.trial_spec.get("spec")
+    if not isinstance(spec, Mapping):
+        return warnings
+    primary = primary_container(template)
+    primary_path = primary[0] if primary else ""
+    for key, replicas in spec.items():
+        if not key.endswith("ReplicaSpecs") or not isinstance(replicas, Mapping):
+            continue
+        for role, replica in replicas.items():
+            if not isinstance(replica, Mapping) or primary_path.startswith(f".spec.{key}.{role}."):
+                continue
+            count = replica.get("replicas", 1)
+            if isinstance(count, int) and count > 0:
+                warnings.append(
+                    f"spec.trialTemplate.trialSpec.spec.{key}.{role}: {count} replica(s) are "
+                    "ignored by local runs, which start only the primary container "
+                    f"{template.primary_container_name!r}"
+                )
+    trainer = spec.get("trainer")
+    nodes = trainer.get("numNodes") if isinstance(trainer, Mapping) else None
+    if template.trial_spec.get("kind") == "TrainJob" and isinstance(nodes, int) and nodes > 1:
+        warnings.append(
+            f"spec.trialTemplate.trialSpec.spec.trainer.numNodes: {nodes} nodes; a local run "
+            "starts one"
+        )
+    return warnings

@@ -62,6 +62,30 @@ class LogEntry:
     value: str
 
 
+class Comparison(enum.StrEnum):
+    """How an early-stopping rule compares a metric with its value (Katib's ComparisonType)."""
+
+    EQUAL = "equal"
+    LESS = "less"
+    GREATER = "greater"
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """One early-stopping rule (Katib's ``EarlyStoppingRule``).
+
+    The rule is met when the metric ``name`` compares with ``value`` as ``comparison`` says,
+    once the metric has been reported at least ``start_step`` times. For the objective metric
+    the best value so far (min when minimising, max when maximising) is compared, as Katib's
+    collector does. A trial is early-stopped when every one of its rules has been met.
+    """
+
+    name: str
+    value: float
+    comparison: Comparison
+    start_step: int = 0
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """Everything the controller knows about one trial."""
@@ -78,6 +102,9 @@ class TrialRecord:
     observation: tuple[MetricValue, ...] = ()
     exit_code: int | None = None
     attempts: int = 0
+    #: Early-stopping rules fetched for the trial; ``None`` until fetched (or without
+    #: ``spec.earlyStopping``), ``()`` when the service had none for it.
+    stop_rules: tuple[StopRule, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def metric(self, name: str) -> MetricValue | None:
@@ -241,10 +268,39 @@ def finish(
     )
 
 
-def kill(trial: TrialRecord, reason: str, message: str, now: datetime) -> TrialRecord:
-    """The trial after the controller stopped it."""
+def kill(
+    trial: TrialRecord,
+    reason: str,
+    message: str,
+    now: datetime,
+    observation: tuple[MetricValue, ...] | None = None,
+    exit_code: int | None = None,
+) -> TrialRecord:
+    """The trial after the controller stopped it while it ran (what it reported is kept)."""
     return replace(
-        trial, condition=TrialCondition.KILLED, reason=reason, message=message, completion_time=now
+        trial,
+        condition=TrialCondition.KILLED,
+        reason=reason,
+        message=message,
+        completion_time=now,
+        observation=trial.observation if observation is None else observation,
+        exit_code=exit_code,
+    )
+
+
+def early_stop(
+    trial: TrialRecord, exit_code: int, observation: tuple[MetricValue, ...], now: datetime
+) -> TrialRecord:
+    """The trial after its early-stopping rules were met and it was stopped (Katib's
+    SetTrialStatus condition); its observation is kept."""
+    return replace(
+        trial,
+        condition=TrialCondition.EARLY_STOPPED,
+        reason="TrialEarlyStopped",
+        message="Trial is early stopped",
+        completion_time=now,
+        observation=observation,
+        exit_code=exit_code,
     )
 
 
@@ -263,6 +319,9 @@ def to_dict(trial: TrialRecord) -> dict[str, Any]:
         "observation": [[m.name, m.min, m.max, m.latest] for m in trial.observation],
         "exit_code": trial.exit_code,
         "attempts": trial.attempts,
+        "stop_rules": None
+        if trial.stop_rules is None
+        else [[r.name, r.value, r.comparison.value, r.start_step] for r in trial.stop_rules],
         "extra": trial.extra,
     }
 
@@ -286,5 +345,15 @@ def from_dict(data: Mapping[str, Any]) -> TrialRecord:
         observation=tuple(MetricValue(*m) for m in data.get("observation", [])),
         exit_code=data.get("exit_code"),
         attempts=int(data.get("attempts", 0)),
+        stop_rules=_rules(data.get("stop_rules")),
         extra=dict(data.get("extra") or {}),
+    )
+
+
+def _rules(data: Any) -> tuple[StopRule, ...] | None:
+    if data is None:
+        return None
+    return tuple(
+        StopRule(str(name), float(value), Comparison(comparison), int(step))
+        for name, value, comparison, step in data
     )

@@ -1,9 +1,13 @@
 """Build an :class:`~katib.controller.spec.Experiment` from YAML, or report every problem.
 
 Implements Katib's defaulting and admission webhook (reference 6.1-6.3, section 4) with the
-fixes of 9.7/9.8: an anchored name regex, min < max, step > 0, non-empty lists and unique
-parameter names. Each problem names its field path and says what to do, e.g.
-``spec.parameters[1].feasibleSpace.min: min (5) must be less than max (1)``.
+fixes of 9.7/9.8: an anchored name regex, min <= max (min < max for doubles), step > 0,
+non-empty lists and unique parameter names. Each problem names its field path and says what to
+do, e.g. ``spec.parameters[1].feasibleSpace.min: min (5) must be less than max (1)``.
+
+Admission only: what Katib itself accepts, whatever will run it. Whether a backend can run an
+accepted experiment (its trial kind, its collector) and whether the services it needs are at
+hand are separate checks (:mod:`katib.controller.checks`).
 
 >>> experiment = load_experiment(yaml.safe_load(text))               # doctest: +SKIP
 """
@@ -37,12 +41,26 @@ from katib.controller.spec import (
     TrialTemplate,
     default_strategy,
 )
+from katib.db.records import check_name
 
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME_LENGTH = 40
-#: Early-stopping algorithms the controller can drive. None exists yet; registering one here
-#: (name -> address factory) is the only change the controller needs to use it.
-EARLY_STOPPING_ALGORITHMS: dict[str, object] = {}
+#: The algorithm names of Katib's default suggestion configuration: admission accepts them
+#: (and this project's own) whether or not a service that runs them is at hand; which service
+#: runs an experiment is checked when it runs (:mod:`katib.controller.checks`).
+KATIB_ALGORITHMS = (
+    "random",
+    "tpe",
+    "multivariate-tpe",
+    "cmaes",
+    "grid",
+    "hyperband",
+    "bayesianoptimization",
+    "sobol",
+    "pbt",
+    "enas",
+    "darts",
+)
 
 _SPEC_FIELDS = (
     "parameters",
@@ -68,10 +86,14 @@ def load_file(path: str | Path, algorithms: Collection[str] | None = None) -> Ex
     return load_experiment(data, algorithms)
 
 
-def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Experiment:
+def load_experiment(
+    data: Any, algorithms: Collection[str] | None = None, *, check_algorithm: bool = True
+) -> Experiment:
     """Validate and default one Experiment object; ``InvalidArgument`` lists every problem.
 
-    ``algorithms`` are the valid algorithm names (default: the suggestion registry's).
+    ``algorithms`` are the valid algorithm names (default: :data:`KATIB_ALGORITHMS` and the
+    suggestion registry's). With ``check_algorithm=False`` any name is accepted: a remote
+    suggestion service checks it (``ValidateAlgorithmSettings``).
     """
     problems = Problems()
     if not isinstance(data, Mapping):
@@ -88,7 +110,7 @@ def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Exp
     fields.unknown_keys(problems, spec, _SPEC_FIELDS, "spec")
     objective = _objective(problems, spec)
     algorithm = _algorithm(problems, spec, "algorithm", required=True)
-    if algorithm is not None and algorithm.algorithm_name:
+    if algorithm is not None and algorithm.algorithm_name and check_algorithm:
         known = _algorithm_names() if algorithms is None else sorted(algorithms)
         if algorithm.algorithm_name not in known:
             problems.add(
@@ -96,13 +118,6 @@ def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Exp
                 f"unknown algorithm {algorithm.algorithm_name!r}; available: {', '.join(known)}",
             )
     early = _algorithm(problems, spec, "earlyStopping", required=False)
-    if early is not None and early.algorithm_name not in EARLY_STOPPING_ALGORITHMS:
-        problems.add(
-            "spec.earlyStopping.algorithmName",
-            f"early stopping "
-            f"{early.algorithm_name!r} is not available (no early-stopping service is "
-            "installed); remove spec.earlyStopping",
-        )
     counts = _counts(problems, spec)
     policy_text = fields.string(problems, spec, "resumePolicy", "spec.resumePolicy") or "Never"
     try:
@@ -142,7 +157,7 @@ def load_experiment(data: Any, algorithms: Collection[str] | None = None) -> Exp
 def _algorithm_names() -> list[str]:
     from katib.suggestion import registry
 
-    return registry.names()
+    return sorted({*KATIB_ALGORITHMS, *registry.names()})
 
 
 def _name(problems: Problems, metadata: Mapping[str, Any]) -> str:
@@ -185,6 +200,12 @@ def _objective(problems: Problems, spec: Mapping[str, Any]) -> Objective | None:
             fields.sequence(problems, raw, "additionalMetricNames", f"{at}.additionalMetricNames")
         )
     ]
+    for field, name in [(f"{at}.objectiveMetricName", metric)] + [
+        (f"{at}.additionalMetricNames[{i}]", name) for i, name in enumerate(additional)
+    ]:
+        problem = check_name("the metric name", name) if name else None
+        if problem is not None:  # the observation DB could not store its rows
+            problems.add(field, problem)
     if metric and metric in additional:
         problems.add(
             f"{at}.additionalMetricNames", f"must not contain the objective metric {metric!r}"
@@ -243,7 +264,8 @@ def _algorithm(
         return None
     fields.unknown_keys(problems, raw, ("algorithmName", "algorithmSettings"), at)
     name = fields.string(problems, raw, "algorithmName", f"{at}.algorithmName", required=True)
-    settings = []
+    settings: list[Setting] = []
+    first: dict[str, int] = {}
     for i, item in enumerate(
         fields.sequence(problems, raw, "algorithmSettings", f"{at}.algorithmSettings")
     ):
@@ -251,12 +273,21 @@ def _algorithm(
         if not isinstance(item, Mapping):
             problems.add(path, "must be a mapping with name and value")
             continue
-        settings.append(
-            Setting(
-                fields.string(problems, item, "name", f"{path}.name", required=True),
-                fields.string(problems, item, "value", f"{path}.value", scalar=True),
-            )
+        setting = Setting(
+            fields.string(problems, item, "name", f"{path}.name", required=True),
+            fields.string(problems, item, "value", f"{path}.value", scalar=True),
         )
+        if setting.name in first:  # one value per name; Katib's services keep only the last
+            earlier = settings[first[setting.name]]
+            if earlier.value != setting.value:
+                problems.add(
+                    f"{path}.value",
+                    f"setting {setting.name!r} is given twice with different values "
+                    f"({earlier.value!r} and {setting.value!r}); keep one",
+                )
+            continue
+        first[setting.name] = len(settings)
+        settings.append(setting)
     return AlgorithmSpec(algorithm_name=name, algorithm_settings=tuple(settings))
 
 
@@ -330,9 +361,24 @@ def _trial_template(
                 description=fields.string(problems, item, "description", f"{path}.description"),
             )
         )
-    trial_spec = _trial_spec(problems, raw, at)
+    config_map = _config_map(problems, raw, at)
+    trial_spec = {} if config_map is not None else _trial_spec(problems, raw, at)
     if trial_spec is None:
         return None
+    if config_map is not None:  # the template is not at hand: only its own fields are checked
+        return TrialTemplate(
+            trial_spec={},
+            trial_parameters=tuple(params),
+            primary_container_name=primary,
+            success_condition=fields.string(
+                problems, raw, "successCondition", f"{at}.successCondition"
+            ),
+            failure_condition=fields.string(
+                problems, raw, "failureCondition", f"{at}.failureCondition"
+            ),
+            retain=bool(fields.boolean(problems, raw, "retain", f"{at}.retain")),
+            config_map=config_map,
+        )
     problems.items += template.check_trial_parameters(
         tuple(params), trial_spec, parameter_names, f"{at}.trialParameters"
     )
@@ -359,27 +405,30 @@ def _trial_template(
     if primary:
         try:
             template.container_command(result)
-        except template.TemplateError as exc:
+        except template.TemplateError as exc:  # malformed: Kubernetes would reject it too
             problems.add(f"{at}.trialSpec{exc.path}", exc.message)
-        except ValueError as exc:
-            problems.add(f"{at}.primaryContainerName", str(exc))
+        except ValueError:
+            pass  # no such container: what a backend can run is checked separately
     return result
 
 
-def _trial_spec(problems: Problems, raw: Mapping[str, Any], at: str) -> dict[str, Any] | None:
+def _config_map(problems: Problems, raw: Mapping[str, Any], at: str) -> dict[str, str] | None:
+    """``configMap`` if the template comes from one (its three fields are required)."""
     has_spec, has_map = raw.get("trialSpec") is not None, raw.get("configMap") is not None
     if has_spec == has_map:
         problems.add(at, "give exactly one of trialSpec or configMap")
         return None
-    if has_map:
-        config = fields.mapping(problems, raw, "configMap", f"{at}.configMap") or {}
-        for key in ("configMapName", "configMapNamespace", "templatePath"):
-            fields.string(problems, config, key, f"{at}.configMap.{key}", required=True)
-        problems.add(
-            f"{at}.configMap",
-            "local runs cannot read Kubernetes ConfigMaps; inline "
-            "the template under trialTemplate.trialSpec",
-        )
+    if not has_map:
+        return None
+    config = fields.mapping(problems, raw, "configMap", f"{at}.configMap") or {}
+    return {
+        key: fields.string(problems, config, key, f"{at}.configMap.{key}", required=True)
+        for key in ("configMapName", "configMapNamespace", "templatePath")
+    }
+
+
+def _trial_spec(problems: Problems, raw: Mapping[str, Any], at: str) -> dict[str, Any] | None:
+    if raw.get("trialSpec") is None:
         return None
     trial_spec = fields.mapping(problems, raw, "trialSpec", f"{at}.trialSpec")
     if trial_spec is None:
@@ -439,8 +488,8 @@ def _nas_config(problems: Problems, spec: Mapping[str, Any], at: str) -> dict[st
             continue
         fields.unknown_keys(problems, op, ("operationType", "parameters"), path)
         fields.string(problems, op, "operationType", f"{path}.operationType", required=True)
+        # An operation may have no parameters (DARTS's skip_connection); Katib's webhook does
+        # not look inside nasConfig, and the NAS services check what they need.
         params = fields.sequence(problems, op, "parameters", f"{path}.parameters")
-        if not params and isinstance(op.get("parameters", []), list):
-            problems.add(f"{path}.parameters", "needs at least one parameter")
         parse_parameters(problems, params, f"{path}.parameters")
     return raw

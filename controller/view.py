@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -11,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from katib.controller import reconcile as rec
+from katib.controller.report import log_path, log_tail
 from katib.controller.spec import Experiment, ObjectiveType
 from katib.controller.trials import UNAVAILABLE, TrialCondition, TrialRecord
 
@@ -48,7 +50,8 @@ def best_line(spec: Experiment, trials: Sequence[TrialRecord], best: str | None)
     return f"best: {trial.name} {spec.objective.objective_metric_name}={value} ({params})"
 
 
-def _sort_key(spec: Experiment, trial: TrialRecord) -> tuple[int, float, int]:
+def sort_key(spec: Experiment, trial: TrialRecord) -> tuple[int, float, int]:
+    """Best first: by the objective value in its direction, unobserved last, then by index."""
     value = trial.objective_value(spec.objective)
     try:
         number = float(value) if value not in (None, UNAVAILABLE) else float("nan")
@@ -63,13 +66,14 @@ def trials_table(
     spec: Experiment, trials: Sequence[TrialRecord], limit: int | None = None, by_best: bool = True
 ) -> Table:
     """A table of trials, best first (or in creation order), with parameters and metrics."""
-    ordered = sorted(trials, key=lambda t: _sort_key(spec, t)) if by_best else list(trials)
+    ordered = sorted(trials, key=lambda t: sort_key(spec, t)) if by_best else list(trials)
     if limit is not None:
         ordered = ordered[:limit]
     table = Table(title=f"{spec.name}: " + ("best trials" if by_best else "trials"))
     table.add_column("#", justify="right")
     table.add_column("trial")
     table.add_column("status")
+    table.add_column("exit", justify="right")
     for param in spec.parameters:
         table.add_column(param.name, justify="right")
     for metric in spec.objective.metric_names:
@@ -86,25 +90,64 @@ def trials_table(
             str(trial.index),
             trial.name,
             Text(str(trial.condition), style=_STYLE.get(trial.condition, "")),
+            "" if trial.exit_code is None else str(trial.exit_code),
             *(values.get(p.name, "") for p in spec.parameters),
             *metrics,
         )
     return table
 
 
+def failure_lines(results_dir: Path, trial: TrialRecord, lines: int = 5) -> list[str]:
+    """Why ``trial`` failed: its exit code, then the last ``lines`` lines of its log."""
+    code = "?" if trial.exit_code is None else trial.exit_code
+    tail = log_tail(results_dir, trial.name, lines)
+    where = log_path(results_dir, trial.name)
+    head = f"{trial.name} failed (exit code {code})"
+    if not tail:
+        return [f"{head}; {where} is empty"]
+    return [f"{head}; last lines of {where}:", *(f"  | {line}" for line in tail)]
+
+
+def print_failures(
+    console: Console,
+    results_dir: Path,
+    trials: Sequence[TrialRecord],
+    limit: int | None = None,
+    lines: int = 5,
+) -> None:
+    """Print :func:`failure_lines` for the failed trials (the latest ``limit`` of them)."""
+    failed = [t for t in trials if t.condition is TrialCondition.FAILED]
+    shown = failed if limit is None else failed[-limit:] if limit > 0 else []
+    if len(shown) < len(failed):
+        console.print(
+            f"{len(failed)} trials failed; the last {len(shown)} (all: katib trials "
+            f"{results_dir}):",
+            style="red",
+            highlight=False,
+        )
+    for trial in shown:
+        for line in failure_lines(results_dir, trial, lines):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
 class ProgressView:
     """Progress callback for :class:`~katib.controller.runner.ExperimentRunner`.
 
     On a terminal: a live panel (counts, best so far, running trials). Elsewhere: one line each
-    time the counts change.
+    time the counts change. Either way, each trial that fails gets one line with its exit code
+    and the last line of its log (``results_dir/trials/<name>/trial.log``).
     """
 
-    def __init__(self, spec: Experiment, console: Console) -> None:
+    def __init__(
+        self, spec: Experiment, console: Console, results_dir: Path | None = None
+    ) -> None:
         self.spec = spec
         self.console = console
+        self.results_dir = results_dir
         self.live: Live | None = None
         self.started = time.monotonic()
         self._last = ""
+        self._failed: set[str] = set()
 
     def __enter__(self) -> ProgressView:
         if self.console.is_terminal:
@@ -118,6 +161,7 @@ class ProgressView:
 
     def __call__(self, decision: rec.Decision, trials: list[TrialRecord]) -> None:
         """Show the current state."""
+        self._report_failures(trials)
         line = counts_line(decision.counts)
         best = best_line(self.spec, trials, decision.best_trial)
         if self.live is not None:
@@ -138,3 +182,19 @@ class ProgressView:
             if key != self._last:
                 self._last = key
                 self.console.print(f"{line} | {best}", highlight=False, soft_wrap=True)
+
+    def _report_failures(self, trials: Sequence[TrialRecord]) -> None:
+        for trial in trials:
+            if trial.condition is not TrialCondition.FAILED or trial.name in self._failed:
+                continue
+            self._failed.add(trial.name)
+            code = "?" if trial.exit_code is None else trial.exit_code
+            tail = log_tail(self.results_dir, trial.name, 1) if self.results_dir else []
+            last = f": {tail[0]}" if tail else ""
+            self.console.print(
+                f"trial {trial.name} failed (exit code {code}){last}",
+                style="red",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )

@@ -12,12 +12,30 @@ The controller, the early-stopping service and metrics pushers talk to ``katib-d
 Status codes come back as the project's errors: INVALID_ARGUMENT -> ``InvalidArgument``,
 NOT_FOUND -> ``NotFound``, UNAVAILABLE and DEADLINE_EXCEEDED -> ``Unavailable``; others are
 raised as the original ``grpc.RpcError``.
+
+Transient errors are retried. UNAVAILABLE and DEADLINE_EXCEEDED are tried again with
+exponential back-off (0.1 s doubling to 5 s, jittered) for up to ``retry_for`` seconds in all
+(default 60, as the controller's suggestion client), then raised as ``Unavailable``. Reads and
+deletes are idempotent and always retried. A report is retried without ever storing its rows
+twice:
+
+- every report carries a fresh id (call metadata ``x-katib-report-id``); a DB manager that
+  announces ``x-katib-report-ids: 1`` in its replies (ours) stores each id once, so a report
+  whose reply was lost after its rows were committed can be resent safely;
+- to a server that has not announced it (Katib's own DB manager), a report is resent only when
+  gRPC failed to connect at all, so the request never left this process; any other failure is
+  raised, since the rows may be stored already.
+
+:meth:`wait_ready` learns which kind of server it talks to, so the first report is covered too.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +46,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from katib.api import api_pb2, api_pb2_grpc
 from katib.api.errors import InvalidArgument, NotFound, Unavailable
 from katib.api.server import GRPC_OPTIONS
-from katib.db.service import SERVICE_NAME
+from katib.db.service import REPORT_ID_KEY, REPORT_IDS_ACK, SERVICE_NAME
 from katib.db.timestamps import (
     ZERO_TIME_US,
     format_rfc3339,
@@ -36,6 +54,24 @@ from katib.db.timestamps import (
     parse_rfc3339,
     to_datetime,
 )
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a call keeps being retried after transient errors, by default.
+DEFAULT_RETRY_FOR = 60.0
+FIRST_BACKOFF = 0.1
+MAX_BACKOFF = 5.0
+_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+#: gRPC's words for a call that failed before any connection existed (nothing was sent).
+_NOT_CONNECTED = ("failed to connect to all addresses", "Failed to connect to remote host")
+#: Reconnect quickly after the server comes back (gRPC's default back-off reaches 120 s).
+_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+#: A trial name no controller creates (Katib's names are DNS labels): the feature probe's query.
+_PROBE_TRIAL = "katib-db-client.probe"
 
 #: ``0001-01-01T00:00:00Z``: the time of entries reported without a timestamp.
 ZERO_TIME = to_datetime(ZERO_TIME_US)
@@ -71,17 +107,26 @@ def to_rfc3339(moment: Timestamp) -> str:
 class DBClient:
     """A client of the ``DBManager`` service at ``address`` (``host:port``).
 
-    ``timeout`` is the deadline of each call in seconds; ``metadata`` is sent with every call.
+    ``timeout`` is the deadline of each attempt in seconds; ``retry_for`` bounds the time spent
+    retrying transient errors (0 disables retries); ``metadata`` is sent with every call.
     Thread-safe; close it (or use it as a context manager) to release the channel.
     """
 
     def __init__(
-        self, address: str, timeout: float = 30.0, metadata: Sequence[tuple[str, str]] = ()
+        self,
+        address: str,
+        timeout: float = 30.0,
+        metadata: Sequence[tuple[str, str]] = (),
+        retry_for: float = DEFAULT_RETRY_FOR,
     ) -> None:
         self.address = address
         self.timeout = timeout
+        self.retry_for = retry_for
         self.metadata = tuple(metadata)
-        self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        #: Whether the server stores each report id once (learnt from its replies).
+        self.dedupes_reports = False
+        options = [*GRPC_OPTIONS, *_CHANNEL_OPTIONS]
+        self._channel = grpc.insecure_channel(address, options=options)
         self._stub = api_pb2_grpc.DBManagerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -89,7 +134,8 @@ class DBClient:
         """Store ``(timestamp, metric_name, value)`` tuples for a trial, all or none.
 
         ``timestamp`` is a ``datetime``, an RFC 3339 string, or ``None``/``""`` (untimed);
-        ``value`` is sent as ``str(value)`` unless it already is a string.
+        ``value`` is sent as ``str(value)`` unless it already is a string. Resent after a
+        transient error only where that cannot store the rows twice (see the module notes).
         """
         request = api_pb2.ReportObservationLogRequest(trial_name=trial_name)
         add = request.observation_log.metric_logs.add
@@ -98,7 +144,13 @@ class DBClient:
             log.time_stamp = to_rfc3339(stamp)
             log.metric.name = name
             log.metric.value = value if isinstance(value, str) else str(value)
-        self._call(self._stub.ReportObservationLog, request)
+        report_id = ((REPORT_ID_KEY, uuid.uuid4().hex),)
+        self._call(
+            self._stub.ReportObservationLog,
+            request,
+            extra=report_id,
+            resend_safe=lambda: self.dedupes_reports,
+        )
 
     def get(
         self,
@@ -146,6 +198,7 @@ class DBClient:
                     request, timeout=min(remaining, 5.0), wait_for_ready=True
                 )
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    self._probe(max(deadline - time.monotonic(), 1.0))
                     return
                 last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.RpcError as exc:
@@ -162,15 +215,71 @@ class DBClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _call(self, method: Any, request: Any) -> Any:
+    def _probe(self, timeout: float) -> None:
+        """Learn whether the server deduplicates reports (a read of a trial nobody has)."""
+        request = api_pb2.GetObservationLogRequest(trial_name=_PROBE_TRIAL)
         try:
-            return method(request, timeout=self.timeout, metadata=self.metadata or None)
-        except grpc.RpcError as exc:
-            code, details = exc.code(), exc.details() or ""
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument(details) from exc
-            if code == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(details) from exc
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise Unavailable(f"{self.address}: {code.name}: {details}") from exc
-            raise
+            self._call(self._stub.GetObservationLog, request, retry_for=timeout)
+        except (InvalidArgument, NotFound, Unavailable, grpc.RpcError) as exc:
+            logger.debug("DB manager %s: feature probe failed: %s", self.address, exc)
+
+    def _call(
+        self,
+        method: Any,
+        request: Any,
+        extra: tuple[tuple[str, str], ...] = (),
+        resend_safe: Callable[[], bool] = lambda: True,
+        retry_for: float | None = None,
+    ) -> Any:
+        """Call ``method``, retrying transient errors with back-off (see the module notes)."""
+        metadata = (*self.metadata, *extra) or None
+        budget = self.retry_for if retry_for is None else retry_for
+        deadline = time.monotonic() + budget
+        delay, attempts = FIRST_BACKOFF, 0
+        while True:
+            attempts += 1
+            try:
+                reply, call = method.with_call(request, timeout=self.timeout, metadata=metadata)
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details() or ""
+                remaining = deadline - time.monotonic()
+                never_sent = any(words in details for words in _NOT_CONNECTED)
+                if code in _TRANSIENT and remaining > 0 and (never_sent or resend_safe()):
+                    pause = min(delay * random.uniform(0.5, 1.0), remaining)
+                    logger.warning(
+                        "DB manager %s: %s (%s); retrying in %.2f s",
+                        self.address,
+                        code.name,
+                        details,
+                        pause,
+                    )
+                    time.sleep(pause)
+                    delay = min(delay * 2, MAX_BACKOFF)
+                    continue
+                error = _error(self.address, exc, attempts)
+                if error is exc:
+                    raise
+                raise error from exc
+            self._learn(call)
+            return reply
+
+    def _learn(self, call: Any) -> None:
+        try:
+            headers = call.initial_metadata() or ()
+        except Exception:  # a call object without headers: nothing to learn
+            return
+        if REPORT_IDS_ACK in tuple(headers):
+            self.dedupes_reports = True
+
+
+def _error(address: str, exc: grpc.RpcError, attempts: int) -> Exception:
+    """The project's error for a final gRPC failure."""
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(details)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(details)
+    if code in _TRANSIENT:
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        return Unavailable(f"{address}: {code.name}: {details}{tries}")
+    return exc

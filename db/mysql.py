@@ -17,7 +17,7 @@ from typing import Any
 from katib.api.errors import Unavailable
 from katib.db.config import DatabaseConfig
 from katib.db.records import LogRow
-from katib.db.store import INDEX, TABLE, SqlStore
+from katib.db.store import INDEX, REPORT_IDS, REPORT_IDS_INDEX, TABLE, SqlStore
 
 try:
     import pymysql
@@ -41,6 +41,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"INDEX {INDEX} (trial_name, metric_name, time_us)"
         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
     ),
+    (
+        f"CREATE TABLE IF NOT EXISTS {REPORT_IDS} ("
+        "report_id VARBINARY(64) NOT NULL PRIMARY KEY, "
+        "trial_name VARBINARY(1020) NOT NULL, "
+        "created_us BIGINT NOT NULL, "
+        f"INDEX {REPORT_IDS_INDEX} (trial_name)"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    ),
 )
 
 
@@ -49,6 +57,7 @@ class MysqlStore(SqlStore):
 
     migrations = MIGRATIONS
     retryable_errors = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+    integrity_errors = (pymysql.err.IntegrityError,)
 
     def __init__(self, config: DatabaseConfig, connect_timeout: float = 60.0) -> None:
         self.config = config

@@ -14,7 +14,7 @@ from typing import Any
 
 from katib.db.config import DatabaseConfig
 from katib.db.records import LogRow
-from katib.db.store import INDEX, TABLE, SqlStore
+from katib.db.store import INDEX, REPORT_IDS, REPORT_IDS_INDEX, TABLE, SqlStore
 
 try:
     import psycopg
@@ -41,6 +41,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "value TEXT NOT NULL)",
         f"CREATE INDEX IF NOT EXISTS {INDEX} ON {TABLE} (trial_name, metric_name, time_us)",
     ),
+    (
+        f"CREATE TABLE IF NOT EXISTS {REPORT_IDS} ("
+        "report_id VARCHAR(64) NOT NULL PRIMARY KEY, "
+        "trial_name VARCHAR(255) NOT NULL, "
+        "created_us BIGINT NOT NULL)",
+        f"CREATE INDEX IF NOT EXISTS {REPORT_IDS_INDEX} ON {REPORT_IDS} (trial_name)",
+    ),
 )
 
 
@@ -49,6 +56,7 @@ class PostgresStore(SqlStore):
 
     migrations = MIGRATIONS
     retryable_errors = (psycopg.OperationalError, psycopg.InterfaceError)
+    integrity_errors = (psycopg.IntegrityError,)
 
     def __init__(self, config: DatabaseConfig, connect_timeout: float = 60.0) -> None:
         self.config = config

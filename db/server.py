@@ -19,12 +19,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from katib.api import api_pb2_grpc
 from katib.api.errors import Unavailable
-from katib.api.server import ServiceSpec, run
+from katib.api.server import ServiceSpec, add_server_arguments, configure_logging, serve
 from katib.db.config import resolve_config
 from katib.db.service import HEALTH_NAMES, DBManagerServicer, ReportObserver
 from katib.db.store import ObservationStore, open_store
+from katib.db.wire import add_db_manager
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ DEFAULT_PORT = 6789
 def build_service(store: ObservationStore, on_report: ReportObserver | None = None) -> ServiceSpec:
     """The DBManager service over ``store``, ready for :func:`katib.api.server.start`."""
     return ServiceSpec(
-        register=api_pb2_grpc.add_DBManagerServicer_to_server,
+        register=add_db_manager,  # undecodable requests answer INVALID_ARGUMENT
         servicer=DBManagerServicer(store, on_report),
         health_names=HEALTH_NAMES,
         probe=store.ping,
@@ -52,27 +52,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="sqlite:///path, postgresql://user:pw@host:port/db or mysql://user:pw@host:port/db "
         "(default: DB_NAME and KATIB_* variables, else sqlite:///katib-observations.db)",
     )
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port to bind; 0 picks a free one"
-    )
+    add_server_arguments(parser, default_port=DEFAULT_PORT)
     parser.add_argument(
         "--connect-timeout",
         type=float,
         default=60.0,
         help="seconds to keep retrying the first database connection (default 60)",
     )
-    parser.add_argument("--max-workers", type=int, default=16, help="gRPC worker threads")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``katib-db-manager``; returns the exit code."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     try:
         config = resolve_config(args.db, os.environ)
     except ValueError as exc:
@@ -88,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", exc)
         return 2
     try:
-        return run([build_service(store)], args.host, args.port, max_workers=args.max_workers)
+        return serve([build_service(store)], args)
     finally:
         store.close()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from katib.db.records import LogRow
-from katib.db.store import INDEX, TABLE, SqlStore
+from katib.db.store import INDEX, REPORT_IDS, REPORT_IDS_INDEX, TABLE, SqlStore
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "metric_name TEXT NOT NULL, "
         "value TEXT NOT NULL)",
         f"CREATE INDEX IF NOT EXISTS {INDEX} ON {TABLE} (trial_name, metric_name, time_us)",
+    ),
+    (
+        f"CREATE TABLE IF NOT EXISTS {REPORT_IDS} ("
+        "report_id TEXT NOT NULL PRIMARY KEY, "
+        "trial_name TEXT NOT NULL, "
+        "created_us INTEGER NOT NULL)",
+        f"CREATE INDEX IF NOT EXISTS {REPORT_IDS_INDEX} ON {REPORT_IDS} (trial_name)",
     ),
 )
 
@@ -50,6 +57,7 @@ class SqliteStore(SqlStore):
     placeholder = "?"
     migrations = MIGRATIONS
     retryable_errors = (sqlite3.OperationalError,)
+    integrity_errors = (sqlite3.IntegrityError,)
 
     def __init__(self, path: str | Path, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)

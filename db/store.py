@@ -10,7 +10,15 @@ Schema (all backends; named so it can share a database with Katib's own ``observ
 
     katib_observation_logs(id auto-increment PK, trial_name, time_us BIGINT, metric_name, value)
         index (trial_name, metric_name, time_us)
+    katib_report_ids(report_id PK, trial_name, created_us BIGINT)     -- schema version 2
+        index (trial_name)
     katib_schema_version(version PK, applied_at)   -- one row per applied migration
+
+``katib_report_ids`` makes a retried report idempotent: a report that carries an id (the
+``x-katib-report-id`` call metadata, see :mod:`katib.db.service`) records it in the same
+transaction as its rows, and a report whose id is already there writes nothing. Ids go with
+their trial's rows on delete and are pruned after :data:`REPORT_ID_TTL_US` (a client retries
+for minutes, not days).
 
 Rows come back ordered by ``(time_us, id)``: by time, then in insertion order.
 """
@@ -35,6 +43,12 @@ logger = logging.getLogger(__name__)
 TABLE = "katib_observation_logs"
 VERSION_TABLE = "katib_schema_version"
 INDEX = "katib_observation_logs_trial_metric_time"
+REPORT_IDS = "katib_report_ids"
+REPORT_IDS_INDEX = "katib_report_ids_trial"
+#: How long a report id is remembered (one day, in microseconds).
+REPORT_ID_TTL_US = 24 * 3600 * 1_000_000
+#: Reports between two prunings of expired report ids (per store).
+PRUNE_EVERY = 1000
 
 C = TypeVar("C")
 
@@ -48,8 +62,12 @@ class ObservationStore(ABC):
     """
 
     @abstractmethod
-    def add(self, trial_name: str, rows: Sequence[LogRow]) -> None:
-        """Append ``rows`` to ``trial_name``'s log in one transaction: all or nothing."""
+    def add(self, trial_name: str, rows: Sequence[LogRow], report_id: str | None = None) -> bool:
+        """Append ``rows`` to ``trial_name``'s log in one transaction: all or nothing.
+
+        With a ``report_id``, a report whose id was stored before writes nothing and returns
+        False (a client's retry of a report that was committed); otherwise returns True.
+        """
 
     @abstractmethod
     def query(
@@ -136,6 +154,8 @@ class SqlStore(ObservationStore):
     placeholder = "%s"
     migrations: tuple[tuple[str, ...], ...] = ()
     retryable_errors: tuple[type[BaseException], ...] = ()
+    #: The driver's unique-key violation (two concurrent copies of one report id).
+    integrity_errors: tuple[type[BaseException], ...] = ()
     description = "database"
 
     def __init__(self, connect_timeout: float = 0.0) -> None:
@@ -143,6 +163,7 @@ class SqlStore(ObservationStore):
         self._lock = threading.Lock()
         self._connections: list[Any] = []
         self._closed = False
+        self._adds = 0
         first = connect_with_retry(
             self._connect, connect_timeout, self.retryable_errors, self.description
         )
@@ -179,12 +200,36 @@ class SqlStore(ObservationStore):
 
     # -- the contract ---------------------------------------------------------------------
 
-    def add(self, trial_name: str, rows: Sequence[LogRow]) -> None:
+    def add(self, trial_name: str, rows: Sequence[LogRow], report_id: str | None = None) -> bool:
         """See :meth:`ObservationStore.add`."""
         if not rows:
-            return
-        with self._use() as conn, self._transaction(conn) as cursor:
-            self._insert(cursor, trial_name, rows)
+            return True
+        p = self.placeholder
+        try:
+            with self._use() as conn, self._transaction(conn) as cursor:
+                if report_id is not None:
+                    cursor.execute(
+                        f"SELECT 1 FROM {REPORT_IDS} WHERE report_id = {p}", (report_id,)
+                    )
+                    if cursor.fetchall():
+                        return False
+                    cursor.execute(
+                        f"INSERT INTO {REPORT_IDS} (report_id, trial_name, created_us) "
+                        f"VALUES ({p}, {p}, {p})",
+                        (report_id, trial_name, _now_us()),
+                    )
+                    self._adds += 1
+                    if self._adds % PRUNE_EVERY == 0:
+                        cursor.execute(
+                            f"DELETE FROM {REPORT_IDS} WHERE created_us < {p}",
+                            (_now_us() - REPORT_ID_TTL_US,),
+                        )
+                self._insert(cursor, trial_name, rows)
+        except self.integrity_errors:
+            if report_id is None:
+                raise
+            return False  # a concurrent copy of this report committed first
+        return True
 
     def query(
         self,
@@ -214,10 +259,12 @@ class SqlStore(ObservationStore):
 
     def delete(self, trial_name: str) -> int:
         """See :meth:`ObservationStore.delete`."""
-        sql = f"DELETE FROM {TABLE} WHERE trial_name = {self.placeholder}"
+        p = self.placeholder
         with self._use() as conn, self._transaction(conn) as cursor:
-            cursor.execute(sql, (trial_name,))
-            return max(int(cursor.rowcount), 0)
+            cursor.execute(f"DELETE FROM {TABLE} WHERE trial_name = {p}", (trial_name,))
+            removed = max(int(cursor.rowcount), 0)
+            cursor.execute(f"DELETE FROM {REPORT_IDS} WHERE trial_name = {p}", (trial_name,))
+            return removed
 
     def ping(self) -> None:
         """See :meth:`ObservationStore.ping`."""
@@ -297,6 +344,10 @@ class SqlStore(ObservationStore):
                     (version, datetime.now(UTC).isoformat()),
                 )
                 logger.info("%s: applied schema version %d", self.description, version)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
 
 
 def _close_quietly(conn: Any) -> None:

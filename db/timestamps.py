@@ -8,6 +8,8 @@ comparisons on SQLite, PostgreSQL and MySQL alike, with no time-zone or text-col
   ``z`` as zone). Offsets are applied, so ``2024-01-01T10:00:00.5+02:00`` and
   ``2024-01-01T08:00:00.5Z`` are the same instant. Fractions beyond microseconds are truncated
   (as Katib's MySQL backend does); Python's ``datetime`` cannot hold more anyway.
+- Digits are ASCII only: full-width or Arabic-Indic digits are refused, as Go's ``time.Parse``
+  does.
 - The zero time ``0001-01-01T00:00:00Z`` (:data:`ZERO_TIME_US`) marks entries reported without a
   timestamp. It sorts before every real time.
 - Output: UTC, ``Z`` suffix, fraction with trailing zeros removed and omitted when zero (Go's
@@ -31,7 +33,8 @@ MAX_TIME_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - EPOCH) /
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"  # date, time, fraction
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"  # zone: Z or +HH:MM
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",  # zone: Z or +HH:MM
+    re.ASCII,  # digits are 0-9 only, as in Go's time.Parse (not full-width or Arabic-Indic)
 )
 
 

@@ -61,7 +61,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from katib.suggestion.history import Direction, History
+from katib.api.trials import Direction
+from katib.suggestion.history import History
 from katib.suggestion.space import Point, SearchSpace
 
 
@@ -117,17 +118,21 @@ class Algorithm(ABC):
     """Base class of every suggestion algorithm.
 
     Subclasses set :attr:`name` (Katib's algorithm name) and :attr:`settings_class` (a frozen
-    dataclass built with :func:`katib.suggestion.settings.setting`), and implement
+    dataclass built with :func:`katib.api.settings.setting`), and implement
     :meth:`suggest`. Override :meth:`check` to reject experiments the algorithm cannot handle.
     """
 
     name: ClassVar[str]
     settings_class: ClassVar[type] = NoSettings
     #: A frozen dataclass of the state this algorithm echoes in ``reply.algorithm`` (declared
-    #: with :func:`~katib.suggestion.settings.setting`, like the settings); ``None`` for none.
+    #: with :func:`~katib.api.settings.setting`, like the settings); ``None`` for none.
     state_class: ClassVar[type | None] = None
     #: False for algorithms that ignore objective values (random, grid, sobol).
     uses_objective: ClassVar[bool] = True
+    #: True for multi-fidelity algorithms, which run a configuration again with a larger
+    #: resource: values recur (all but the resource parameter's), so a finite space is not
+    #: used up after one trial per point; the search ends when the schedule does.
+    reruns_configs: ClassVar[bool] = False
 
     def __init__(self, experiment: ExperimentInfo, settings: Any, state: Any = None) -> None:
         self.experiment = experiment
@@ -142,6 +147,17 @@ class Algorithm(ABC):
     def check(cls, experiment: ExperimentInfo, settings: Any) -> None:
         """Raise ``InvalidArgument``/``FailedPrecondition`` if the experiment is unusable."""
         return None
+
+    @classmethod
+    def space_for(cls, experiment: ExperimentInfo, settings: Any) -> SearchSpace:
+        """The space this algorithm's trials live in (called after :meth:`check`).
+
+        The default is the experiment's own space. Multi-fidelity algorithms widen their
+        resource parameter to the resources their settings schedule (Katib's Hyperband sets it
+        from ``r_l``, whatever range the experiment declares), so trials at those resources
+        decode as points of the space.
+        """
+        return experiment.space
 
     @abstractmethod
     def suggest(self, history: History, count: int) -> list[Point] | SuggestResult:
@@ -181,8 +197,7 @@ class Algorithm(ABC):
         seed = self.seed if seed is None else seed
         if seed is None:
             return np.random.default_rng()
-        names = "\n".join(sorted(history.names))
-        digest = zlib.crc32(f"{salt}\n{names}".encode())
+        digest = zlib.crc32(history.sorted_names, zlib.crc32(f"{salt}\n".encode()))
         return np.random.default_rng([seed, len(history), digest])
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from katib.api.errors import InvalidArgument
+from katib.api.settings import setting
 from katib.suggestion.base import Algorithm, ExperimentInfo
 from katib.suggestion.history import History
-from katib.suggestion.settings import setting
 from katib.suggestion.space import Point
 
 

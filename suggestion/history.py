@@ -7,68 +7,15 @@ The objective direction is applied here and only here: :meth:`History.losses` re
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
 from functools import cached_property
 
 import numpy as np
 
+from katib.api.trials import Direction, Trial, TrialState
 from katib.suggestion.space import Point, SearchSpace
 
 logger = logging.getLogger(__name__)
-
-
-class Direction(StrEnum):
-    """Objective direction."""
-
-    MINIMIZE = "minimize"
-    MAXIMIZE = "maximize"
-
-
-class TrialState(StrEnum):
-    """A trial's condition, as the suggestion service sees it."""
-
-    PENDING = "pending"  # created or running: its point is taken, its value unknown
-    SUCCEEDED = "succeeded"
-    EARLY_STOPPED = "early_stopped"
-    FAILED = "failed"  # failed, killed or in an unknown state
-    METRICS_UNAVAILABLE = "metrics_unavailable"
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One trial: its point, state and objective value (in the user's direction).
-
-    Trials may be shared between requests (see ``proto.history_from_proto``): treat ``point``
-    as read-only. ``point`` is ``None`` when the trial's assignments do not fit the current
-    search space (for example after the space was edited); such trials are kept for counting
-    but never modelled.
-    """
-
-    name: str
-    point: Point | None
-    state: TrialState
-    value: float | None = None
-    metrics: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    #: ``point``'s :meth:`SearchSpace.key` in the experiment's space, when the decoder computed
-    #: it (decoded trials are reused across requests, so de-duplication pays for it once).
-    key: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
-    #: When the trial started and finished (UTC), as the controller reported them.
-    start_time: datetime | None = None
-    completion_time: datetime | None = None
-
-    @property
-    def is_complete(self) -> bool:
-        """Finished with a usable objective value (succeeded or early-stopped)."""
-        return (
-            self.state in (TrialState.SUCCEEDED, TrialState.EARLY_STOPPED)
-            and self.value is not None
-            and self.point is not None
-        )
 
 
 class History:
@@ -105,6 +52,12 @@ class History:
     def names(self) -> tuple[str, ...]:
         """Every trial's name, in request order."""
         return self._names if self._names is not None else tuple(t.name for t in self.trials)
+
+    @cached_property
+    def sorted_names(self) -> bytes:
+        """Every trial's name, sorted and joined by newlines (UTF-8): the history's identity
+        for seeding (see ``Algorithm.rng``)."""
+        return "\n".join(sorted(self.names)).encode()
 
     def __len__(self) -> int:
         return len(self.names)
@@ -159,18 +112,16 @@ class History:
         return self.completed[int(np.argmin(self.losses()))]
 
     def taken_keys(self, space: SearchSpace) -> set[tuple[str, ...]]:
-        """Canonical keys of every point already tried or pending (for de-duplication)."""
-        return {
-            t.key if t.key is not None else space.key(t.point)
-            for t in self.trials
-            if t.point is not None
-        }
+        """Canonical keys of every point already tried or pending (for de-duplication).
 
-
-def parse_objective(value: str) -> float | None:
-    """An observation value as a float, or ``None`` when missing or ``"unavailable"``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
+        A new set each call (callers add to it); computed once per space.
+        """
+        memo = self.__dict__.get("_taken")
+        if memo is None or memo[0] is not space:
+            keys = {
+                t.key if t.key is not None else space.key(t.point)
+                for t in self.trials
+                if t.point is not None
+            }
+            memo = self.__dict__["_taken"] = (space, keys)
+        return set(memo[1])

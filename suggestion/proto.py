@@ -1,25 +1,35 @@
-"""Protobuf <-> domain conversion for the suggestion service (the only module that does it).
+"""Protobuf <-> domain conversion of the experiment and the reply for the suggestion service.
 
 Errors in the experiment name the offending field, e.g.
 ``experiment.spec.parameter_specs.parameters[1] ('lr'): min (2) must not exceed max (1)``.
+
+Trials are read lazily and cached per experiment by :mod:`katib.suggestion.lazy`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from katib.api import api_pb2 as pb
+from katib.api.cache import (
+    STR_BYTES,
+    estimate_bytes,
+    shared,
+)
 from katib.api.errors import InvalidArgument
+from katib.api.settings import format_state
+from katib.api.trials import Direction
 from katib.suggestion.base import ExperimentInfo, Suggestion, SuggestResult
-from katib.suggestion.history import Direction, History, Trial, TrialState, parse_objective
-from katib.suggestion.settings import format_state
-from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, Point, SearchSpace
+from katib.suggestion.lazy import parse_trial
+from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, SearchSpace
 
 logger = logging.getLogger(__name__)
+
+#: The most parameters an experiment may have (INVALID_ARGUMENT beyond it). Far above any real
+#: tuning problem; it bounds the work one request can cause, and keeps every algorithm inside
+#: its own limits (scipy's Sobol engine, which TPE and ``sobol`` use, stops at 21 201).
+MAX_PARAMETERS = 10_000
 
 _TYPES = {
     pb.DOUBLE: ParameterType.DOUBLE,
@@ -41,16 +51,6 @@ _DISTRIBUTIONS_OUT = {
     Distribution.NORMAL: pb.NORMAL,
     Distribution.LOG_NORMAL: pb.LOG_NORMAL,
 }
-_CONDITIONS = {
-    pb.TrialStatus.CREATED: TrialState.PENDING,
-    pb.TrialStatus.RUNNING: TrialState.PENDING,
-    pb.TrialStatus.SUCCEEDED: TrialState.SUCCEEDED,
-    pb.TrialStatus.EARLYSTOPPED: TrialState.EARLY_STOPPED,
-    pb.TrialStatus.METRICSUNAVAILABLE: TrialState.METRICS_UNAVAILABLE,
-    pb.TrialStatus.FAILED: TrialState.FAILED,
-    pb.TrialStatus.KILLED: TrialState.FAILED,
-    pb.TrialStatus.UNKNOWN: TrialState.FAILED,
-}
 
 
 def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
@@ -58,6 +58,10 @@ def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
     where = "experiment.spec.parameter_specs.parameters"
     if not specs:
         raise InvalidArgument(f"{where}: the experiment has no parameters")
+    if len(specs) > MAX_PARAMETERS:
+        raise InvalidArgument(
+            f"{where}: {len(specs)} parameters; this service accepts at most {MAX_PARAMETERS}"
+        )
     params: list[ParameterSpec] = []
     problems: list[str] = []
     for i, spec in enumerate(specs):
@@ -95,6 +99,24 @@ def space_from_proto(specs: Sequence[pb.ParameterSpec]) -> SearchSpace:
         raise InvalidArgument([f"{where}: {p}" for p in exc.problems]) from None
 
 
+def cached_space(specs: pb.ExperimentSpec.ParameterSpecs) -> SearchSpace:
+    """:func:`space_from_proto`, remembered by the specs' bytes in the shared cache.
+
+    Spaces are immutable, so requests of one experiment share one (and the per-space
+    precomputation its parameters cache).
+    """
+    if len(specs.parameters) > MAX_PARAMETERS:
+        return space_from_proto(specs.parameters)  # raises, naming the limit
+    raw = specs.SerializeToString(deterministic=True)
+    key = ("space", raw)
+    store = shared()
+    space: SearchSpace | None = store.get(key)
+    if space is None:
+        space = space_from_proto(specs.parameters)
+        store.put(key, space, estimate_bytes(space) + len(raw) + STR_BYTES)
+    return space
+
+
 def parameter_to_proto(spec: ParameterSpec) -> pb.ParameterSpec:
     """One parameter as Katib's ``ParameterSpec`` (min/max/step strings, or the list).
 
@@ -115,19 +137,26 @@ def parameter_to_proto(spec: ParameterSpec) -> pb.ParameterSpec:
     )
 
 
-def experiment_from_proto(
-    experiment: pb.Experiment,
-) -> tuple[ExperimentInfo, str, list[tuple[str, str]]]:
-    """The experiment as domain objects, plus the algorithm name and its setting pairs."""
-    spec = experiment.spec
-    algorithm = spec.algorithm.algorithm_name
-    if not algorithm:
+def algorithm_from_proto(experiment: pb.Experiment) -> tuple[str, list[tuple[str, str]]]:
+    """The algorithm's name and its ``(name, value)`` setting pairs."""
+    algorithm = experiment.spec.algorithm
+    if not algorithm.algorithm_name:
         raise InvalidArgument("experiment.spec.algorithm.algorithm_name must not be empty")
-    settings = [(s.name, s.value) for s in spec.algorithm.algorithm_settings]
-    space = space_from_proto(spec.parameter_specs.parameters)
+    return algorithm.algorithm_name, [(s.name, s.value) for s in algorithm.algorithm_settings]
+
+
+def experiment_from_proto(experiment: pb.Experiment) -> ExperimentInfo:
+    """The experiment as a domain object (its search space decoded and validated).
+
+    ``objective_metric`` is the experiment's ``objective_metric_name``, possibly empty: trials
+    are then scored by the metric named in their own ``spec.objective``, as Katib's services
+    do.
+    """
+    spec = experiment.spec
+    space = cached_space(spec.parameter_specs)
     objective = spec.objective
     direction = Direction.MAXIMIZE if objective.type == pb.MAXIMIZE else Direction.MINIMIZE
-    info = ExperimentInfo(
+    return ExperimentInfo(
         name=experiment.name,
         space=space,
         direction=direction,
@@ -135,109 +164,28 @@ def experiment_from_proto(
         max_trial_count=spec.max_trial_count or None,
         parallel_trial_count=spec.parallel_trial_count or None,
     )
-    return info, algorithm, settings
 
 
-def check_objective(experiment: pb.Experiment) -> None:
-    """Model-based algorithms need a direction and a metric name."""
+def check_objective(experiment: pb.Experiment, trials: Sequence[bytes] = ()) -> None:
+    """Model-based algorithms need a direction and a metric name.
+
+    The metric name may come from the trials' ``spec.objective`` instead of the experiment's
+    (Katib's services read each trial's own); it is then checked on the first trial.
+    """
     objective = experiment.spec.objective
     problems = []
     if objective.type not in (pb.MINIMIZE, pb.MAXIMIZE):
         problems.append("experiment.spec.objective.type must be MINIMIZE or MAXIMIZE")
-    if not objective.objective_metric_name:
-        problems.append("experiment.spec.objective.objective_metric_name must not be empty")
+    if not objective.objective_metric_name and trials:
+        first = parse_trial(pb.Trial, trials[0], 0)
+        if not first.spec.objective.objective_metric_name:
+            problems.append(
+                "experiment.spec.objective.objective_metric_name is empty, and so is "
+                f"trials[0].spec.objective.objective_metric_name (trial {first.name!r}): "
+                "name the objective metric in one of them"
+            )
     if problems:
         raise InvalidArgument(problems)
-
-
-#: Decoded trials of recent experiments, keyed by experiment fingerprint, then by the trial's
-#: serialised bytes: a speed-up only. Identical bytes decode identically, so a cache hit cannot
-#: change an answer, and each request replaces its experiment's entry with exactly its trials.
-_DECODED: OrderedDict[bytes, dict[bytes, Trial]] = OrderedDict()
-_DECODED_EXPERIMENTS = 64
-_DECODED_LOCK = threading.Lock()
-
-
-def history_from_proto(
-    trials: Sequence[pb.Trial], info: ExperimentInfo, fingerprint: bytes = b""
-) -> History:
-    """The request's trials as a :class:`History`, decoded only when an algorithm reads them.
-
-    Assignments that don't fit the space are kept (for counting) with ``point=None``. With a
-    ``fingerprint`` (see :func:`experiment_fingerprint`), trials already decoded for the same
-    experiment in this process are reused.
-    """
-
-    def load() -> list[Trial]:
-        if not fingerprint:
-            return [_trial_from_proto(t, info) for t in trials]
-        with _DECODED_LOCK:
-            previous = _DECODED.get(fingerprint, {})
-        current: dict[bytes, Trial] = {}
-        decoded = []
-        for t in trials:
-            raw = t.SerializeToString(deterministic=True)
-            hit = previous.get(raw) or current.get(raw)
-            if hit is None:
-                hit = _trial_from_proto(t, info)
-            current[raw] = hit
-            decoded.append(hit)
-        with _DECODED_LOCK:
-            _DECODED[fingerprint] = current
-            _DECODED.move_to_end(fingerprint)
-            while len(_DECODED) > _DECODED_EXPERIMENTS:
-                _DECODED.popitem(last=False)
-        return decoded
-
-    return History(info.direction, loader=load, names=[t.name for t in trials])
-
-
-def experiment_fingerprint(experiment: pb.Experiment) -> bytes:
-    """What decoding a trial depends on: the experiment's name, parameters and objective."""
-    spec = experiment.spec
-    return b"\0".join(
-        (
-            experiment.name.encode(),
-            spec.parameter_specs.SerializeToString(deterministic=True),
-            spec.objective.SerializeToString(deterministic=True),
-        )
-    )
-
-
-def _trial_from_proto(trial: pb.Trial, info: ExperimentInfo) -> Trial:
-    assignments = {a.name: a.value for a in trial.spec.parameter_assignments.assignments}
-    point: Point | None
-    try:
-        point = info.space.parse(assignments)
-    except ValueError as exc:
-        logger.warning("trial %s ignored for modelling: %s", trial.name, exc)
-        point = None
-    metrics = {m.name: m.value for m in trial.status.observation.metrics}
-    return Trial(
-        name=trial.name,
-        point=point,
-        state=_CONDITIONS.get(trial.status.condition, TrialState.FAILED),
-        value=parse_objective(metrics.get(info.objective_metric, "")),
-        metrics=metrics,
-        labels=dict(trial.spec.labels),
-        key=None if point is None else info.space.key(point),
-        start_time=parse_time(trial.status.start_time),
-        completion_time=parse_time(trial.status.completion_time),
-    )
-
-
-def parse_time(text: str) -> datetime | None:
-    """An RFC 3339 timestamp as an aware UTC datetime; ``None`` when empty or unreadable."""
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        logger.warning("ignoring unreadable trial timestamp %r", text[:64])
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def reply_from_suggestions(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from katib.api.settings import setting
 from katib.suggestion.base import Algorithm, draw_distinct
 from katib.suggestion.history import History
-from katib.suggestion.settings import setting
 from katib.suggestion.space import Point
 
 

@@ -25,6 +25,9 @@ _BUILTIN: dict[str, str] = {
     "grid": "katib.suggestion.grid:GridSearch",
     "tpe": "katib.suggestion.tpe:TPE",
     "multivariate-tpe": "katib.suggestion.tpe:MultivariateTPE",
+    "hyperband": "katib.suggestion.hyperband:Hyperband",
+    "bohb": "katib.suggestion.bohb:BOHB",
+    "asha": "katib.suggestion.asha:ASHA",
     "bayesianoptimization": "katib.suggestion.bayesopt.algorithm:BayesianOptimization",
 }
 _registered: dict[str, type[Algorithm]] = {}

@@ -2,6 +2,10 @@
 
     katib-suggestion --algorithm random --algorithm grid --host 0.0.0.0 --port 6789
 
+``--cache-mib`` bounds the memory of the per-experiment caches (decoded trials, replayed
+algorithm state; 256 MiB by default). They are speed-ups only: a smaller bound, or none, can
+cost time but never changes an answer.
+
 Health checking answers SERVING for ``""``, ``api.v1.beta1.Suggestion`` and Katib's probe name
 ``manager.v1beta1.Suggestion`` once the server is ready; SIGTERM stops it gracefully.
 """
@@ -9,15 +13,13 @@ Health checking answers SERVING for ``""``, ``api.v1.beta1.Suggestion`` and Kati
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Iterable, Sequence
 
-from katib.api import api_pb2_grpc
 from katib.api.errors import InvalidArgument
-from katib.api.server import ServiceSpec, run
+from katib.api.server import ServiceSpec, add_server_arguments, configure_logging, serve
 from katib.suggestion import registry
-from katib.suggestion.service import SuggestionServicer
+from katib.suggestion.service import SuggestionServicer, add_to_server
 
 HEALTH_NAMES = ("api.v1.beta1.Suggestion", "manager.v1beta1.Suggestion")
 
@@ -26,7 +28,7 @@ def services(algorithms: Iterable[str] | None = None) -> list[ServiceSpec]:
     """The service specs for a suggestion server hosting ``algorithms`` (None = all)."""
     return [
         ServiceSpec(
-            register=api_pb2_grpc.add_SuggestionServicer_to_server,
+            register=add_to_server,
             servicer=SuggestionServicer(algorithms),
             health_names=HEALTH_NAMES,
         )
@@ -42,19 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help=f"algorithm to serve (repeatable; default: all of {', '.join(registry.names())})",
     )
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=6789, help="port; 0 picks a free one")
-    parser.add_argument("--workers", type=int, default=16, help="request threads")
-    parser.add_argument("--log-level", default="INFO")
+    add_server_arguments(parser, default_port=6789, cache=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     try:
         specs = services(args.algorithm)
     except InvalidArgument as exc:
         parser.error(str(exc))
-    return run(specs, host=args.host, port=args.port, max_workers=args.workers)
+    return serve(specs, args)
 
 
 if __name__ == "__main__":

@@ -2,33 +2,41 @@
 
 Each request is decoded once (:mod:`katib.suggestion.proto`), the algorithm is built from the
 experiment and its typed settings, and its points are encoded back. Status codes come only from
-:func:`katib.api.errors.grpc_errors`. The servicer keeps no state between calls, so any replica or
-a restarted process answers the same request the same way.
+:func:`katib.api.status.grpc_errors`. Whatever the servicer caches between calls (decoded
+trials, replayed designers) is a speed-up checked against the request, so any replica or a
+restarted process answers the same request the same way. Work whose caller's deadline has
+passed is abandoned between phases with DEADLINE_EXCEEDED.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
 from katib.api import api_pb2 as pb
-from katib.api import api_pb2_grpc
-from katib.api.errors import InvalidArgument, KatibError, grpc_errors
+from katib.api.errors import InvalidArgument, KatibError
+from katib.api.settings import parse_with_state
+from katib.api.status import check_deadline, grpc_errors
 from katib.suggestion import registry
 from katib.suggestion.base import Algorithm, ExperimentInfo, SuggestResult
 from katib.suggestion.history import History
+from katib.suggestion.lazy import (
+    LazyGetSuggestionsRequest,
+    experiment_fingerprint,
+    history_from_request,
+    serialised_trials,
+)
 from katib.suggestion.proto import (
+    algorithm_from_proto,
     algorithm_with_state,
     check_objective,
-    experiment_fingerprint,
     experiment_from_proto,
-    history_from_proto,
     reply_from_suggestions,
 )
-from katib.suggestion.settings import parse_with_state
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +44,12 @@ logger = logging.getLogger(__name__)
 MAX_REQUEST = 10_000
 
 
-class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
+class SuggestionServicer:
     """Serve ``GetSuggestions`` and ``ValidateAlgorithmSettings`` for a set of algorithms.
 
     ``algorithms=None`` serves every registered algorithm; otherwise only the named ones (a
-    request for another name is INVALID_ARGUMENT).
+    request for another name is INVALID_ARGUMENT). Register it with :func:`add_to_server`,
+    which reads ``GetSuggestions`` requests with their trials left serialised.
     """
 
     def __init__(self, algorithms: Iterable[str] | None = None) -> None:
@@ -48,11 +57,9 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
         for name in self.algorithms or ():
             registry.get(name)  # fail fast on typos at start-up
 
-    def prepare(
-        self, experiment: pb.Experiment
-    ) -> tuple[type[Algorithm], ExperimentInfo, Any, Any]:
-        """Decode and validate an experiment: the algorithm class, experiment, settings, state."""
-        info, name, pairs = experiment_from_proto(experiment)
+    def algorithm(self, experiment: pb.Experiment) -> tuple[type[Algorithm], Any, Any]:
+        """The algorithm class with its parsed settings and echoed state."""
+        name, pairs = algorithm_from_proto(experiment)
         if self.algorithms is not None and name not in self.algorithms:
             raise InvalidArgument(
                 f"unknown algorithm name {name!r}; this service serves: "
@@ -60,22 +67,41 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
             )
         cls = registry.get(name)
         settings, state = parse_with_state(cls.settings_class, cls.state_class, pairs, name)
+        return cls, settings, state
+
+    def prepare(
+        self, experiment: pb.Experiment, trials: Iterable[bytes] = ()
+    ) -> tuple[type[Algorithm], ExperimentInfo, Any, Any]:
+        """Decode and validate an experiment: the algorithm class, experiment, settings, state."""
+        cls, settings, state = self.algorithm(experiment)
+        info = experiment_from_proto(experiment)
         if cls.uses_objective:
-            check_objective(experiment)
+            check_objective(experiment, list(trials))
         cls.check(info, settings)
+        space = cls.space_for(info, settings)
+        if space is not info.space:
+            info = replace(info, space=space)
         return cls, info, settings, state
 
     @grpc_errors
     def ValidateAlgorithmSettings(
         self, request: pb.ValidateAlgorithmSettingsRequest, context: grpc.ServicerContext
     ) -> pb.ValidateAlgorithmSettingsReply:
-        """OK if the experiment's space and settings suit the algorithm, else INVALID_ARGUMENT.
+        """OK if the settings (and the space, if any) suit the algorithm, else INVALID_ARGUMENT.
 
-        Beyond parsing, the algorithm makes one dry-run suggestion, so an experiment that passes
-        validation cannot fail every later ``GetSuggestions``. Unexpected errors here become
+        As in Katib, an experiment without parameters or objective is checked for its settings
+        only (the admission webhook checks the rest). With parameters, the algorithm also checks
+        the space and makes one dry-run suggestion, so an experiment that passes validation
+        cannot fail every later ``GetSuggestions``. Unexpected errors here become
         INVALID_ARGUMENT: Katib's controller would read INTERNAL as "valid".
         """
-        cls, info, settings, state = self.prepare(request.experiment)
+        experiment = request.experiment
+        cls, settings, state = self.algorithm(experiment)
+        if not experiment.spec.parameter_specs.parameters:
+            return pb.ValidateAlgorithmSettingsReply()
+        info = experiment_from_proto(experiment)
+        cls.check(info, settings)
+        check_deadline(context, "validating the search space")
         try:
             cls(info, settings, state).propose(History(info.direction), 1)
         except KatibError:
@@ -90,23 +116,57 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
 
     @grpc_errors
     def GetSuggestions(
-        self, request: pb.GetSuggestionsRequest, context: grpc.ServicerContext
+        self, request: Any, context: grpc.ServicerContext
     ) -> pb.GetSuggestionsReply:
-        """Up to ``current_request_number`` new assignments; fewer once the space is exhausted."""
+        """Up to ``current_request_number`` new assignments; fewer once the space is exhausted.
+
+        ``request`` is a :data:`~katib.suggestion.lazy.LazyGetSuggestionsRequest` (as the
+        server reads it) or a ``GetSuggestionsRequest``.
+        """
         count = request.current_request_number
         if not 0 <= count <= MAX_REQUEST:
             raise InvalidArgument(
                 f"current_request_number must be between 0 and {MAX_REQUEST}, got {count}"
             )
-        cls, info, settings, state = self.prepare(request.experiment)
-        history = history_from_proto(
-            request.trials, info, experiment_fingerprint(request.experiment)
-        )
+        trials = serialised_trials(request)
+        cls, info, settings, state = self.prepare(request.experiment, trials)
+        check_deadline(context, "decoding the experiment")
+        # Trials decode against the algorithm's space, which settings may widen.
+        fingerprint = experiment_fingerprint(request.experiment) + repr(info.space).encode()
+        history = history_from_request(trials, info, fingerprint)
+        check_deadline(context, "reading the trials")
         result = cls(info, settings, state).propose(history, count)
+        check_deadline(context, "suggesting")
         check_result(cls.name, result, count, history)
         reply = reply_from_suggestions(info.space, result.suggestions)
         reply.algorithm.CopyFrom(algorithm_with_state(request.experiment.spec.algorithm, result))
         return reply
+
+
+def add_to_server(servicer: SuggestionServicer, server: grpc.Server) -> None:
+    """Register ``servicer`` as Katib's ``api.v1.beta1.Suggestion`` service on ``server``.
+
+    Like the generated ``add_SuggestionServicer_to_server``, except that ``GetSuggestions``
+    requests are read as :data:`~katib.suggestion.lazy.LazyGetSuggestionsRequest`.
+    """
+    handlers = {
+        "GetSuggestions": grpc.unary_unary_rpc_method_handler(
+            servicer.GetSuggestions,
+            request_deserializer=LazyGetSuggestionsRequest.FromString,
+            response_serializer=pb.GetSuggestionsReply.SerializeToString,
+        ),
+        "ValidateAlgorithmSettings": grpc.unary_unary_rpc_method_handler(
+            servicer.ValidateAlgorithmSettings,
+            request_deserializer=pb.ValidateAlgorithmSettingsRequest.FromString,
+            response_serializer=pb.ValidateAlgorithmSettingsReply.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("api.v1.beta1.Suggestion", handlers),)
+    )
+    server.add_registered_method_handlers(  # type: ignore[attr-defined]
+        "api.v1.beta1.Suggestion", handlers
+    )
 
 
 def check_result(algorithm: str, result: SuggestResult, count: int, history: History) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
+from katib.api.cache import estimate_bytes, shared
+from katib.api.settings import setting
 from katib.suggestion.base import Algorithm, draw_distinct
 from katib.suggestion.history import History
-from katib.suggestion.settings import setting
 from katib.suggestion.space import Point
 
 # Batches are rarely powers of two; the sequence as a whole keeps its balance across calls.
@@ -49,9 +51,22 @@ class SobolSearch(Algorithm):
 
     def suggest(self, history: History, count: int) -> list[Point]:
         """The next ``count`` Sobol points, skipping points the history already has."""
-        from scipy.stats import qmc
+        cache = shared()
+        key = ("sobol-engine", self.space.dim, self.stable_seed)
+        kept = cache.take(key)  # scrambling costs milliseconds: keep the engine, reset it
+        if kept is None:
+            from scipy.stats import qmc
 
-        engine = qmc.Sobol(d=self.space.dim, scramble=True, seed=self.stable_seed)
+            engine = qmc.Sobol(d=self.space.dim, scramble=True, seed=self.stable_seed)
+            kept = (engine, estimate_bytes(vars(engine)))
+        engine, nbytes = kept
+        try:
+            return self._continue(engine, history, count)
+        finally:
+            engine.reset()  # as new: the next call's answer cannot depend on this one
+            cache.put(key, kept, nbytes)
+
+    def _continue(self, engine: Any, history: History, count: int) -> list[Point]:
         if len(history):
             engine.fast_forward(len(history))
 

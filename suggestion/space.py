@@ -22,7 +22,9 @@ valid point.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
@@ -459,15 +461,24 @@ class SearchSpace:
     def __post_init__(self) -> None:
         if not self.params:
             raise InvalidArgument("the search space has no parameters")
-        names = [p.name for p in self.params]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        counts = Counter(p.name for p in self.params)
+        dupes = sorted(name for name, n in counts.items() if n > 1)
         if dupes:
             raise InvalidArgument(f"parameter names must be unique; repeated: {', '.join(dupes)}")
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
-        """Parameter names in spec order (the column order of ``U``)."""
+        """Parameter names in spec order (the column order of ``U``); do not mutate."""
         return [p.name for p in self.params]
+
+    @cached_property
+    def fingerprint(self) -> bytes:
+        """A digest of every parameter's definition (for cache keys), computed once."""
+        return hashlib.blake2b(repr(self.params).encode(), digest_size=16).digest()
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {p.name: i for i, p in enumerate(self.params)}
 
     @property
     def dim(self) -> int:
@@ -486,10 +497,7 @@ class SearchSpace:
         return total
 
     def __getitem__(self, name: str) -> ParameterSpec:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+        return self.params[self._index[name]]
 
     def encode(self, points: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Points to ``U`` of shape ``(len(points), dim)``."""

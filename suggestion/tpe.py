@@ -32,7 +32,7 @@ Arrays: ``obs`` ``(n, d)`` points in the encoded space ``U``; ``ages`` ``(n,)`` 
 in the request (older first, for the weights); ``losses`` ``(n,)``; ``gains`` ``(n_below,)``
 the EI weights of the good group.
 
-Defaults and the evidence for them (``python -m benchmarks.tpe_vs_optuna --seeds 20``: ten
+Defaults and the evidence for them (``katib-bench tpe quality --seeds 20``: ten
 synthetic problems, 200 sequential trials, median regret at 50/100/200 trials and one-sided
 Mann-Whitney U tests per cell against Optuna's TPESampler with the same ``multivariate`` flag):
 Optuna's start-up length (10), candidate count (24), gamma, prior weight and bandwidths; Sobol
@@ -51,10 +51,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from katib.api.settings import setting
+from katib.api.trials import Trial, TrialState
 from katib.suggestion import parzen
 from katib.suggestion.base import Algorithm, draw_distinct
-from katib.suggestion.history import History, Trial, TrialState
-from katib.suggestion.settings import setting
+from katib.suggestion.history import History
 from katib.suggestion.sobol import SobolSearch, SobolSettings
 from katib.suggestion.space import Point
 

@@ -52,11 +52,11 @@ from typing import Any
 import numpy as np
 
 from katib.api.errors import FailedPrecondition, InvalidArgument
+from katib.api.settings import setting
 from katib.suggestion.base import Algorithm, ExperimentInfo, draw_distinct
 from katib.suggestion.bayesopt import acquisition, ensembles, gp, optimize
 from katib.suggestion.bayesopt.acquisition import Acquisition
 from katib.suggestion.history import History, Trial, TrialState
-from katib.suggestion.settings import setting
 from katib.suggestion.sobol import SobolSearch, SobolSettings
 from katib.suggestion.space import Point
 

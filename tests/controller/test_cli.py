@@ -153,6 +153,13 @@ def test_status_without_an_experiment_record_exits_2(tmp_path: Path) -> None:
             assert str(tmp_path / directory) in done.stdout.replace("\n", "")
 
 
+def written_pairs(pids_dir: Path) -> list[list[int]]:
+    """The (trial, child) pid pairs the trials have finished writing (a file is created
+    before its content is written, so a half-written one is not counted yet)."""
+    pairs = [f.read_text().split() for f in pids_dir.glob("*.pids")]
+    return [[int(p) for p in pair] for pair in pairs if len(pair) == 2]
+
+
 SPAWNER = """
 import os, signal, subprocess, sys, time
 child = subprocess.Popen(
@@ -166,7 +173,7 @@ time.sleep(60)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_exits_130_and_leaves_no_trial_process(tmp_path: Path, sig: int) -> None:
+def test_interrupt_exits_130_or_143_and_leaves_no_trial_process(tmp_path: Path, sig: int) -> None:
     spawner = tmp_path / "spawner.py"
     spawner.write_text(SPAWNER)
     pids_dir = tmp_path / "pids"
@@ -182,13 +189,13 @@ def test_interrupt_exits_130_and_leaves_no_trial_process(tmp_path: Path, sig: in
         text=True,
     )
     deadline = time.monotonic() + 60
-    while len(list(pids_dir.glob("*.pids"))) < 2 and time.monotonic() < deadline:
+    while len(written_pairs(pids_dir)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    pids = [int(p) for f in pids_dir.glob("*.pids") for p in f.read_text().split()]
+    pids = [pid for pair in written_pairs(pids_dir) for pid in pair]
     assert len(pids) == 4  # two trials, each with a child that ignores SIGTERM
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 130, output
+    assert proc.returncode == 128 + sig, output
     assert "interrupted" in output
     time.sleep(0.2)
     alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
@@ -237,9 +244,9 @@ def test_trials_die_with_a_sigkilled_controller_and_leftovers_on_resume(
         env=env,
     )
     deadline = time.monotonic() + 60
-    while len(list(pids_dir.glob("*.pids"))) < 2 and time.monotonic() < deadline:
+    while len(written_pairs(pids_dir)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    pairs = [[int(p) for p in f.read_text().split()] for f in pids_dir.glob("*.pids")]
+    pairs = written_pairs(pids_dir)
     assert len(pairs) == 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

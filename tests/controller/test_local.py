@@ -11,10 +11,31 @@ from pathlib import Path
 import pytest
 
 from katib.controller import local
+from katib.controller.collector import Collector
 from katib.controller.local import LocalBackend, path_rewriter
-from katib.controller.trials import TrialRecord
+from katib.controller.trials import LogEntry, TrialRecord
 from katib.controller.validation import load_experiment
 from tests.controller.experiments import container, experiment
+
+
+class Recorder:
+    """An observation log that records the values reported to it."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    def report(self, trial_name: str, entries: list[LogEntry]) -> None:
+        self.seen.extend(e.value for e in entries)
+
+    def entries(self, trial_name: str) -> list[LogEntry]:
+        return []
+
+    def delete(self, trial_name: str) -> None:
+        pass
+
+    def may_hold_pushes(self, trial_name: str) -> bool:
+        return False
+
 
 REWRITE = path_rewriter({"/katib/mnist.log": "/r/t1/katib/mnist.log", "/katib": "/r/t1/katib"})
 
@@ -57,11 +78,8 @@ def test_tail_starts_over_when_the_file_is_truncated_or_replaced(tmp_path: Path,
     container(doc)["command"] = [sys.executable, "-c", "import time; time.sleep(30)"]
     container(doc)["args"] = ["${trialParameters.x}", "${trialParameters.y}"]
     seen: list[str] = []
-    backend = LocalBackend(
-        load_experiment(doc, ["random"]),
-        tmp_path,
-        lambda _name, entries: seen.extend(e.value for e in entries),
-    )
+    spec = load_experiment(doc, ["random"])
+    backend = LocalBackend(spec, tmp_path, Collector(spec, Recorder(seen)))
     trial = TrialRecord(name="t0", index=0, assignments=(("x", "0.1"), ("y", "0.2")))
     backend.start(trial)
     try:
@@ -75,7 +93,7 @@ def test_tail_starts_over_when_the_file_is_truncated_or_replaced(tmp_path: Path,
             path.write_text("loss=0.5\n")
         backend.poll(0.01)
     finally:
-        backend.close()  # no reset callback: the streamed rows are what the sink got
+        backend.close()
     assert seen[-1] == ("0.900001" if how == "replace" else "0.5")
 
 

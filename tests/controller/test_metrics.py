@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from katib.controller import template
-from katib.controller.metrics import JsonParser, MetricStream, TextParser, parse_rfc3339
+from katib.controller.metrics import BadLine, JsonParser, MetricStream, TextParser, parse_rfc3339
 from katib.controller.spec import TrialParameter, TrialTemplate
 from katib.controller.trials import LogEntry
 
@@ -39,7 +41,8 @@ def test_json_accepts_numbers_and_strings_and_epoch_fractions() -> None:
     assert (loss.value, acc.value) == ("0.5", "0.9")
     assert loss.time == datetime(1970, 1, 1, 0, 0, 1, 500000, tzinfo=UTC)
     assert parser.parse_line('{"loss": true}') == []
-    assert parser.parse_line("{broken") == []
+    with pytest.raises(BadLine, match="not JSON"):
+        parser.parse_line("{broken")
     (stamped,) = parser.parse_line('{"loss": 1, "timestamp": "2024-01-01T00:00:00Z"}')
     assert stamped.time == datetime(2024, 1, 1, tzinfo=UTC)
 

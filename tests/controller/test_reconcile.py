@@ -135,7 +135,7 @@ def test_exhausted_search_space_waits_for_running_then_succeeds() -> None:
 
 def test_exhausted_before_any_trial_succeeds_with_zero_trials() -> None:
     spec = make_spec(maxTrialCount=10)
-    state = rec.after_suggestions(rec.SuggestionState(), 2, 0)
+    state = rec.after_suggestions(rec.SuggestionState(), 2, 0, rec.Counts())
     decision = rec.reconcile(spec, [], state)
     assert (decision.condition, decision.reason) == (
         rec.Condition.SUCCEEDED,
@@ -189,11 +189,35 @@ def test_goal_uses_the_objective_strategy(strategy: str, condition: rec.Conditio
     assert decision.best_trial == "t0"
 
 
-def test_after_suggestions_marks_exhaustion() -> None:
+def test_after_suggestions_marks_exhaustion_only_when_nothing_is_active() -> None:
     state = rec.SuggestionState()
-    assert not rec.after_suggestions(state, 3, 3).exhausted
-    assert rec.after_suggestions(state, 3, 1).exhausted
-    assert rec.after_suggestions(state, 3, 0).exhausted
+    idle = rec.Counts(trials=2, succeeded=2)
+    busy = rec.Counts(trials=3, succeeded=2, running=1)
+    assert rec.after_suggestions(state, 3, 3, idle) == rec.SuggestionState()
+    assert rec.after_suggestions(state, 3, 0, idle).exhausted
+    # short or empty while trials run: wait, and ask again once another trial completes
+    for received in (0, 1):
+        waiting = rec.after_suggestions(state, 3, received, busy)
+        assert not waiting.exhausted and waiting.waiting_at == 2
+    short = rec.after_suggestions(state, 3, 1, idle)  # the one new trial is now active
+    assert not short.exhausted and short.waiting_at == 2
+
+
+def test_empty_reply_while_trials_run_waits_then_asks_again() -> None:
+    spec = make_spec(maxTrialCount=10, parallelTrialCount=2)
+    running = [trial(0, C.SUCCEEDED, "1"), trial(1, C.RUNNING)]
+    state = rec.after_suggestions(rec.SuggestionState(), 1, 0, rec.Counts.of(running))
+    waiting = rec.reconcile(spec, running, state)
+    assert (waiting.condition, waiting.request) == (rec.Condition.RUNNING, 0)
+    done = [trial(0, C.SUCCEEDED, "1"), trial(1, C.SUCCEEDED, "2")]
+    asks = rec.reconcile(spec, done, state)  # a trial completed: ask again, do not end
+    assert (asks.condition, asks.request) == (rec.Condition.RUNNING, 2)
+    ended = rec.after_suggestions(state, 2, 0, rec.Counts.of(done))
+    final = rec.reconcile(spec, done, ended)
+    assert (final.condition, final.reason) == (
+        rec.Condition.SUCCEEDED,
+        rec.Reason.SUGGESTION_END_REACHED,
+    )
 
 
 def test_suggestion_failure_fails_experiment() -> None:

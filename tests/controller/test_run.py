@@ -13,7 +13,7 @@ import pytest
 from katib.api.errors import FailedPrecondition, InvalidArgument
 from katib.controller import reconcile as rec
 from katib.controller.runner import ExperimentRunner, RunResult
-from katib.controller.services import SuggestionClient
+from katib.controller.services import Suggestions as SuggestionClient
 from katib.controller.trials import TrialCondition
 from katib.controller.validation import load_experiment
 from tests.controller.experiments import container, experiment, write_trial_script

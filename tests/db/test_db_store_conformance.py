@@ -191,23 +191,23 @@ def test_concurrent_writer_processes_lose_no_row(db_url: str) -> None:
     assert [child.wait(timeout=120) for child in children] == [0] * processes
     with open_store(db_url) as store:
         values = [r.value for r in store.query("shared")]
-        assert store.schema_version() == 1
+        assert store.schema_version() == 2
     assert len(values) == len(set(values)) == processes * reports * 10
 
 
 def test_schema_creation_is_idempotent_and_versioned(db_url: str) -> None:
     with open_store(db_url) as first:
         ingest(first, "t", [("", "m", "kept")])
-        assert first.schema_version() == 1
+        assert first.schema_version() == 2
     for _ in range(2):
         with open_store(db_url) as again:
-            assert again.schema_version() == 1
+            assert again.schema_version() == 2
             assert [r.value for r in again.query("t")] == ["kept"]
     with open_store(db_url) as store:
         assert isinstance(store, SqlStore)
         with store._use() as conn, closing(conn.cursor()) as cursor:
             cursor.execute(f"SELECT version FROM {VERSION_TABLE}")
-            assert [tuple(row) for row in cursor.fetchall()] == [(1,)]
+            assert sorted(tuple(row) for row in cursor.fetchall()) == [(1,), (2,)]
             cursor.execute(f"SELECT COUNT(*) FROM {TABLE}")
             assert cursor.fetchone()[0] == 1
 

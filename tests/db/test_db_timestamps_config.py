@@ -175,7 +175,7 @@ def test_katib_environment_reaches_real_servers(
         assert config is not None
         with open_store(config, connect_timeout=10) as store:
             store.ping()
-            assert store.schema_version() == 1
+            assert store.schema_version() == 2
 
 
 def test_connect_gives_up_after_the_timeout() -> None:

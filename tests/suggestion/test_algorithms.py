@@ -7,9 +7,10 @@ import pytest
 from scipy import stats
 
 from katib.api.errors import InvalidArgument
+from katib.api.trials import Direction, Trial, TrialState
 from katib.suggestion.base import ExperimentInfo
 from katib.suggestion.grid import GridSearch, GridSettings
-from katib.suggestion.history import Direction, History, Trial, TrialState
+from katib.suggestion.history import History
 from katib.suggestion.random_search import RandomSearch, RandomSettings
 from katib.suggestion.sobol import SobolSearch, SobolSettings
 from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, SearchSpace

@@ -2,9 +2,24 @@
 
 New algorithms join automatically: the suite is parametrised over ``registry.names()``.
 Algorithms whose ``check`` rejects a continuous space (grid) run on the finite space.
+Algorithms that need a resource parameter (a ``resource_name`` setting: multi-fidelity) get
+one, the first int parameter, with ``r_l = 81``; those that declare ``reruns_configs`` are held
+to the search ending on a finite space instead of to one trial per point.
+The restart test runs two separate ``katib-suggestion`` processes.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -32,13 +47,29 @@ ALGORITHMS = registry.names()
 SEED = {"random_state": "7"}
 
 
+def settings_for(algorithm: str, params: list[Param], seed: str = "7") -> dict[str, str]:
+    """The seed, plus a resource parameter for algorithms that need one."""
+    fields = {f.name for f in dataclasses.fields(registry.get(algorithm).settings_class)}
+    out = {"random_state": seed}
+    if "resource_name" in fields:
+        kinds = [pb.INT, pb.DOUBLE]
+        ranked = sorted(params, key=lambda p: kinds.index(p[1]) if p[1] in kinds else 2)
+        out |= {"resource_name": ranked[0][0], "r_l": "81"}
+    return out
+
+
 def params_for(algorithm: str) -> list[Param]:
     """The mixed space when the algorithm accepts it, else the finite one."""
     try:
-        SuggestionServicer().prepare(experiment(algorithm, MIXED, SEED))
+        SuggestionServicer().prepare(experiment(algorithm, MIXED, settings_for(algorithm, MIXED)))
     except KatibError:
         return FINITE
     return MIXED
+
+
+def seeded(algorithm: str, params: list[Param], seed: str = "7", **kw: Any) -> pb.Experiment:
+    """An experiment for ``algorithm`` with its settings (see :func:`settings_for`)."""
+    return experiment(algorithm, params, settings_for(algorithm, params, seed), **kw)
 
 
 def history(
@@ -48,8 +79,8 @@ def history(
     params: list[Param] | None = None,
 ) -> list[pb.Trial]:
     """Trials produced by the algorithm itself, in every state, evaluated on a toy loss."""
-    exp = experiment(algorithm, params or params_for(algorithm), SEED)
-    space = space_from_proto(exp.spec.parameter_specs.parameters)
+    exp = seeded(algorithm, params or params_for(algorithm))
+    space = SuggestionServicer().prepare(exp)[1].space
     trials: list[pb.Trial] = []
     conditions = [
         pb.TrialStatus.SUCCEEDED,
@@ -60,7 +91,8 @@ def history(
         pb.TrialStatus.EARLYSTOPPED,
     ]
     for r in range(rounds):
-        for a in assignments(stub.GetSuggestions(request(exp, trials, 4))):
+        reply = stub.GetSuggestions(request(exp, trials, 4))
+        for a, item in zip(assignments(reply), reply.parameter_assignments, strict=True):
             i = len(trials)
             condition = conditions[i % len(conditions)]
             point = space.encode([space.parse(a)])[0]
@@ -69,12 +101,120 @@ def history(
                 if condition in (pb.TrialStatus.SUCCEEDED, pb.TrialStatus.EARLYSTOPPED)
                 else None
             )
-            trials.append(trial(f"t{r}-{i}", a.items(), condition, loss))
+            trials.append(trial(item.trial_name or f"t{r}-{i}", a.items(), condition, loss))
+            trials[-1].spec.labels.update(item.labels)  # as our controller sends them back
     return trials
 
 
-def assert_in_space(params: list[Param], suggested: list[dict[str, str]]) -> None:
+SERVER = (sys.executable, "-m", "katib.suggestion.server")
+
+
+def process(
+    argv_extra: tuple[str, ...] = (), server: tuple[str, ...] = SERVER
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``katib-suggestion`` on a free port; its address, polled with a deadline."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [*server, "--host", "127.0.0.1", "--port", "0", *argv_extra],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def drain() -> None:  # keep reading, so the server never blocks on a full pipe
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            match = re.search(r"listening on (\S+)", lines.get(timeout=1))
+        except queue.Empty:
+            continue
+        if match:
+            return proc, match.group(1)
+    proc.kill()
+    raise AssertionError("katib-suggestion did not report its address")
+
+
+@pytest.fixture(scope="module")
+def two_processes() -> Iterator[tuple[api_pb2_grpc.SuggestionStub, api_pb2_grpc.SuggestionStub]]:
+    """Stubs of two separate ``katib-suggestion`` processes serving every algorithm."""
+    procs = [process(), process(("--cache-mib", "64"))]
+    channels = [grpc.insecure_channel(address) for _, address in procs]
+    try:
+        yield api_pb2_grpc.SuggestionStub(channels[0]), api_pb2_grpc.SuggestionStub(channels[1])
+    finally:
+        for channel in channels:
+            channel.close()
+        for proc, _ in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def call(stub: api_pb2_grpc.SuggestionStub, req: pb.GetSuggestionsRequest) -> list[object]:
+    """Everything a reply says: assignments, trial names, labels and the echoed settings."""
+    reply = stub.GetSuggestions(req, timeout=120)
+    return [
+        [(dict(sorted((a.name, a.value) for a in pa.assignments)), pa.trial_name,
+          sorted(pa.labels.items())) for pa in reply.parameter_assignments],
+        [(s.name, s.value) for s in reply.algorithm.algorithm_settings],
+    ]  # fmt: skip
+
+
+def sequence(
+    algorithm: str, stub: api_pb2_grpc.SuggestionStub, rounds: int = 5
+) -> tuple[list[pb.GetSuggestionsRequest], list[list[object]]]:
+    """Requests as a controller would send them (trials finishing at increasing times, the
+    echoed algorithm settings fed back) and the answers ``stub`` gave."""
+    params = params_for(algorithm)
+    exp = seeded(algorithm, params, name=f"restart-{algorithm}", max_trials=40)
+    space = SuggestionServicer().prepare(exp)[1].space
+    trials: list[pb.Trial] = []
+    requests, answers = [], []
+    for r in range(rounds):
+        for i, t in enumerate(trials):  # running trials of the last round finish now
+            if t.status.condition == pb.TrialStatus.RUNNING and i % 2 == 0:
+                t.status.condition = pb.TrialStatus.SUCCEEDED
+                t.status.observation.metrics.add(name="loss", value=str(0.1 * i))
+                t.status.completion_time = f"2026-01-01T00:{r:02d}:{i % 60:02d}Z"
+        req = request(exp, trials, 3)
+        reply = stub.GetSuggestions(req, timeout=120)
+        requests.append(req)
+        answers.append(call(stub, req))
+        assert answers[-1] == call(stub, req)  # the same request twice: the same answer
+        for pa in reply.parameter_assignments:
+            a = {x.name: x.value for x in pa.assignments}
+            point = space.encode([space.parse(a)])[0]
+            t = trial(pa.trial_name or f"r{r}-{len(trials)}", a.items(), pb.TrialStatus.RUNNING)
+            t.spec.labels.update(pa.labels)
+            t.status.start_time = f"2026-01-01T00:{r:02d}:00Z"
+            if len(trials) % 3 == 0:  # some finish at once, with a value
+                t.status.condition = pb.TrialStatus.SUCCEEDED
+                t.status.observation.metrics.add(
+                    name="loss", value=repr(float(((point - 0.3) ** 2).sum()))
+                )
+                t.status.completion_time = f"2026-01-01T00:{r:02d}:30Z"
+            trials.append(t)
+        exp.spec.algorithm.CopyFrom(reply.algorithm)  # Katib's controller echoes the state
+    return requests, answers
+
+
+def assert_in_space(
+    params: list[Param], suggested: list[dict[str, str]], exp: pb.Experiment | None = None
+) -> None:
+    """Every assignment is a canonical point of the space (``exp``'s algorithm's, if given)."""
     space = space_from_proto(experiment("random", params).spec.parameter_specs.parameters)
+    if exp is not None:  # multi-fidelity algorithms widen their resource parameter
+        space = SuggestionServicer().prepare(exp)[1].space
     for a in suggested:
         assert set(a) == set(space.names)
         point = space.parse(a)  # raises if a list value or an int is off
@@ -93,14 +233,13 @@ class TestConformance:
     def test_suggestions_lie_in_the_space(self, algorithm, suggestion_stub):
         params = params_for(algorithm)
         trials = history(algorithm, suggestion_stub)
-        reply = suggestion_stub.GetSuggestions(
-            request(experiment(algorithm, params, SEED), trials, 6)
-        )
-        assert_in_space(params, assignments(reply))
+        exp = seeded(algorithm, params)
+        reply = suggestion_stub.GetSuggestions(request(exp, trials, 6))
+        assert_in_space(params, assignments(reply), exp)
 
     @pytest.mark.parametrize("count", [1, 4, 9])
     def test_requested_count_is_honoured(self, algorithm, count, suggestion_stub):
-        exp = experiment(algorithm, params_for(algorithm), SEED)
+        exp = seeded(algorithm, params_for(algorithm))
         assert (
             len(suggestion_stub.GetSuggestions(request(exp, [], count)).parameter_assignments)
             == count
@@ -108,15 +247,15 @@ class TestConformance:
 
     def test_same_seed_same_suggestions(self, algorithm, suggestion_stub):
         trials = history(algorithm, suggestion_stub)
-        req = request(experiment(algorithm, params_for(algorithm), SEED), trials, 5)
+        req = request(seeded(algorithm, params_for(algorithm)), trials, 5)
         first = assignments(suggestion_stub.GetSuggestions(req))
         assert first == assignments(suggestion_stub.GetSuggestions(req))
 
     def test_different_seed_different_suggestions(self, algorithm, suggestion_stub):
         params = params_for(algorithm)
         trials = history(algorithm, suggestion_stub)
-        one = experiment(algorithm, params, {"random_state": "1"})
-        two = experiment(algorithm, params, {"random_state": "2"})
+        one = seeded(algorithm, params, "1")
+        two = seeded(algorithm, params, "2")
         a = assignments(suggestion_stub.GetSuggestions(request(one, trials, 5)))
         b = assignments(suggestion_stub.GetSuggestions(request(two, trials, 5)))
         if algorithm == "grid":  # an unseeded grid is lexicographic; seeds shuffle it
@@ -125,14 +264,22 @@ class TestConformance:
         assert a != b
 
     def test_no_duplicates_in_a_batch(self, algorithm, suggestion_stub):
-        exp = experiment(algorithm, FINITE, SEED)
+        exp = seeded(algorithm, FINITE)
         trials = history(algorithm, suggestion_stub, rounds=2, params=FINITE)
-        got = assignments(suggestion_stub.GetSuggestions(request(exp, trials, 40)))
+        count = 40
+        if registry.get(algorithm).reruns_configs:
+            # The resource parameter (x, 4 values) is not free: 180 / 4 = 45 configurations,
+            # each started once at the bottom rung; every trial so far is one of them.
+            count = min(count, 45 - len(trials))
+        got = assignments(suggestion_stub.GetSuggestions(request(exp, trials, count)))
         keys = [tuple(sorted(a.items())) for a in got]
-        assert len(keys) == 40 and len(set(keys)) == 40
+        assert len(keys) == count and len(set(keys)) == count
 
     def test_exhausted_space_returns_fewer(self, algorithm, suggestion_stub):
-        exp = experiment(algorithm, TINY, SEED)
+        exp = seeded(algorithm, TINY)
+        if registry.get(algorithm).reruns_configs:
+            assert_search_ends(exp, suggestion_stub)
+            return
         got = assignments(suggestion_stub.GetSuggestions(request(exp, [], 10)))
         assert len(got) == 4 and len({tuple(sorted(a.items())) for a in got}) == 4
         done = [trial(f"t{i}", a.items(), loss=float(i)) for i, a in enumerate(got)]
@@ -140,7 +287,7 @@ class TestConformance:
 
     def test_restarted_service_answers_identically(self, algorithm, suggestion_stub):
         trials = history(algorithm, suggestion_stub)
-        req = request(experiment(algorithm, params_for(algorithm), SEED), trials, 4)
+        req = request(seeded(algorithm, params_for(algorithm)), trials, 4)
         before = assignments(suggestion_stub.GetSuggestions(req))
         fresh = start(services([algorithm]), port=0)
         try:
@@ -150,13 +297,25 @@ class TestConformance:
             fresh.stop(grace=0)
         assert before == after
 
+    def test_separate_processes_answer_identically(self, algorithm, two_processes):
+        """One process answers a request sequence with its caches warm; a second, fresh
+        process answers the last request cold, then the whole sequence: all identical."""
+        if registry.get(algorithm).__module__.startswith("tests."):
+            pytest.skip("registered by a test module; a fresh process does not have it")
+        warm, fresh = two_processes
+        requests, answers = sequence(algorithm, warm)
+        assert len(requests) >= 4 and all(answer[0] for answer in answers)
+        assert call(fresh, requests[-1]) == answers[-1], "cold process differs from warm one"
+        assert [call(fresh, r) for r in requests] == answers
+        assert call(warm, requests[-1]) == answers[-1]  # warm again, after everything
+
     def test_maximise_and_mixed_trial_states(self, algorithm, suggestion_stub):
         params = params_for(algorithm)
         trials = history(algorithm, suggestion_stub)
         trials.append(trial("foreign", [("nope", "1")], loss=0.0))  # does not fit the space
-        exp = experiment(algorithm, params, SEED, maximize=True)
+        exp = seeded(algorithm, params, maximize=True)
         assert_in_space(
-            params, assignments(suggestion_stub.GetSuggestions(request(exp, trials, 3)))
+            params, assignments(suggestion_stub.GetSuggestions(request(exp, trials, 3))), exp
         )
 
     def test_unknown_setting_is_invalid_argument(self, algorithm, suggestion_stub):
@@ -182,7 +341,35 @@ class TestConformance:
         assert "'x'" in err.value.details() and "'y'" in err.value.details()
 
     def test_valid_experiment_validates(self, algorithm, suggestion_stub):
-        exp = experiment(algorithm, params_for(algorithm), SEED)
+        exp = seeded(algorithm, params_for(algorithm))
         suggestion_stub.ValidateAlgorithmSettings(
             pb.ValidateAlgorithmSettingsRequest(experiment=exp)
         )
+
+
+def assert_search_ends(
+    exp: pb.Experiment, stub: api_pb2_grpc.SuggestionStub, limit: int = 500
+) -> None:
+    """Drive a finite-space search, finishing every trial: it ends, with no repeat in a batch.
+
+    Across batches a point may recur: two brackets can run the same configuration at the same
+    resource, one as a promotion, when the space has fewer configurations than a bracket.
+    """
+    trials: list[pb.Trial] = []
+    while len(trials) <= limit:
+        seen: set[tuple[tuple[str, str], ...]] = set()
+        reply = stub.GetSuggestions(request(exp, trials, 3))
+        running = [t for t in trials if t.status.condition == pb.TrialStatus.RUNNING]
+        for t in running:
+            t.status.condition = pb.TrialStatus.SUCCEEDED
+            t.status.observation.metrics.add(name="loss", value=str(len(t.name) % 7))
+        if not reply.parameter_assignments and not running:
+            return
+        for item in reply.parameter_assignments:
+            key = tuple(sorted((a.name, a.value) for a in item.assignments))
+            assert key not in seen, f"{key} suggested twice"
+            seen.add(key)
+            t = trial(item.trial_name or f"t{len(trials)}", key, pb.TrialStatus.RUNNING)
+            t.spec.labels.update(item.labels)
+            trials.append(t)
+    raise AssertionError(f"the search did not end within {limit} trials")

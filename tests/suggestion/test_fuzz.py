@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from katib.api import api_pb2 as pb
 from katib.suggestion import registry
 from tests.suggestion.requests import assignments, experiment, request
-from tests.suggestion.test_conformance import assert_in_space
+from tests.suggestion.test_conformance import assert_in_space, settings_for
 
 NUMBERS = [
     "",
@@ -61,7 +61,7 @@ def params(draw):
 )
 @given(space=params(), count=st.integers(1, 5))
 def test_random_experiments_never_fail_internally(algorithm, space, count, suggestion_stub):
-    exp = experiment(algorithm, space, {"random_state": "1"}, max_trials=count)
+    exp = experiment(algorithm, space, settings_for(algorithm, space, "1"), max_trials=count)
     try:
         suggestion_stub.ValidateAlgorithmSettings(
             pb.ValidateAlgorithmSettingsRequest(experiment=exp)
@@ -71,4 +71,4 @@ def test_random_experiments_never_fail_internally(algorithm, space, count, sugge
         return
     got = assignments(suggestion_stub.GetSuggestions(request(exp, [], count)))
     assert 1 <= len(got) <= count
-    assert_in_space(space, got)
+    assert_in_space(space, got, exp)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from katib.api.errors import InvalidArgument
-from katib.suggestion.settings import describe_settings, parse_settings, setting
+from katib.api.settings import describe_settings, parse_settings, setting
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import pytest
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
+from katib.api.settings import format_state, parse_with_state, setting
 from katib.suggestion.base import Algorithm, Suggestion, SuggestResult
 from katib.suggestion.history import History
 from katib.suggestion.registry import register
-from katib.suggestion.settings import format_state, parse_with_state, setting
 from tests.suggestion.requests import FINITE, experiment, request, trial
 
 
@@ -107,13 +107,14 @@ def test_a_name_cannot_be_both_setting_and_state() -> None:
 
 
 def test_trials_carry_timestamps(suggestion_stub: api_pb2_grpc.SuggestionStub) -> None:
-    from katib.suggestion.proto import experiment_from_proto, history_from_proto
+    from katib.suggestion.lazy import history_from_proto
+    from katib.suggestion.proto import experiment_from_proto
 
     exp = experiment("random", FINITE)
     t = trial("t1", [("x", "1"), ("y", "0.1"), ("c", "a"), ("d", "1")], loss=1.0)
     t.status.start_time = "2026-01-02T03:04:05Z"
     t.status.completion_time = "not a time"
-    info, _, _ = experiment_from_proto(exp)
+    info = experiment_from_proto(exp)
     decoded = history_from_proto([t], info).trials[0]
     assert decoded.start_time is not None and decoded.start_time.isoformat() == (
         "2026-01-02T03:04:05+00:00"

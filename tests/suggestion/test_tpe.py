@@ -9,11 +9,12 @@ from scipy import stats
 
 from katib.api import api_pb2 as pb
 from katib.api.errors import InvalidArgument
+from katib.api.settings import parse_settings
+from katib.api.trials import Direction, Trial, TrialState
 from katib.suggestion import parzen
 from katib.suggestion.base import ExperimentInfo
-from katib.suggestion.history import Direction, History, Trial, TrialState
+from katib.suggestion.history import History
 from katib.suggestion.random_search import RandomSearch
-from katib.suggestion.settings import parse_settings
 from katib.suggestion.sobol import SobolSearch, SobolSettings
 from katib.suggestion.space import Distribution, ParameterSpec, ParameterType, SearchSpace
 from katib.suggestion.tpe import TPE, MultivariateTPE, TPESettings, n_good

@@ -9,10 +9,8 @@ import pytest
 
 from katib.api import api_pb2 as pb
 from katib.api.errors import FailedPrecondition, Unavailable
-from katib.controller import services
-from katib.controller.services import SuggestionClient
-from katib.controller.validation import load_experiment
-from tests.controller.experiments import experiment
+from katib.suggestion import client as services
+from katib.suggestion.client import SuggestionClient
 
 
 class FakeRpcError(grpc.RpcError):
@@ -51,7 +49,7 @@ def get(stub: Flaky) -> pb.GetSuggestionsReply:
     client = SuggestionClient("127.0.0.1:1")
     client._stub = type("Stub", (), {"GetSuggestions": stub})()  # type: ignore[assignment]
     try:
-        return client.get(load_experiment(experiment("/t.py"), ["random"]), [], 1, {})
+        return client.get_suggestions(pb.GetSuggestionsRequest(current_request_number=1))
     finally:
         client.close()
 

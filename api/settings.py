@@ -15,6 +15,7 @@ Each algorithm declares a frozen dataclass whose fields use :func:`setting`::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -73,19 +74,7 @@ def parse_with_state(
     or the state class (``None``: no state; the result's state is then ``None``). Unknown
     names and bad values are all reported in one :class:`InvalidArgument`.
     """
-    classes: list[type[Any]] = [settings_class] + ([state_class] if state_class else [])
-    lookup: dict[str, tuple[int, str]] = {}
-    fields: list[dict[str, dataclasses.Field[Any]]] = []
-    hints: list[dict[str, Any]] = []
-    for index, cls in enumerate(classes):
-        declared = {f.name: f for f in dataclasses.fields(cls)}
-        fields.append(declared)
-        hints.append(typing.get_type_hints(cls))
-        for f in declared.values():
-            for name in (f.name, *f.metadata.get("aliases", ())):
-                if name in lookup and lookup[name][0] != index:
-                    raise TypeError(f"{name!r} is declared as both a setting and a state key")
-                lookup[name] = (index, f.name)
+    classes, lookup, fields, hints = _declared(settings_class, state_class)  # type: ignore[arg-type]
     problems: list[str] = []
     last = {name: text for name, text in pairs}  # Katib's overlay: the last value wins
     values: list[dict[str, Any]] = [{} for _ in classes]
@@ -109,6 +98,32 @@ def parse_with_state(
         raise InvalidArgument(problems)
     state = state_class(**values[1]) if state_class is not None else None
     return settings_class(**values[0]), state
+
+
+@functools.lru_cache(maxsize=256)
+def _declared(
+    settings_class: type[Any], state_class: type[Any] | None
+) -> tuple[
+    list[type[Any]],
+    dict[str, tuple[int, str]],
+    list[dict[str, dataclasses.Field[Any]]],
+    list[dict[str, Any]],
+]:
+    """What the classes declare (computed once per pair): names and aliases, fields, types."""
+    classes: list[type[Any]] = [settings_class] + ([state_class] if state_class else [])
+    lookup: dict[str, tuple[int, str]] = {}
+    fields: list[dict[str, dataclasses.Field[Any]]] = []
+    hints: list[dict[str, Any]] = []
+    for index, cls in enumerate(classes):
+        declared = {f.name: f for f in dataclasses.fields(cls)}
+        fields.append(declared)
+        hints.append(typing.get_type_hints(cls))
+        for f in declared.values():
+            for name in (f.name, *f.metadata.get("aliases", ())):
+                if name in lookup and lookup[name][0] != index:
+                    raise TypeError(f"{name!r} is declared as both a setting and a state key")
+                lookup[name] = (index, f.name)
+    return classes, lookup, fields, hints
 
 
 def format_state(state: Any) -> list[tuple[str, str]]:
