@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from katib.bench import (
     commands,
     early_stopping,
+    gp_latency,
+    gp_study,
     harness,
     multifidelity,
     peers,
@@ -197,6 +199,8 @@ def parser() -> argparse.ArgumentParser:
     early_stopping.add_arguments(es)
     es.set_defaults(func=early_stopping.run)
     multifidelity.register(sub)
+    gp_study.add_parser(sub)
+    gp_latency.add_parser(sub)
     return top
 
 

@@ -29,6 +29,7 @@ _BUILTIN: dict[str, str] = {
     "bohb": "katib.suggestion.bohb:BOHB",
     "asha": "katib.suggestion.asha:ASHA",
     "cmaes": "katib.suggestion.cmaes:CMAES",
+    "bayesianoptimization": "katib.suggestion.bayesopt.algorithm:BayesianOptimization",
     "enas": "katib.nas.enas.algorithm:ENAS",
     "darts": "katib.nas.darts.algorithm:DARTS",
 }
