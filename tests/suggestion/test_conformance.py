@@ -1,6 +1,7 @@
 """Conformance suite every registered suggestion algorithm must pass, over real gRPC.
 
-New algorithms join automatically: the suite is parametrised over ``registry.names()``.
+New algorithms join automatically: the suite is parametrised over ``registry.names()`` (NAS
+algorithms, which need a nasConfig, have their own suite in ``tests/nas``).
 Algorithms whose ``check`` rejects a continuous space (grid) run on the finite space.
 Algorithms that need a resource parameter (a ``resource_name`` setting: multi-fidelity) get
 one, the first int parameter, with ``r_l = 81``; those that declare ``reruns_configs`` are held
@@ -43,7 +44,7 @@ from tests.suggestion.requests import (
     trial,
 )
 
-ALGORITHMS = registry.names()
+ALGORITHMS = registry.names(include_nas=False)
 SEED = {"random_state": "7"}
 #: Four points over two ints, for algorithms that need two numeric parameters (cmaes).
 TINY_NUMERIC: list[Param] = [
