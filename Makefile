@@ -30,7 +30,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 type: install
-	$(VENV)/bin/mypy api suggestion earlystopping db controller bench
+	$(VENV)/bin/mypy api suggestion earlystopping db controller bench nas
 
 ## The README's suggestion-latency figure: GetSuggestions with a 1 000-trial history against a
 ## separate katib-suggestion process (every benchmark is a `katib-bench` subcommand).

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from katib.bench import (
     commands,
     early_stopping,
+    gp_latency,
+    gp_study,
     harness,
     multifidelity,
     peers,
@@ -62,7 +64,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         optimum = f"optimum {p.optimum:.6g}" if p.optimum is not None else "optimum unknown"
         print(f"  {name:<20} {p.kind:<9} {p.space.dim:>2} params  {optimum:<20} {p.description}")
     print("algorithms (our suggestion service):")
-    print("  " + ", ".join(registry.names()))
+    print("  " + ", ".join(registry.names(include_nas=False)))
     print("peers:")
     for name in peers.PEERS:
         lacking = peers.missing(name)
@@ -85,12 +87,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a comparison and print the table."""
     suite = problems.suite(args.suite)
-    algorithms = commands.names(args.algorithms, registry.names())
+    algorithms = commands.names(args.algorithms, registry.names(include_nas=False))
     chosen_peers = commands.names(args.peers, list(peers.PEERS))
     if chosen_peers is None:
         chosen_peers = list(peers.PEERS) if suite.peers is None else list(suite.peers)
     result = harness.compare(
-        algorithms=registry.names() if algorithms is None else algorithms,
+        algorithms=registry.names(include_nas=False) if algorithms is None else algorithms,
         services=args.service or (),
         peers=chosen_peers,
         problems=commands.names(args.problems, problems.names()) or list(suite.problems),
@@ -111,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_latency(args: argparse.Namespace) -> int:
     """Run the latency sweep and print its table."""
-    algorithms = commands.names(args.algorithms, registry.names())
+    algorithms = commands.names(args.algorithms, registry.names(include_nas=False))
     sizes = [int(s) for s in args.sizes.split(",")]
 
     def progress(sample: LatencySample) -> None:
@@ -123,7 +125,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
             )
 
     _, table = harness.latency(
-        algorithms=registry.names() if algorithms is None else algorithms,
+        algorithms=registry.names(include_nas=False) if algorithms is None else algorithms,
         services=args.service or (),
         problem=args.problem,
         sizes=sizes,
@@ -197,6 +199,8 @@ def parser() -> argparse.ArgumentParser:
     early_stopping.add_arguments(es)
     es.set_defaults(func=early_stopping.run)
     multifidelity.register(sub)
+    gp_study.add_parser(sub)
+    gp_latency.add_parser(sub)
     return top
 
 

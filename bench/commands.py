@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from katib.bench import cmaes_study, load, tpe_latency, tpe_study
 from katib.bench import controller_overhead as ctl
 from katib.bench import db_throughput as dbt
-from katib.bench import load, tpe_latency, tpe_study
 from katib.bench.service import parse_target
 from katib.suggestion import registry
 
@@ -230,3 +230,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     con.add_argument("--repeats", type=int, default=3, help="runs of each; the best is kept")
     _out(con)
     con.set_defaults(func=cmd_controller)
+
+    cma = sub.add_parser("cmaes", help="our cmaes against optuna:cmaes and cma (and latency)")
+    cmaes_study.add_arguments(cma)
+    cma.set_defaults(func=cmaes_study.run)

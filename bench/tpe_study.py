@@ -194,7 +194,7 @@ def run_study(
     progress: Callable[[str, str], object] | None = None,
 ) -> tuple[Cache, dict[str, float]]:
     """Every run not already in the cache; returns the runs and seconds spent per method."""
-    known = [n for n in registry.names() if registry.get(n).state_class is None]
+    known = [n for n in registry.names(include_nas=False) if registry.get(n).state_class is None]
     unknown = [m for m in methods if m not in known and m not in PEERS]
     unknown += [p for p in problems if p not in PROBLEMS]
     if unknown:

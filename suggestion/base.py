@@ -57,13 +57,16 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from katib.api.trials import Direction
 from katib.suggestion.history import History
 from katib.suggestion.space import Point, SearchSpace
+
+if TYPE_CHECKING:
+    from katib.nas.config import NasConfig
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class ExperimentInfo:
     objective_metric: str = ""
     max_trial_count: int | None = None
     parallel_trial_count: int | None = None
+    #: Katib's ``nasConfig`` for neural architecture search (``space`` is then a ``NasSpace``).
+    nas_config: NasConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,9 @@ class Algorithm(ABC):
     state_class: ClassVar[type | None] = None
     #: False for algorithms that ignore objective values (random, grid, sobol).
     uses_objective: ClassVar[bool] = True
+    #: True for neural architecture search algorithms, which need ``nasConfig`` instead of
+    #: parameters (ENAS, DARTS); every other algorithm rejects a nasConfig experiment.
+    nas: ClassVar[bool] = False
     #: True for multi-fidelity algorithms, which run a configuration again with a larger
     #: resource: values recur (all but the resource parameter's), so a finite space is not
     #: used up after one trial per point; the search ends when the schedule does.

@@ -150,10 +150,20 @@ def experiment_from_proto(experiment: pb.Experiment) -> ExperimentInfo:
 
     ``objective_metric`` is the experiment's ``objective_metric_name``, possibly empty: trials
     are then scored by the metric named in their own ``spec.objective``, as Katib's services
-    do.
+    do. An experiment with a ``nas_config`` and no parameters gets a
+    :class:`~katib.nas.space.NasSpace` and its NAS config decoded.
     """
     spec = experiment.spec
-    space = cached_space(spec.parameter_specs)
+    nas_config = None
+    space: SearchSpace
+    if spec.HasField("nas_config") and not spec.parameter_specs.parameters:
+        from katib.nas.proto import nas_config_from_proto
+        from katib.nas.space import NasSpace
+
+        nas_config = nas_config_from_proto(spec.nas_config)
+        space = NasSpace()
+    else:
+        space = cached_space(spec.parameter_specs)
     objective = spec.objective
     direction = Direction.MAXIMIZE if objective.type == pb.MAXIMIZE else Direction.MINIMIZE
     return ExperimentInfo(
@@ -163,6 +173,7 @@ def experiment_from_proto(experiment: pb.Experiment) -> ExperimentInfo:
         objective_metric=objective.objective_metric_name,
         max_trial_count=spec.max_trial_count or None,
         parallel_trial_count=spec.parallel_trial_count or None,
+        nas_config=nas_config,
     )
 
 

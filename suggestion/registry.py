@@ -28,6 +28,10 @@ _BUILTIN: dict[str, str] = {
     "hyperband": "katib.suggestion.hyperband:Hyperband",
     "bohb": "katib.suggestion.bohb:BOHB",
     "asha": "katib.suggestion.asha:ASHA",
+    "cmaes": "katib.suggestion.cmaes:CMAES",
+    "bayesianoptimization": "katib.suggestion.bayesopt.algorithm:BayesianOptimization",
+    "enas": "katib.nas.enas.algorithm:ENAS",
+    "darts": "katib.nas.darts.algorithm:DARTS",
 }
 _registered: dict[str, type[Algorithm]] = {}
 
@@ -44,9 +48,14 @@ def _plugins() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def names() -> list[str]:
-    """Every algorithm name this installation can serve, sorted."""
-    return sorted({*_BUILTIN, *_plugins(), *_registered})
+def names(*, include_nas: bool = True) -> list[str]:
+    """Every algorithm name this installation can serve, sorted.
+
+    ``include_nas=False`` leaves out neural architecture search algorithms (``enas``,
+    ``darts``), which need a ``nasConfig`` instead of parameters.
+    """
+    every = sorted({*_BUILTIN, *_plugins(), *_registered})
+    return every if include_nas else [n for n in every if not get(n).nas]
 
 
 def get(name: str) -> type[Algorithm]:

@@ -75,6 +75,7 @@ class SuggestionServicer:
         """Decode and validate an experiment: the algorithm class, experiment, settings, state."""
         cls, settings, state = self.algorithm(experiment)
         info = experiment_from_proto(experiment)
+        check_nas(cls, info)
         if cls.uses_objective:
             check_objective(experiment, list(trials))
         cls.check(info, settings)
@@ -97,9 +98,11 @@ class SuggestionServicer:
         """
         experiment = request.experiment
         cls, settings, state = self.algorithm(experiment)
-        if not experiment.spec.parameter_specs.parameters:
+        spec = experiment.spec
+        if not spec.parameter_specs.parameters and not spec.HasField("nas_config"):
             return pb.ValidateAlgorithmSettingsReply()
         info = experiment_from_proto(experiment)
+        check_nas(cls, info)
         cls.check(info, settings)
         check_deadline(context, "validating the search space")
         try:
@@ -167,6 +170,16 @@ def add_to_server(servicer: SuggestionServicer, server: grpc.Server) -> None:
     server.add_registered_method_handlers(  # type: ignore[attr-defined]
         "api.v1.beta1.Suggestion", handlers
     )
+
+
+def check_nas(cls: type[Algorithm], info: ExperimentInfo) -> None:
+    """NAS algorithms need a nasConfig experiment, and every other algorithm parameters."""
+    if (info.nas_config is not None) != cls.nas:
+        raise InvalidArgument(
+            f"algorithm {cls.name!r} needs experiment.spec.nas_config and no parameters"
+            if cls.nas
+            else f"algorithm {cls.name!r} needs experiment.spec.parameter_specs, not a nas_config"
+        )
 
 
 def check_result(algorithm: str, result: SuggestResult, count: int, history: History) -> None:

@@ -306,8 +306,44 @@ class ParameterSpec:
         t = self._inverse_cdf(u, a, b) if b > a else np.full(u.shape, a)
         x = np.exp(t) if self.distribution.is_log else t
         if self.step is None:
-            return [float(v) for v in np.clip(x, self.low, self.high)]
+            # exp(log(min)) can land a few ulps off the bound: print bounds exactly.
+            x = np.clip(x, self.low, self.high)
+            tol = 1e-12 * max(self.high - self.low, abs(self.low), abs(self.high))
+            x = np.where(x - self.low <= tol, self.low, x)
+            x = np.where(self.high - x <= tol, self.high, x)
+            return [float(v) for v in x]
         return self._snap(np.rint((x - self.low) / self.step))
+
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """``encode(decode(u))`` without building Python values: ``u`` ``(n,)`` rounded to the
+        encoded positions of feasible values (cell centres for lists, the encoded grid value for
+        ints and stepped doubles, ``u`` clipped for continuous doubles)."""
+        u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
+        if not self.is_numeric_range:
+            k = len(self.choices)
+            return (np.minimum(np.floor(u * k), k - 1) + 0.5) / k
+        if self.step is None:
+            return u
+        assert self.low is not None and self.n_steps is not None
+        a, b = self._warped_bounds()
+        if b <= a:
+            return np.full(u.shape, 0.5)
+        t = self._inverse_cdf(u, a, b)
+        x = np.exp(t) if self.distribution.is_log else t
+        steps = np.clip(np.rint((x - self.low) / self.step), 0, self.n_steps)
+        value = np.asarray(self.low + steps * self.step, dtype=float)
+        warped = np.log(np.maximum(value, 1e-300)) if self.distribution.is_log else value
+        return np.asarray(np.clip(self._cdf(warped, a, b), 0.0, 1.0))
+
+    def snapped_grid(self, limit: int) -> np.ndarray | None:
+        """Encoded positions of every feasible value in increasing order, shape ``(k,)``, or
+        ``None`` for a continuous double or more than ``limit`` values."""
+        k = self.cardinality
+        if k is None or k > limit:
+            return None
+        if not self.is_numeric_range:
+            return (np.arange(k) + 0.5) / k
+        return self.encode([float(v) for v in self.grid()])
 
     def _snap(self, k: np.ndarray) -> list[Any]:
         assert self.n_steps is not None
@@ -475,6 +511,19 @@ class SearchSpace:
         columns = [p.decode(u[:, j]) for j, p in enumerate(self.params)]
         return [dict(zip(self.names, row, strict=True)) for row in zip(*columns, strict=True)]
 
+    @cached_property
+    def view(self) -> SpaceView:
+        """The vectorised view of this space (built once)."""
+        return SpaceView.of(self)
+
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """``encode(decode(u))`` for ``u`` ``(n, dim)``, vectorised per column."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        out = np.clip(u, 0.0, 1.0)
+        for j in self.view.discrete:
+            out[:, j] = self.params[j].snap(u[:, j])
+        return out
+
     def sample(self, rng: np.random.Generator, n: int) -> list[Point]:
         """``n`` independent draws from the parameters' prior distributions."""
         return self.decode(rng.random((n, self.dim)))
@@ -494,6 +543,32 @@ class SearchSpace:
     def key(self, point: Mapping[str, Any]) -> tuple[str, ...]:
         """A canonical, hashable identity for de-duplicating points."""
         return tuple(p.format(point[p.name]) for p in self.params)
+
+
+@dataclass(frozen=True)
+class SpaceView:
+    """A search space as arrays over the columns of ``U`` (shape ``(dim,)`` each).
+
+    ``continuous``: double without a step (any value in ``[0, 1]`` decodes to itself);
+    ``categorical``: unordered list columns; ``discrete``: indices of every column that rounds
+    (ints, stepped doubles, discrete and categorical lists); ``n_values``: number of feasible
+    values of a column (0 when continuous, or above 2^31).
+    """
+
+    continuous: np.ndarray  # (dim,) bool
+    categorical: np.ndarray  # (dim,) bool
+    discrete: np.ndarray  # (k,) int column indices
+    n_values: np.ndarray  # (dim,) int
+
+    @classmethod
+    def of(cls, space: SearchSpace) -> SpaceView:
+        """The view of ``space``."""
+        cont = np.array([p.cardinality is None for p in space.params], dtype=bool)
+        cat = np.array([p.type is ParameterType.CATEGORICAL for p in space.params], dtype=bool)
+        n_values = np.array(
+            [min(p.cardinality or 0, 2**31 - 1) for p in space.params], dtype=np.int64
+        )
+        return cls(cont, cat, np.flatnonzero(~cont), n_values)
 
 
 def _decimal(text: str, fallback: float) -> Decimal:

@@ -53,7 +53,7 @@ def params(draw):
     return out
 
 
-@pytest.mark.parametrize("algorithm", registry.names())
+@pytest.mark.parametrize("algorithm", registry.names(include_nas=False))
 @settings(
     max_examples=60,
     deadline=None,

@@ -1,0 +1,1 @@
+"""DARTS: the suggestion (search configuration) and the differentiable search trial program."""

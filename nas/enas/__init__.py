@@ -1,0 +1,1 @@
+"""ENAS: the LSTM controller (suggestion side) and the child-network trial program."""
