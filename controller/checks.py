@@ -4,8 +4,11 @@
 experiment. :func:`runnable` answers whether this run can carry it out: whether the backend
 runs its trial kind and collector (:class:`~katib.controller.backend.Capabilities`), whether
 the built-in suggestion service has its algorithm (unless ``--suggestion-address`` names
-another service, which then checks the name itself), and whether an early-stopping service is
-at hand for ``spec.earlyStopping``. ``katib validate`` prints both kinds of problem apart.
+another service, which then checks the name itself), and whether the built-in early-stopping
+service (:mod:`katib.earlystopping`) has the ``spec.earlyStopping`` algorithm (unless
+``--early-stopping-address`` names another service). Settings are checked by the services
+themselves (``ValidateAlgorithmSettings``, ``ValidateEarlyStoppingSettings``). ``katib
+validate`` prints both kinds of problem apart.
 """
 
 from __future__ import annotations
@@ -50,10 +53,13 @@ def runnable(
                 "that has it and pass --suggestion-address HOST:PORT"
             )
     if spec.early_stopping is not None and early_stopping_address is None:
-        report.problems.append(
-            f"spec.earlyStopping: no early-stopping service for "
-            f"{spec.early_stopping.algorithm_name!r} is available locally (none is built in "
-            "yet); run one (e.g. Katib's medianstop) and pass --early-stopping-address "
-            "HOST:PORT, or remove spec.earlyStopping"
-        )
+        from katib.earlystopping.algorithms import ALGORITHMS
+
+        name = spec.early_stopping.algorithm_name
+        if name not in ALGORITHMS:
+            report.problems.append(
+                f"spec.earlyStopping.algorithmName: the built-in early-stopping service has no "
+                f"algorithm {name!r} (it has {', '.join(ALGORITHMS)}); run a service that has "
+                "it and pass --early-stopping-address HOST:PORT"
+            )
     return report

@@ -89,7 +89,7 @@ def _print_report(console: Console, path: str, backend: str, report: checks.Repo
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     """Katib's admission, then what the backend and the services say about running it."""
-    from katib.controller.earlystop import EarlyStoppingClient
+    from katib.controller.earlystop import EarlyStopping
     from katib.controller.services import Suggestions, start_local
 
     try:
@@ -112,12 +112,22 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             finally:
                 client.close()
                 endpoints.stop()
-        if spec.early_stopping is not None and args.early_stopping_address:
-            early = EarlyStoppingClient(args.early_stopping_address)
+        if spec.early_stopping is not None and not any(
+            p.startswith("spec.earlyStopping.") for p in report.problems
+        ):
+            endpoints = start_local(
+                Path("."),
+                suggestion_address="unused",
+                db_address="unused",
+                early_stopping_address=args.early_stopping_address,
+                early_stopping=True,
+            )
+            early = EarlyStopping(endpoints.early_stopping)
             try:
                 early.validate(spec)
             finally:
                 early.close()
+                endpoints.stop()
     except KatibError as exc:
         report.problems += getattr(exc, "problems", None) or [str(exc)]
     _print_report(console, args.file, args.backend, report)
@@ -316,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--early-stopping-address",
             metavar="HOST:PORT",
-            help="the early-stopping service for spec.earlyStopping (Katib's EarlyStopping API)",
+            help="use this early-stopping service for spec.earlyStopping instead of the "
+            "in-process one (Katib's EarlyStopping API; it then checks the algorithm name)",
         )
     validate.add_argument("file", help="Experiment YAML")
     validate.add_argument(

@@ -8,8 +8,10 @@ metrics-collector sidecar does:
   service every :data:`FLUSH_SECONDS` and at the end;
 * folds the rows it reported into the trial's observation (min, max, latest per metric), so
   the controller needs no read-back unless the trial also pushed rows of its own;
-* evaluates the trial's early-stopping rules on every row (:class:`RuleTracker`); once every
-  rule is met :attr:`TrialCollector.early_stop` turns true and the backend stops the trial;
+* evaluates the trial's early-stopping rules on every row
+  (:class:`~katib.earlystopping.rules.RuleEvaluator`, in the form the service answered in);
+  once they say stop, :attr:`TrialCollector.early_stop` turns true and the backend stops the
+  trial. :meth:`Collector.refresh_rules` swaps fresher rules into a running trial;
 * at the end of a File trial, parses the whole file once more, so the final observation is
   what the file holds whatever the trial did to it while it ran.
 
@@ -23,28 +25,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 from katib.controller.metrics import MetricStream, Warn, make_parser
 from katib.controller.spec import CollectorKind, Experiment, ObjectiveType
-from katib.controller.trials import (
-    UNAVAILABLE,
-    Comparison,
-    LogEntry,
-    MetricValue,
-    ObservationSummary,
-    StopRule,
-)
+from katib.controller.trials import UNAVAILABLE, LogEntry, MetricValue, ObservationSummary
+from katib.earlystopping.rules import RuleEvaluator, RuleSet
 
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
+NO_RULES = RuleSet()
 
 
 class Observations(Protocol):
@@ -75,70 +71,6 @@ class Collected:
     summary: ObservationSummary | None
 
 
-class RuleTracker:
-    """Katib's early-stopping rule semantics over a stream of rows.
-
-    For each row of a rule's metric (a number; other values are skipped): the objective metric
-    is replaced by its best value so far; the row is counted; once the metric has been counted
-    ``start_step`` times, the value is compared with the rule's, and a met rule is dropped.
-    :attr:`met` is true once every rule was met. Katib checks a rule with a ``start_step`` only
-    at exactly that report; here it is checked at that report and every later one.
-    """
-
-    def __init__(self, rules: Sequence[StopRule], objective_name: str, maximize: bool) -> None:
-        self.pending = list(rules)
-        self.had_rules = bool(rules)
-        self.objective_name = objective_name
-        self.maximize = maximize
-        self.counts: dict[str, int] = {}
-        self.best: float | None = None
-
-    @property
-    def met(self) -> bool:
-        """Whether the trial had rules and all of them are met."""
-        return self.had_rules and not self.pending
-
-    def add(self, entries: Iterable[LogEntry]) -> None:
-        """Evaluate the rules on new rows."""
-        if not self.pending:
-            return
-        names = {rule.name for rule in self.pending}
-        for entry in entries:
-            if entry.name not in names:
-                continue
-            try:
-                value = float(entry.value)
-            except ValueError:
-                continue
-            if math.isnan(value):
-                continue
-            if entry.name == self.objective_name:
-                if self.best is None or (
-                    value > self.best if self.maximize else value < self.best
-                ):
-                    self.best = value
-                value = self.best
-            count = self.counts[entry.name] = self.counts.get(entry.name, 0) + 1
-            self.pending = [
-                rule
-                for rule in self.pending
-                if not (
-                    rule.name == entry.name and count >= rule.start_step and _meets(value, rule)
-                )
-            ]
-            if not self.pending:
-                return
-            names = {rule.name for rule in self.pending}
-
-
-def _meets(value: float, rule: StopRule) -> bool:
-    if rule.comparison is Comparison.LESS:
-        return value < rule.value
-    if rule.comparison is Comparison.GREATER:
-        return value > rule.value
-    return value == rule.value
-
-
 class TrialCollector:
     """One trial's collection; see the module docstring. Not thread-safe."""
 
@@ -147,7 +79,7 @@ class TrialCollector:
         owner: Collector,
         name: str,
         metrics_file: Path | None = None,
-        rules: Sequence[StopRule] = (),
+        rules: RuleSet = NO_RULES,
         warn: Warn | None = None,
     ) -> None:
         self.owner = owner
@@ -162,8 +94,12 @@ class TrialCollector:
         self.summary = ObservationSummary(spec.objective)
         maximize = spec.objective.type is ObjectiveType.MAXIMIZE
         enforce = self.kind in (CollectorKind.STDOUT, CollectorKind.FILE)
-        self.rules = RuleTracker(
-            rules if enforce else (), spec.objective.objective_metric_name, maximize
+        self.enforce = enforce
+        self.rules = RuleEvaluator(
+            rules.rules if enforce else (),
+            spec.objective.objective_metric_name,
+            maximize,
+            rules.semantics,
         )
         self.last_flush = time.monotonic()
         self._buffer: list[LogEntry] = []
@@ -175,8 +111,13 @@ class TrialCollector:
 
     @property
     def early_stop(self) -> bool:
-        """Whether every early-stopping rule of the trial has been met."""
-        return self.rules.met
+        """Whether the trial's early-stopping rules say it must stop."""
+        return self.rules.stop
+
+    def refresh_rules(self, rules: RuleSet) -> None:
+        """Evaluate the rest of the trial's rows with ``rules`` (counts and best are kept)."""
+        if self.enforce and not self.rules.stop:
+            self.rules.replace(rules.rules, rules.semantics)
 
     def feed_output(self, chunk: bytes) -> None:
         """The trial's output (stdout and stderr): parsed by a StdOut collector only."""
@@ -202,6 +143,8 @@ class TrialCollector:
 
     def finish(self) -> Collected:
         """The trial's output is complete: report the rest and return what was collected."""
+        if self.owner._live.get(self.name) is self:
+            del self.owner._live[self.name]
         if self.metrics_file is not None:
             self._collect_file()
         else:
@@ -215,7 +158,9 @@ class TrialCollector:
         entries = self.stream.take()
         if entries:
             self._buffer.extend(entries)
-            self.rules.add(entries)
+            for entry in entries:
+                if self.rules.add(entry.name, entry.value):
+                    break
 
     def _tail(self) -> None:
         """Stream what was appended to the metrics file; start over if it was rewritten.
@@ -290,17 +235,29 @@ class Collector:
         self.spec = spec
         self.log = log
         self.names = spec.objective.metric_names
+        self._live: dict[str, TrialCollector] = {}
 
     def trial(
         self,
         name: str,
         metrics_file: Path | None = None,
-        rules: Sequence[StopRule] = (),
+        rules: RuleSet = NO_RULES,
         warn: Warn | None = None,
     ) -> TrialCollector:
         """A collector for one trial's run; ``warn`` hears of skipped output lines (the
-        trial's log, for the local backend)."""
-        return TrialCollector(self, name, metrics_file, rules, warn)
+        trial's log, for the local backend). It stays known to :meth:`refresh_rules` until
+        its :meth:`TrialCollector.finish`."""
+        collector = TrialCollector(self, name, metrics_file, rules, warn)
+        self._live[name] = collector
+        return collector
+
+    def refresh_rules(self, name: str, rules: RuleSet) -> bool:
+        """Give a running trial fresher rules; ``False`` if it is not collecting any more."""
+        collector = self._live.get(name)
+        if collector is None:
+            return False
+        collector.refresh_rules(rules)
+        return True
 
     def observation(
         self, name: str, collected: Collected, mark_missing: bool = True

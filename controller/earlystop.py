@@ -1,72 +1,75 @@
 """The early-stopping service as the controller uses it (Katib's ``EarlyStopping`` API).
 
-Only an experiment with ``spec.earlyStopping`` talks to one, at ``--early-stopping-address``
-(no service is built in yet). As Katib's controller does: ``ValidateEarlyStoppingSettings``
-before the first trial; ``GetEarlyStoppingRules`` with the experiment (its algorithm settings
-overlaid), every trial and the DB manager's address, for the trials about to start; and
-``SetTrialStatus`` for a trial once it was early-stopped (errors there are logged, not fatal:
-Katib never awaits that call either).
+The calls go through :class:`katib.earlystopping.client.EarlyStoppingClient`, which asks for
+rules in the ``any`` form and reports the form the service answered in (Katib's own service
+answers in Katib's "all rules met" form; see :mod:`katib.earlystopping.rules`). What is
+controller-specific lives here: building Katib's requests from the controller's records (the
+experiment with its algorithm settings overlaid, every trial, the DB manager's address), reading
+the service's errors as the controller's, retrying while the service is unavailable (as the
+suggestion client does), checking the rules of an untrusted reply, and ``SetTrialStatus``
+errors logged rather than fatal (Katib never awaits that call either).
+
+As Katib's controller does, ``ValidateEarlyStoppingSettings`` is called before the first trial
+and ``GetEarlyStoppingRules`` for trials about to start; unlike Katib, the runner asks again
+whenever a trial ends and gives the running trials the fresher rules.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TypeVar
 
 import grpc
 
-from katib.api import api_pb2 as pb
-from katib.api import api_pb2_grpc
-from katib.api.errors import FailedPrecondition, InvalidArgument
-from katib.api.server import GRPC_OPTIONS
+from katib.api.errors import FailedPrecondition, InvalidArgument, KatibError, Unavailable
 from katib.controller import protos
 from katib.controller.spec import Experiment
-from katib.controller.trials import Comparison, StopRule, TrialRecord
-from katib.suggestion.client import call_with_retry
+from katib.controller.trials import TrialRecord
+from katib.earlystopping.client import EarlyStoppingClient
+from katib.earlystopping.rules import Rule, RuleSet
+from katib.suggestion.client import FIRST_BACKOFF, MAX_BACKOFF, RETRY_SECONDS
 
 logger = logging.getLogger(__name__)
-
-_COMPARISONS = {
-    pb.EQUAL: Comparison.EQUAL,
-    pb.LESS: Comparison.LESS,
-    pb.GREATER: Comparison.GREATER,
-}
+T = TypeVar("T")
 
 
-class EarlyStoppingClient:
-    """Call an EarlyStopping service with deadlines and retries of transient errors."""
+class EarlyStopping:
+    """The early-stopping service at ``address``, in the controller's terms."""
 
-    def __init__(self, address: str, cancelled: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        address: str,
+        cancelled: Callable[[], bool] = lambda: False,
+        timeout: float = 60.0,
+    ) -> None:
         self.address = address
         self.cancelled = cancelled
-        self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
-        self._stub = api_pb2_grpc.EarlyStoppingStub(self._channel)
+        self.client = EarlyStoppingClient(address, timeout=timeout)
 
     def validate(self, spec: Experiment) -> None:
-        """ValidateEarlyStoppingSettings; ``InvalidArgument`` if the service rejects them."""
+        """ValidateEarlyStoppingSettings; ``InvalidArgument`` naming ``spec.earlyStopping`` if
+        the service rejects them, ``FailedPrecondition`` if it cannot be asked."""
         early = spec.early_stopping
         if early is None:
             return
-        request = pb.ValidateEarlyStoppingSettingsRequest(
-            early_stopping=pb.EarlyStoppingSpec(
-                algorithm_name=early.algorithm_name,
-                algorithm_settings=[
-                    pb.EarlyStoppingSetting(name=s.name, value=s.value)
-                    for s in early.algorithm_settings
-                ],
-            )
-        )
+        settings = [(s.name, s.value) for s in early.algorithm_settings]
         try:
-            self._call(self._stub.ValidateEarlyStoppingSettings, request)
+            self._retrying(lambda: self.client.validate(early.algorithm_name, settings))
+        except InvalidArgument as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            raise InvalidArgument([f"spec.earlyStopping: {p}" for p in problems]) from None
+        except KatibError as exc:
+            raise FailedPrecondition(
+                f"ValidateEarlyStoppingSettings at {self.address} failed: {exc}"
+            ) from None
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return
-            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN):
-                raise InvalidArgument(
-                    f"spec.earlyStopping: validation failed: {exc.details()}"
-                ) from None
+            if exc.code() == grpc.StatusCode.UNKNOWN:  # Katib's Python services raise
+                raise InvalidArgument(f"spec.earlyStopping: {exc.details()}") from None
             raise FailedPrecondition(
                 f"ValidateEarlyStoppingSettings at {self.address} failed: "
                 f"{exc.code().name}: {exc.details()}"
@@ -78,63 +81,56 @@ class EarlyStoppingClient:
         trials: Sequence[TrialRecord],
         overlay: Mapping[str, str],
         db_address: str,
-    ) -> tuple[StopRule, ...]:
+    ) -> RuleSet:
         """GetEarlyStoppingRules; ``FailedPrecondition`` on an error or a malformed rule."""
-        request = pb.GetEarlyStoppingRulesRequest(
-            experiment=protos.experiment(spec, overlay),
-            trials=protos.trials(spec, trials),
-            db_manager_address=db_address,
-        )
         try:
-            reply = self._call(self._stub.GetEarlyStoppingRules, request)
+            experiment, messages = protos.experiment(spec, overlay), protos.trials(spec, trials)
+            answer = self._retrying(lambda: self.client.rule_set(experiment, messages, db_address))
+        except KatibError as exc:
+            raise FailedPrecondition(f"GetEarlyStoppingRules failed: {exc}") from None
         except grpc.RpcError as exc:
             raise FailedPrecondition(
                 f"GetEarlyStoppingRules failed: {exc.code().name}: {exc.details()}"
             ) from None
-        return tuple(_rule(spec, i, rule) for i, rule in enumerate(reply.early_stopping_rules))
+        for index, rule in enumerate(answer.rules):
+            _check(spec, index, rule)
+        return answer
 
     def set_trial_status(self, trial_name: str) -> None:
         """SetTrialStatus for an early-stopped trial; failures are logged only."""
         try:
-            self._call(self._stub.SetTrialStatus, pb.SetTrialStatusRequest(trial_name=trial_name))
-        except grpc.RpcError as exc:
-            logger.warning(
-                "SetTrialStatus(%s) at %s failed: %s: %s",
-                trial_name,
-                self.address,
-                exc.code().name,
-                exc.details(),
-            )
-
-    def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> Any:
-        return call_with_retry(
-            method, request, f"early-stopping service at {self.address}", self.cancelled
-        )
+            self.client.set_trial_status(trial_name)
+        except (KatibError, grpc.RpcError) as exc:
+            logger.warning("SetTrialStatus(%s) at %s failed: %s", trial_name, self.address, exc)
 
     def close(self) -> None:
         """Close the channel."""
-        self._channel.close()
+        self.client.close()
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """``call()``, again after ``Unavailable`` with exponential back-off while the total
+        wait stays within ``RETRY_SECONDS`` and the run is not cancelled."""
+        delay, waited = FIRST_BACKOFF, 0.0
+        while True:
+            try:
+                return call()
+            except Unavailable as exc:
+                if waited + delay > RETRY_SECONDS or self.cancelled():
+                    raise
+                logger.warning("early stopping: %s; retrying in %.1f s", exc, delay)
+                end = time.monotonic() + delay
+                while not self.cancelled() and (left := end - time.monotonic()) > 0:
+                    time.sleep(min(left, 0.1))
+                waited += delay
+                delay = min(delay * 2, MAX_BACKOFF)
 
 
-def _rule(spec: Experiment, index: int, rule: pb.EarlyStoppingRule) -> StopRule:
-    """One rule of a reply, checked: a known metric, a finite number, a step >= 0.
-
-    An unknown comparison is read as ``equal``, as Katib's controller does.
-    """
+def _check(spec: Experiment, index: int, rule: Rule) -> None:
+    """One rule of a reply: a metric of the experiment, a finite number, a step >= 0."""
     at = f"GetEarlyStoppingRules: rule {index}"
     if rule.name not in spec.objective.metric_names:
         raise FailedPrecondition(f"{at}: {rule.name!r} is not a metric of the experiment")
-    try:
-        value = float(rule.value)
-    except ValueError:
-        raise FailedPrecondition(f"{at}: value {rule.value!r} is not a number") from None
-    if not math.isfinite(value):
+    if not math.isfinite(rule.value):
         raise FailedPrecondition(f"{at}: value {rule.value!r} is not finite")
     if rule.start_step < 0:
         raise FailedPrecondition(f"{at}: start_step {rule.start_step} is negative")
-    return StopRule(
-        name=rule.name,
-        value=value,
-        comparison=_COMPARISONS.get(rule.comparison, Comparison.EQUAL),
-        start_step=rule.start_step,
-    )

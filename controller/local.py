@@ -39,6 +39,7 @@ from katib.controller.backend import Capabilities, Finished
 from katib.controller.collector import Collector, TrialCollector
 from katib.controller.spec import CollectorKind, Experiment, TrialTemplate
 from katib.controller.trials import MetricValue, TrialRecord
+from katib.earlystopping.rules import RuleSet
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,10 @@ class LocalBackend:
         stdout = cast(IO[bytes], popen.stdout)  # Popen(stdout=PIPE) guarantees it
         os.set_blocking(stdout.fileno(), False)
         collector = self.collector.trial(
-            trial.name, metrics_file, trial.stop_rules or (), warn=_log_writer(log_fd)
+            trial.name,
+            metrics_file,
+            RuleSet(trial.stop_rules or (), trial.stop_semantics),
+            warn=_log_writer(log_fd),
         )
         run = self._running[trial.name] = _Running(trial.name, popen, log_fd, collector)
         self._selector.register(stdout, selectors.EVENT_READ, trial.name)

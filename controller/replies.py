@@ -8,6 +8,11 @@ value from the list. A reply that breaks this is rejected as a whole
 service error, and a rerun asks again). NAS experiments (``nasConfig``) carry architectures,
 not parameters, and are not checked against a space.
 
+One exception: a multi-fidelity algorithm (hyperband, asha, bohb) schedules the values of its
+resource parameter itself, the one its ``resource_name`` setting names, and Katib ignores the
+declared range there (its Hyperband sets the resource from ``r_l``). For that parameter
+(:func:`resource_parameter`) any finite, positive value of the parameter's type is accepted.
+
 Trial names become directory names, so a name from the reply is used only if it follows
 Katib's rules for a trial (a Kubernetes object whose name is also a label value): a DNS-1123
 subdomain of at most :data:`MAX_TRIAL_NAME` characters (lower-case letters, digits, ``-`` and
@@ -20,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from katib.api import api_pb2 as pb
@@ -58,15 +63,41 @@ def trial_name_problem(name: str) -> str | None:
     return None
 
 
+def resource_parameter(spec: Experiment, overlay: Mapping[str, str] | None = None) -> str | None:
+    """The parameter whose values the algorithm schedules (a multi-fidelity resource), if any.
+
+    It is the parameter named by the ``resource_name`` algorithm setting (the reply's overlay
+    wins over the experiment's), provided it is a number parameter and the algorithm is a
+    multi-fidelity one: a built-in algorithm says so itself (``Algorithm.reruns_configs``);
+    an algorithm the built-in service does not have is served elsewhere (Katib's hyperband),
+    and ``resource_name`` is Katib's convention for it.
+    """
+    settings = {s.name: s.value for s in spec.algorithm.algorithm_settings}
+    settings.update(overlay or {})
+    name = settings.get("resource_name", "")
+    param = next((p for p in spec.parameters if p.name == name), None)
+    if param is None or param.parameter_type not in (ParameterType.INT, ParameterType.DOUBLE):
+        return None
+    from katib.suggestion import registry
+
+    if spec.algorithm.algorithm_name not in registry.names():
+        return name
+    algorithm = registry.get(spec.algorithm.algorithm_name)
+    return name if algorithm.reruns_configs else None
+
+
 def check_reply(
     spec: Experiment,
     reply: pb.GetSuggestionsReply,
     taken: Collection[str],
     new_name: Callable[[set[str]], str],
+    resource: str | None = None,
 ) -> list[Suggested]:
     """The reply's assignments, checked; ``FailedPrecondition`` naming the first bad value.
 
     ``taken`` are the names of existing trials; ``new_name(avoid)`` generates a fresh name.
+    ``resource`` is the parameter the algorithm schedules (:func:`resource_parameter`): its
+    values are checked for type and sign only.
     """
     used = set(taken)
     result = []
@@ -74,7 +105,7 @@ def check_reply(
         at = f"GetSuggestions reply: parameter_assignments[{i}]"
         assignments = tuple((a.name, a.value) for a in item.assignments)
         if not spec.nas_config:
-            _check_assignments(spec.parameters, assignments, at)
+            _check_assignments(spec.parameters, assignments, at, resource)
         labels = tuple(sorted(item.labels.items()))
         if len(labels) > MAX_LABELS or any(
             len(k) > MAX_LABEL_TEXT or len(v) > MAX_LABEL_TEXT for k, v in labels
@@ -105,7 +136,10 @@ def check_reply(
 
 
 def _check_assignments(
-    parameters: tuple[Parameter, ...], assignments: tuple[tuple[str, str], ...], at: str
+    parameters: tuple[Parameter, ...],
+    assignments: tuple[tuple[str, str], ...],
+    at: str,
+    resource: str | None = None,
 ) -> None:
     by_name = {p.name: p for p in parameters}
     seen: set[str] = set()
@@ -116,7 +150,10 @@ def _check_assignments(
         if name in seen:
             raise FailedPrecondition(f"{where}: parameter {name!r} is assigned twice")
         seen.add(name)
-        problem = value_problem(by_name[name], value)
+        if name == resource:
+            problem = resource_problem(by_name[name], value)
+        else:
+            problem = value_problem(by_name[name], value)
         if problem:
             raise FailedPrecondition(f"{where}: {name}={value!r} {problem}")
     missing = [p.name for p in parameters if p.name not in seen]
@@ -147,6 +184,18 @@ def value_problem(param: Parameter, value: str) -> str | None:
         ratio = (number - low) / step
         if abs(ratio - round(ratio)) > _STEP_TOLERANCE * max(1.0, abs(ratio)):
             return f"is not on the step grid {space.min} + k * {space.step}"
+    return None
+
+
+def resource_problem(param: Parameter, value: str) -> str | None:
+    """Why ``value`` cannot be a scheduled resource of ``param`` (any range), or ``None``."""
+    number = _number(value)
+    if number is None:
+        return "is not a finite number"
+    if param.parameter_type is ParameterType.INT and not _is_int(value):
+        return "is not an integer"
+    if number <= 0:
+        return "is not a positive resource"
     return None
 
 

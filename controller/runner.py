@@ -3,10 +3,10 @@
 :class:`ExperimentRunner` starts (or dials) the suggestion and DB services, then loops:
 :func:`~katib.controller.reconcile.reconcile` decides, the runner asks for suggestions (checked
 by :mod:`~katib.controller.replies` before anything starts), fetches early-stopping rules for
-trials about to start, starts and stops trials through a
-:class:`~katib.controller.backend.Backend` (local processes unless another is given), turns
-what the backend reports into trial conditions, and persists every change in the results
-directory before acting on it.
+trials about to start (and again whenever a trial ends, for the trials still running), starts
+and stops trials through a :class:`~katib.controller.backend.Backend` (local processes unless
+another is given), turns what the backend reports into trial conditions, and persists every
+change in the results directory before acting on it.
 
 Signals are data (:class:`~katib.controller.signals.Interrupts`): the loop checks for one at
 every step and wakes from its poll when one arrives; it then stops the running trials and
@@ -37,13 +37,14 @@ from katib.controller import reconcile as rec
 from katib.controller import trials as tr
 from katib.controller.backend import Backend, BackendFactory, Finished
 from katib.controller.collector import Collector
-from katib.controller.earlystop import EarlyStoppingClient
-from katib.controller.replies import check_reply
+from katib.controller.earlystop import EarlyStopping
+from katib.controller.replies import check_reply, resource_parameter
 from katib.controller.services import Endpoints, ObservationLog, Suggestions, start_local
 from katib.controller.signals import Interrupts
 from katib.controller.spec import Experiment
 from katib.controller.store import ResultsStore
 from katib.controller.trials import TrialCondition, TrialRecord
+from katib.earlystopping.rules import RuleSet
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class ExperimentRunner:
         self.interrupts = interrupts or Interrupts()  # never installed: it never fires
         self.db_address = ""
         self.backend_factory = backend or _local_backend()
-        self.early: EarlyStoppingClient | None = None
+        self.early: EarlyStopping | None = None
+        self.collector: Collector | None = None
         self.trials: dict[str, TrialRecord] = {}
         self.state = rec.SuggestionState()
         self.overlay: dict[str, str] = {}
@@ -122,7 +124,12 @@ class ExperimentRunner:
             note = self._load()
             if note:
                 return self._result(note)
-            endpoints = start_local(self.results_dir, *self.addresses)
+            endpoints = start_local(
+                self.results_dir,
+                *self.addresses,
+                early_stopping_address=self.early_stopping_address,
+                early_stopping=self.spec.early_stopping is not None,
+            )
             try:
                 return self._serve(endpoints)
             finally:
@@ -207,22 +214,17 @@ class ExperimentRunner:
     # -- the loop --------------------------------------------------------------------------------
 
     def _serve(self, endpoints: Endpoints) -> RunResult:
-        if self.spec.early_stopping is not None and not self.early_stopping_address:
-            raise InvalidArgument(
-                f"spec.earlyStopping: no early-stopping service for "
-                f"{self.spec.early_stopping.algorithm_name!r} is available locally; pass "
-                "--early-stopping-address HOST:PORT"
-            )
         db = ObservationLog(endpoints.db, endpoints.pushes)
         cancelled = self._interrupted
         client = Suggestions(endpoints.suggestion, cancelled)
-        if self.early_stopping_address:
-            self.early = EarlyStoppingClient(self.early_stopping_address, cancelled)
+        if endpoints.early_stopping:
+            self.early = EarlyStopping(endpoints.early_stopping, cancelled)
         self.db_address = endpoints.db
+        self.collector = Collector(self.spec, db)
         backend = self.backend_factory(
             self.spec,
             self.results_dir,
-            Collector(self.spec, db),
+            self.collector,
             env={"KATIB_DB_MANAGER_ADDRESS": endpoints.db},
             experiment_dir=self.experiment_dir,
         )
@@ -265,8 +267,11 @@ class ExperimentRunner:
             for name in decision.start:
                 self._start(backend, self.trials[name])
             self._flush()
-            for done in backend.poll(POLL_SECONDS, wake=self.interrupts.fileno()):
+            ended = backend.poll(POLL_SECONDS, wake=self.interrupts.fileno())
+            for done in ended:
                 self._complete(backend, done)
+            if ended:
+                self._refresh_rules()
             self._flush()
 
     def _end(self, backend: Backend, decision: rec.Decision) -> RunResult:
@@ -306,12 +311,17 @@ class ExperimentRunner:
         before = rec.Counts.of(list(self.trials.values()))
         try:
             reply = client.get(self.spec, list(self.trials.values()), count, self.overlay)
-            suggested = check_reply(self.spec, reply, self.trials.keys(), self._new_name)
+            suggested = check_reply(
+                self.spec,
+                reply,
+                self.trials.keys(),
+                self._new_name,
+                resource_parameter(self.spec, {**self.overlay, **_settings(reply)}),
+            )
         except KatibError as exc:
             self._suggestion_failed(str(exc))
             return 0
-        for setting in reply.algorithm.algorithm_settings:
-            self.overlay[setting.name] = setting.value
+        self.overlay.update(_settings(reply))
         for item in suggested:
             self._save(
                 TrialRecord(
@@ -333,7 +343,7 @@ class ExperimentRunner:
 
     def _fetch_rules(self, names: tuple[str, ...]) -> None:
         """GetEarlyStoppingRules for trials about to start; the rules go on their records."""
-        if self.early is None:  # cannot happen: _serve refuses earlyStopping without one
+        if self.early is None:  # cannot happen: start_local serves one for earlyStopping
             raise InvalidArgument("spec.earlyStopping: no early-stopping service")
         try:
             rules = self.early.rules(
@@ -343,8 +353,37 @@ class ExperimentRunner:
             self._suggestion_failed(f"early stopping: {exc}")
             return
         for name in names:
-            self._save(replace(self.trials[name], stop_rules=rules))
+            self._save(self._with_rules(self.trials[name], rules))
         self._flush()
+
+    def _refresh_rules(self) -> None:
+        """A trial ended: ask for rules from the newer history and give them to every trial
+        that already has rules and has not ended (running ones evaluate them from their next
+        row on). A failure keeps the old rules."""
+        if self.early is None or self.collector is None:
+            return
+        waiting = [
+            t
+            for t in self.trials.values()
+            if not t.condition.completed and t.stop_rules is not None
+        ]
+        if not waiting:
+            return
+        try:
+            rules = self.early.rules(
+                self.spec, list(self.trials.values()), self.overlay, self.db_address
+            )
+        except KatibError as exc:
+            logger.warning("early stopping: keeping the rules of running trials: %s", exc)
+            return
+        for trial in waiting:
+            self._save(self._with_rules(trial, rules))
+            if trial.condition is TrialCondition.RUNNING:
+                self.collector.refresh_rules(trial.name, rules)
+
+    @staticmethod
+    def _with_rules(trial: TrialRecord, rules: RuleSet) -> TrialRecord:
+        return replace(trial, stop_rules=rules.rules, stop_semantics=rules.semantics)
 
     def _start(self, backend: Backend, trial: TrialRecord) -> None:
         try:
@@ -453,6 +492,11 @@ class ExperimentRunner:
                 request=0,
             )
         return RunResult(decision=replace(decision, stop=()), trials=trials, note=note)
+
+
+def _settings(reply: Any) -> dict[str, str]:
+    """The algorithm settings a GetSuggestions reply overlays."""
+    return {s.name: s.value for s in reply.algorithm.algorithm_settings}
 
 
 def _local_backend() -> BackendFactory:

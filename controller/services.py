@@ -1,8 +1,10 @@
-"""The services a run talks to: suggestion and DB manager, local or remote, over gRPC only.
+"""The services a run talks to: suggestion, DB manager and early stopping, over gRPC only.
 
-A local run hosts both in this process on a loopback port (:func:`start_local`), with the
-observation log in ``<results>/observations.db``; ``--suggestion-address`` / ``--db-address``
-point the controller at services running elsewhere (ours or Katib's) instead.
+A local run hosts them in this process on a loopback port (:func:`start_local`), with the
+observation log in ``<results>/observations.db``; the early-stopping service
+(:mod:`katib.earlystopping`) only for an experiment with ``spec.earlyStopping``.
+``--suggestion-address`` / ``--db-address`` / ``--early-stopping-address`` point the
+controller at services running elsewhere (ours or Katib's) instead.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class Endpoints:
     suggestion: str
     db: str
     server: RunningServer | None = None
+    #: The early-stopping service, ``""`` when the run has none.
+    early_stopping: str = ""
     closers: list[object] = field(default_factory=list)
     pushes: PushTracker | None = None
 
@@ -77,9 +81,15 @@ class Endpoints:
 
 
 def start_local(
-    results_dir: Path, suggestion_address: str | None = None, db_address: str | None = None
+    results_dir: Path,
+    suggestion_address: str | None = None,
+    db_address: str | None = None,
+    early_stopping_address: str | None = None,
+    early_stopping: bool = False,
 ) -> Endpoints:
-    """Serve whatever is not given by address in this process, on a free loopback port."""
+    """Serve whatever is not given by address in this process, on a free loopback port; the
+    early-stopping service only with ``early_stopping`` (the experiment has
+    ``spec.earlyStopping``)."""
     specs: list[ServiceSpec] = []
     closers: list[object] = []
     pushes = None
@@ -87,6 +97,12 @@ def start_local(
         from katib.suggestion.server import services
 
         specs += services()
+    if early_stopping and early_stopping_address is None:
+        from katib.earlystopping import server as es_server
+
+        es_specs = es_server.services()
+        closers += [s.servicer for s in es_specs]
+        specs += es_specs
     if db_address is None:
         from katib.db.server import build_service
         from katib.db.store import open_store
@@ -100,6 +116,7 @@ def start_local(
     return Endpoints(
         suggestion=suggestion_address or address,
         db=db_address or address,
+        early_stopping=(early_stopping_address or address) if early_stopping else "",
         server=server,
         closers=closers,
         pushes=pushes,

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from katib.controller.spec import Objective, Strategy
+from katib.earlystopping.rules import Comparison, Rule, Semantics
 
 UNAVAILABLE = "unavailable"
 
@@ -62,30 +63,6 @@ class LogEntry:
     value: str
 
 
-class Comparison(enum.StrEnum):
-    """How an early-stopping rule compares a metric with its value (Katib's ComparisonType)."""
-
-    EQUAL = "equal"
-    LESS = "less"
-    GREATER = "greater"
-
-
-@dataclass(frozen=True)
-class StopRule:
-    """One early-stopping rule (Katib's ``EarlyStoppingRule``).
-
-    The rule is met when the metric ``name`` compares with ``value`` as ``comparison`` says,
-    once the metric has been reported at least ``start_step`` times. For the objective metric
-    the best value so far (min when minimising, max when maximising) is compared, as Katib's
-    collector does. A trial is early-stopped when every one of its rules has been met.
-    """
-
-    name: str
-    value: float
-    comparison: Comparison
-    start_step: int = 0
-
-
 @dataclass(frozen=True)
 class TrialRecord:
     """Everything the controller knows about one trial."""
@@ -104,7 +81,9 @@ class TrialRecord:
     attempts: int = 0
     #: Early-stopping rules fetched for the trial; ``None`` until fetched (or without
     #: ``spec.earlyStopping``), ``()`` when the service had none for it.
-    stop_rules: tuple[StopRule, ...] | None = None
+    stop_rules: tuple[Rule, ...] | None = None
+    #: How ``stop_rules`` are evaluated: the form the early-stopping service answered in.
+    stop_semantics: Semantics = Semantics.ANY
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def metric(self, name: str) -> MetricValue | None:
@@ -321,7 +300,10 @@ def to_dict(trial: TrialRecord) -> dict[str, Any]:
         "attempts": trial.attempts,
         "stop_rules": None
         if trial.stop_rules is None
-        else [[r.name, r.value, r.comparison.value, r.start_step] for r in trial.stop_rules],
+        else [
+            [r.name, r.value, r.comparison.name.lower(), r.start_step] for r in trial.stop_rules
+        ],
+        "stop_semantics": trial.stop_semantics.value,
         "extra": trial.extra,
     }
 
@@ -346,14 +328,16 @@ def from_dict(data: Mapping[str, Any]) -> TrialRecord:
         exit_code=data.get("exit_code"),
         attempts=int(data.get("attempts", 0)),
         stop_rules=_rules(data.get("stop_rules")),
+        # records written before the semantics were stored were evaluated Katib's way
+        stop_semantics=Semantics(data.get("stop_semantics", Semantics.KATIB)),
         extra=dict(data.get("extra") or {}),
     )
 
 
-def _rules(data: Any) -> tuple[StopRule, ...] | None:
+def _rules(data: Any) -> tuple[Rule, ...] | None:
     if data is None:
         return None
     return tuple(
-        StopRule(str(name), float(value), Comparison(comparison), int(step))
+        Rule(str(name), float(value), Comparison[str(comparison).upper()], int(step))
         for name, value, comparison, step in data
     )

@@ -22,6 +22,7 @@ _STYLE = {
     TrialCondition.METRICS_UNAVAILABLE: "yellow",
     TrialCondition.KILLED: "magenta",
     TrialCondition.RUNNING: "cyan",
+    TrialCondition.EARLY_STOPPED: "blue",
 }
 
 
@@ -148,6 +149,7 @@ class ProgressView:
         self.started = time.monotonic()
         self._last = ""
         self._failed: set[str] = set()
+        self._early: set[str] = set()
 
     def __enter__(self) -> ProgressView:
         if self.console.is_terminal:
@@ -162,6 +164,7 @@ class ProgressView:
     def __call__(self, decision: rec.Decision, trials: list[TrialRecord]) -> None:
         """Show the current state."""
         self._report_failures(trials)
+        self._report_early_stops(trials)
         line = counts_line(decision.counts)
         best = best_line(self.spec, trials, decision.best_trial)
         if self.live is not None:
@@ -182,6 +185,22 @@ class ProgressView:
             if key != self._last:
                 self._last = key
                 self.console.print(f"{line} | {best}", highlight=False, soft_wrap=True)
+
+    def _report_early_stops(self, trials: Sequence[TrialRecord]) -> None:
+        """One line per trial its early-stopping rules stopped, with its objective so far."""
+        for trial in trials:
+            if trial.condition is not TrialCondition.EARLY_STOPPED or trial.name in self._early:
+                continue
+            self._early.add(trial.name)
+            objective = self.spec.objective.objective_metric_name
+            value = trial.objective_value(self.spec.objective)
+            self.console.print(
+                f"trial {trial.name} early stopped ({objective}={value})",
+                style=_STYLE[TrialCondition.EARLY_STOPPED],
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
 
     def _report_failures(self, trials: Sequence[TrialRecord]) -> None:
         for trial in trials:

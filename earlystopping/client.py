@@ -6,8 +6,10 @@
 ...     rules = es.rules(experiment, trials, db_address="127.0.0.1:6789")
 ...     evaluator = RuleEvaluator(rules, objective="loss", maximize=False)
 
-It asks for rules in the ``any`` form (:mod:`katib.earlystopping.rules`) unless told otherwise,
-so the rules it returns are meant for :class:`~katib.earlystopping.rules.RuleEvaluator`. Status
+It asks for rules in the ``any`` form (:mod:`katib.earlystopping.rules`) unless told otherwise.
+A service that answers in that form echoes the metadata; one that does not (Katib's own) has
+answered in Katib's form, and :meth:`EarlyStoppingClient.rule_set` says so, so that the
+:class:`~katib.earlystopping.rules.RuleEvaluator` it builds applies Katib's evaluation. Status
 codes come back as the project's errors: INVALID_ARGUMENT -> ``InvalidArgument``, UNAVAILABLE
 and DEADLINE_EXCEEDED -> ``Unavailable``; others are raised as the original ``grpc.RpcError``.
 """
@@ -25,9 +27,20 @@ from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from katib.api.errors import InvalidArgument, Unavailable
 from katib.api.server import GRPC_OPTIONS
-from katib.earlystopping.rules import SEMANTICS_KEY, Comparison, Rule, Semantics
+from katib.earlystopping.rules import SEMANTICS_KEY, Comparison, Rule, RuleSet, Semantics
 
 HEALTH_NAME = "manager.v1beta1.EarlyStopping"
+
+
+def answered(call: Any) -> Semantics:
+    """The form a ``GetEarlyStoppingRules`` reply is in, from its metadata (``katib`` unless
+    the service echoed :data:`SEMANTICS_KEY`)."""
+    for key, value in (*(call.initial_metadata() or ()), *(call.trailing_metadata() or ())):
+        if key == SEMANTICS_KEY:
+            text = value if isinstance(value, str) else value.decode()
+            if text in tuple(Semantics):
+                return Semantics(text)
+    return Semantics.KATIB
 
 
 def rule_from_proto(message: pb.EarlyStoppingRule) -> Rule:
@@ -68,14 +81,25 @@ class EarlyStoppingClient:
     def rules(
         self, experiment: pb.Experiment, trials: Iterable[pb.Trial], db_address: str
     ) -> list[Rule]:
-        """``GetEarlyStoppingRules`` for a trial created now, in this client's form."""
+        """``GetEarlyStoppingRules`` for a trial created now (the rules of :meth:`rule_set`)."""
+        return list(self.rule_set(experiment, trials, db_address).rules)
+
+    def rule_set(
+        self, experiment: pb.Experiment, trials: Iterable[pb.Trial], db_address: str
+    ) -> RuleSet:
+        """``GetEarlyStoppingRules``, with the form the service answered in: this client's
+        when the service echoed :data:`SEMANTICS_KEY`, else Katib's."""
         request = pb.GetEarlyStoppingRulesRequest(
             experiment=experiment, trials=trials, db_manager_address=db_address
         )
-        reply = self._call(
-            self._stub.GetEarlyStoppingRules, request, [(SEMANTICS_KEY, self.semantics.value)]
+        reply, call = self._call(
+            self._stub.GetEarlyStoppingRules.with_call,
+            request,
+            [(SEMANTICS_KEY, self.semantics.value)],
         )
-        return [rule_from_proto(r) for r in reply.early_stopping_rules]
+        return RuleSet(
+            tuple(rule_from_proto(r) for r in reply.early_stopping_rules), answered(call)
+        )
 
     def set_trial_status(self, trial_name: str) -> None:
         """``SetTrialStatus``: tell the service a trial was early stopped."""

@@ -18,6 +18,11 @@ client says which one it applies in the request metadata :data:`SEMANTICS_KEY`:
     rule exactly for the history the rules were computed from (see
     :func:`katib.earlystopping.curves.records`).
 
+A service that applies ``any`` says so: it echoes :data:`SEMANTICS_KEY` in its reply's
+trailing metadata. Katib's own service never does, so a reply without the echo holds rules in
+Katib's form whatever the client asked, and a client must evaluate them that way
+(:class:`RuleSet` carries the form with the rules).
+
 Rules are computed from the trials in the request, so they go stale as trials finish. A client
 may call ``GetEarlyStoppingRules`` again at any time (the service keeps no state) and give the
 new list to its running trials with :meth:`RuleEvaluator.replace`; it is then judged by the
@@ -71,13 +76,30 @@ class Rule:
         return observed == self.value
 
 
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules a service answered, and the evaluation they were computed for."""
+
+    rules: tuple[Rule, ...] = ()
+    semantics: Semantics = Semantics.ANY
+
+    def evaluator(self, objective: str, maximize: bool) -> RuleEvaluator:
+        """A fresh evaluator of these rules for one trial."""
+        return RuleEvaluator(self.rules, objective, maximize, self.semantics)
+
+
 class RuleEvaluator:
-    """One trial's rules under :attr:`Semantics.ANY`, fed row by row.
+    """One trial's rules, fed row by row.
 
     For each numeric row of a metric some rule names, the metric's report count goes up by one;
     the objective's value is replaced by its best so far (lower for minimise, higher for
-    maximise). :meth:`add` returns ``True`` once any rule with ``start_step <= count`` holds;
-    the verdict then sticks. One binary search per row, however many rules.
+    maximise). Under :attr:`Semantics.ANY` (the default) :meth:`add` returns ``True`` once any
+    rule with ``start_step <= count`` holds; the verdict then sticks. One binary search per row,
+    however many rules.
+
+    Under :attr:`Semantics.KATIB` a rule that holds at its ``start_step``-th report or a later
+    one is set aside, and the trial stops once every rule was set aside (Katib checks only at
+    exactly that report, a quirk not copied). A list without rules never stops a trial.
 
     >>> rules = [Rule("loss", 0.5, Comparison.GREATER, 2)]
     >>> ev = RuleEvaluator(rules, objective="loss", maximize=False)
@@ -85,9 +107,16 @@ class RuleEvaluator:
     [False, True, True]
     """
 
-    def __init__(self, rules: Iterable[Rule], objective: str, maximize: bool) -> None:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        objective: str,
+        maximize: bool,
+        semantics: Semantics = Semantics.ANY,
+    ) -> None:
         self.objective = objective
         self.maximize = maximize
+        self.semantics = semantics
         self.counts: dict[str, int] = {}
         self.best: float | None = None
         self.stopped_by: Rule | None = None
@@ -99,9 +128,13 @@ class RuleEvaluator:
         """Whether a rule has held."""
         return self.stopped_by is not None
 
-    def replace(self, rules: Iterable[Rule]) -> None:
-        """Swap in a fresher rule list (counts and best value are kept)."""
+    def replace(self, rules: Iterable[Rule], semantics: Semantics | None = None) -> None:
+        """Swap in a fresher rule list (counts and best value are kept; under ``katib``
+        every new rule has to be met again). ``semantics`` changes the evaluation too."""
+        if semantics is not None:
+            self.semantics = semantics
         self.rules = tuple(sorted(rules, key=lambda r: r.start_step))
+        self._pending = list(self.rules)
         self._index: dict[tuple[str, Comparison], _Bound] = {}
         for rule in self.rules:
             self._index.setdefault((rule.name, rule.comparison), _Bound()).add(rule)
@@ -124,12 +157,31 @@ class RuleEvaluator:
                 self.best = number
             number = self.best
         count = self.counts[name] = self.counts.get(name, 0) + 1
+        if self.semantics is Semantics.KATIB:
+            return self._add_all(name, number, count)
         for comparison in Comparison:
             bound = self._index.get((name, comparison))
             if bound is not None:
                 self.stopped_by = bound.holding(number, count)
                 if self.stopped_by is not None:
                     return True
+        return False
+
+    def _add_all(self, name: str, number: float, count: int) -> bool:
+        """Katib's evaluation: set met rules aside; stop when none is left."""
+        if not self._pending:
+            return False
+        last = None
+        keep = []
+        for rule in self._pending:
+            if rule.name == name and rule.start_step <= count and rule.holds(number):
+                last = rule
+            else:
+                keep.append(rule)
+        self._pending = keep
+        if last is not None and not keep:
+            self.stopped_by = last
+            return True
         return False
 
 

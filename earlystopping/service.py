@@ -62,6 +62,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
     ) -> pb.GetEarlyStoppingRulesReply:
         """Rules for trials created now, from the curves of the request's trials."""
         semantics = semantics_of(context)
+        context.set_trailing_metadata(((SEMANTICS_KEY, semantics.value),))  # the form answered
         spec = request.experiment.spec
         algorithm = build(
             spec.early_stopping.algorithm_name or algorithms.DEFAULT_ALGORITHM,

@@ -11,6 +11,7 @@ import grpc
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
+from katib.earlystopping.rules import SEMANTICS_KEY
 
 Answer = Callable[[pb.GetSuggestionsRequest], pb.GetSuggestionsReply]
 
@@ -31,16 +32,29 @@ class ScriptedSuggestion(api_pb2_grpc.SuggestionServicer):
 
 
 class FixedRules(api_pb2_grpc.EarlyStoppingServicer):
-    """Katib's EarlyStopping API returning fixed rules; records SetTrialStatus calls."""
+    """Katib's EarlyStopping API returning fixed rules; records SetTrialStatus calls.
 
-    def __init__(self, rules: list[pb.EarlyStoppingRule]) -> None:
+    Like Katib's service it answers in Katib's rule form, saying nothing, unless ``announce``
+    names the form it echoes (``katib-rule-semantics``). ``rules`` may be a function of the
+    request.
+    """
+
+    def __init__(
+        self,
+        rules: list[pb.EarlyStoppingRule] | Callable[[Any], list[pb.EarlyStoppingRule]],
+        announce: str | None = None,
+    ) -> None:
         self.rules = rules
+        self.announce = announce
         self.rule_requests: list[pb.GetEarlyStoppingRulesRequest] = []
         self.stopped: list[str] = []
 
     def GetEarlyStoppingRules(self, request: Any, context: Any) -> Any:
         self.rule_requests.append(request)
-        return pb.GetEarlyStoppingRulesReply(early_stopping_rules=self.rules)
+        if self.announce is not None:
+            context.set_trailing_metadata(((SEMANTICS_KEY, self.announce),))
+        rules = self.rules(request) if callable(self.rules) else self.rules
+        return pb.GetEarlyStoppingRulesReply(early_stopping_rules=rules)
 
     def SetTrialStatus(self, request: Any, context: Any) -> Any:
         self.stopped.append(request.trial_name)

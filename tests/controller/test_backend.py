@@ -12,11 +12,11 @@ import pytest
 
 from katib.api import api_pb2 as pb
 from katib.controller import reconcile as rec
-from katib.controller.collector import RuleTracker
 from katib.controller.local import LocalBackend
 from katib.controller.runner import ExperimentRunner, RunResult
-from katib.controller.trials import Comparison, LogEntry, StopRule, TrialCondition
+from katib.controller.trials import TrialCondition
 from katib.controller.validation import load_experiment
+from katib.earlystopping.rules import Comparison, Rule, RuleEvaluator, Semantics
 from tests.controller.experiments import container, experiment, write_trial_script
 from tests.controller.fakes import FixedRules, ScriptedSuggestion, serve
 
@@ -178,16 +178,20 @@ def test_names_labels_and_settings_go_back_to_the_service_and_exhaustion_ends(
     assert sent["gen-0"].status.start_time and sent["gen-0"].status.completion_time
 
 
-def test_rule_tracker_uses_best_objective_and_start_step() -> None:
-    rules = [StopRule("loss", 0.5, Comparison.GREATER, start_step=2)]
-    tracker = RuleTracker(rules, "loss", maximize=False)
-    tracker.add([LogEntry(None, "loss", "0.9")])
-    assert not tracker.met  # one report: start_step not reached
-    tracker.add([LogEntry(None, "loss", "0.4"), LogEntry(None, "loss", "0.95")])
-    assert not tracker.met  # best so far is 0.4, not > 0.5
-    greedy = RuleTracker(rules, "loss", maximize=False)
-    greedy.add([LogEntry(None, "loss", "0.9"), LogEntry(None, "loss", "0.8")])
-    assert greedy.met
+def test_katib_semantics_use_best_objective_and_start_step() -> None:
+    rules = [Rule("loss", 0.5, Comparison.GREATER, start_step=2)]
+    tracker = RuleEvaluator(rules, "loss", maximize=False, semantics=Semantics.KATIB)
+    assert not tracker.add("loss", "0.9")  # one report: start_step not reached
+    assert not tracker.add("loss", "0.4")
+    assert not tracker.add("loss", "0.95")  # best so far is 0.4, not > 0.5
+    greedy = RuleEvaluator(rules, "loss", maximize=False, semantics=Semantics.KATIB)
+    assert [greedy.add("loss", v) for v in ("0.9", "0.8")] == [False, True]
+    # Katib's form: every rule must be met (here the accuracy rule never is)
+    both = [*rules, Rule("accuracy", 0.2, Comparison.LESS, start_step=1)]
+    every = RuleEvaluator(both, "loss", maximize=False, semantics=Semantics.KATIB)
+    assert [every.add("loss", v) for v in ("0.9", "0.8")] == [False, False]
+    assert every.add("accuracy", "0.1") and every.stop
+    assert RuleEvaluator(both, "loss", maximize=False).add("accuracy", "0.1")  # any: at once
 
 
 SLOW_LOSS = textwrap.dedent(

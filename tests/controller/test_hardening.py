@@ -205,23 +205,31 @@ def test_trainjob_runs_its_trainer_command_and_pytorch_workers_warn() -> None:
     ]
 
 
-def test_early_stopping_needs_a_service_and_remote_algorithms_pass(tmp_path: Path) -> None:
+def test_early_stopping_is_built_in_and_remote_algorithms_pass(tmp_path: Path) -> None:
     doc = experiment("/t.py")
     doc["spec"]["earlyStopping"] = {"algorithmName": "medianstop"}
-    done = _validate(tmp_path, doc)
-    assert done.returncode == 2 and "--early-stopping-address" in done.stdout
+    built_in = _validate(tmp_path, doc)
+    assert built_in.returncode == 0, built_in.stdout + built_in.stderr
+    doc["spec"]["earlyStopping"]["algorithmSettings"] = [{"name": "start_step", "value": "0"}]
+    bad = _validate(tmp_path, doc)
+    assert bad.returncode == 2
+    assert "spec.earlyStopping: start_step must be greater or equal than one" in bad.stdout
+    doc["spec"]["earlyStopping"] = {"algorithmName": "vizier-curve"}
+    unknown = _validate(tmp_path, doc)
+    assert unknown.returncode == 2 and "--early-stopping-address" in unknown.stdout
+    assert "medianstop, asha, none" in unknown.stdout
     with serve(FixedRules([])) as early:
         ok = _validate(tmp_path, doc, "--early-stopping-address", early)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     remote = experiment("/t.py")
-    remote["spec"]["algorithm"] = {"algorithmName": "hyperband"}
+    remote["spec"]["algorithm"] = {"algorithmName": "pbt"}
     local = _validate(tmp_path, remote)
     assert local.returncode == 2 and "--suggestion-address" in local.stdout
     service = ScriptedSuggestion(lambda request: pb.GetSuggestionsReply())
     with serve(service) as address:
         accepted = _validate(tmp_path, remote, "--suggestion-address", address)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
-    assert "'hyperband'" in accepted.stdout
+    assert "'pbt'" in accepted.stdout
 
 
 KATIB_EXAMPLES = Path(os.environ.get("KATIB_EXAMPLES", "/tmp/katib-ex/examples/v1beta1"))
@@ -242,7 +250,6 @@ LOCAL_PROBLEMS = {
         "spec.metricsCollectorSpec.collector.kind"
     ],
     "trial-template/trial-configmap-source.yaml": ["spec.trialTemplate.configMap"],
-    "early-stopping/median-stop.yaml": ["spec.earlyStopping"],
     # args without command: the image's entrypoint is not at hand locally
     "kubeflow-training-operator/xgboostjob-lightgbm.yaml": [
         "spec.trialTemplate.primaryContainerName"
@@ -251,6 +258,7 @@ LOCAL_PROBLEMS = {
 #: Examples a local run carries out as they are (the trainer command of a TrainJob included).
 LOCAL_OK = {
     "hp-tuning/random.yaml",
+    "early-stopping/median-stop.yaml",
     "kubeflow-trainer/trainjob-pytorch.yaml",
     "metrics-collector/file-metrics-collector.yaml",
     "kubeflow-training-operator/pytorchjob-mnist.yaml",

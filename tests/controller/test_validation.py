@@ -112,8 +112,8 @@ CASES: list[tuple[str, Mutation, str]] = [
         "spec.algorithm.algorithmName",
     ),
     (
-        "early stopping unavailable",
-        set_in(spec, earlyStopping={"algorithmName": "medianstop"}),
+        "early stopping not built in",
+        set_in(spec, earlyStopping={"algorithmName": "curve-fit"}),
         "spec.earlyStopping.algorithmName",
     ),
     ("resume policy", set_in(spec, resumePolicy="Sometimes"), "spec.resumePolicy"),
@@ -331,7 +331,7 @@ CASES: list[tuple[str, Mutation, str]] = [
 
 #: Katib admits these; a local run cannot carry them out (checks.runnable reports them).
 LOCAL_ONLY = {
-    "early stopping unavailable": "spec.earlyStopping",
+    "early stopping not built in": "spec.earlyStopping",
     "collector unsupported locally": "spec.metricsCollectorSpec.collector.kind",
     "primary container unknown": "spec.trialTemplate.primaryContainerName",
     "configmap locally": "spec.trialTemplate.configMap",
