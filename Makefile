@@ -35,7 +35,7 @@ type: install
 ## The README's suggestion-latency figure: GetSuggestions with a 1 000-trial history against a
 ## separate katib-suggestion process (every benchmark is a `katib-bench` subcommand).
 bench-latency: install
-	$(VENV)/bin/katib-bench service --algorithms random,sobol
+	$(VENV)/bin/katib-bench service --algorithms random,sobol,tpe
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -74,7 +74,7 @@ def test_process_serves_health_and_stops_cleanly_on_sigterm():
             assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
             assert "serves: random" in err.value.details()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+        assert proc.wait(timeout=60) == 0
 
 
 def test_restarted_process_continues_identically():
@@ -88,7 +88,7 @@ def test_restarted_process_continues_identically():
                 trials = [trial(f"t{i}", a.items(), loss=i) for i, a in enumerate(first)]
                 answers.append((first, assignments(stub.GetSuggestions(request(exp, trials, 3)))))
             proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=15)
+            proc.wait(timeout=60)  # generous: CI machines may be loaded
     assert answers[0] == answers[1]
 
 
