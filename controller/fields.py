@@ -20,6 +20,21 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
+_SPECIAL = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"})
+
+
+def go_float(text: str) -> float | None:
+    """``text`` as Go's ``strconv.ParseFloat`` would read it (less hex floats), else ``None``.
+
+    Python's ``float`` also takes ``1_000``, surrounding spaces and non-ASCII digits
+    (``'١٢'``); Katib's controller, which folds metric values with Go, rejects them, so an
+    observation's min and max must not count them as numbers either.
+    """
+    if _DECIMAL.fullmatch(text) is None and text.lower() not in _SPECIAL:
+        return None
+    return float(text)
+
+
 class Problems:
     """An ordered list of ``path: message`` problems."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from katib.controller.fields import go_float
 from katib.controller.spec import Objective, Strategy
 from katib.earlystopping.rules import Comparison, Rule, Semantics
 
@@ -167,10 +168,7 @@ class _Slot:
 
     def add(self, entry: LogEntry) -> None:
         moment = (entry.time or datetime.min).replace(tzinfo=None)
-        try:
-            number = float(entry.value)
-        except ValueError:
-            number = None
+        number = go_float(entry.value)
         if number is not None and number == number:  # NaN never wins min/max
             # An equal value wins only when it is earlier in DB order (by time, then report).
             if (

@@ -352,3 +352,21 @@ def test_observation_equal_values_keep_the_db_order_spelling() -> None:
     )
     (loss,) = summary.observation()
     assert (loss.min, loss.max, loss.latest) == ("0.5", "0.5", "5e-1")
+
+
+def test_observation_reads_numbers_as_katib_does() -> None:
+    """Min and max count only what Go's ParseFloat reads: no '1_000', no non-ASCII digits."""
+    spec = make_spec()
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    summary = tr.ObservationSummary(spec.objective)
+    summary.add(
+        [
+            LogEntry(moment, "loss", "0.5"),
+            LogEntry(moment, "loss", "١٢"),
+            LogEntry(moment, "loss", "1_000"),
+            LogEntry(moment, "loss", " 7"),
+            LogEntry(moment, "loss", "-Inf"),
+        ]
+    )
+    (loss,) = [m for m in summary.observation() if m.name == "loss"]
+    assert (loss.min, loss.max) == ("-Inf", "0.5")
