@@ -75,11 +75,12 @@ def identify(trial: Trial, experiment: str) -> Member | None:
     return None
 
 
+def loose_key(trial: Trial) -> tuple[datetime, str]:
+    """Where a loose trial goes in :func:`loose_order`: start time (unset last), then name."""
+    start = trial.start_time
+    return (_LAST if start is None else start.replace(tzinfo=None), trial.name)
+
+
 def loose_order(trials: Sequence[Trial]) -> list[Trial]:
     """Loose trials in the order they fill generations: start time (unset last), then name."""
-
-    def key(t: Trial) -> tuple[datetime, str]:
-        start = t.start_time
-        return (_LAST if start is None else start.replace(tzinfo=None), t.name)
-
-    return sorted(trials, key=key)
+    return sorted(trials, key=loose_key)

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from operator import is_
 
 import numpy as np
 
 from katib.suggestion.cmaes import strategy
 from katib.suggestion.cmaes.layout import Layout
-from katib.suggestion.cmaes.members import Member, identify, loose_order
+from katib.suggestion.cmaes.members import Member, identify, loose_key, loose_order
 from katib.suggestion.history import History, Trial, TrialState
 from katib.suggestion.space import Point
 
@@ -83,13 +84,36 @@ class Replayed:
     told_objects: list[Trial] = field(default_factory=list, repr=False)
     told_loose: list[Trial] = field(default_factory=list, repr=False)
     told_shape: list[tuple[tuple[int, int], int, int]] = field(default_factory=list, repr=False)
-    #: Identity of each trial seen, by ``id()`` (kept with the trial, to check ``is``).
-    idents: dict[int, tuple[Trial, Member | None]] = field(default_factory=dict, repr=False)
+    #: The grouping of the history this replay was made from (reused by the next request).
+    grouping: Grouping | None = field(default=None, repr=False)
+    #: False when the told generations were accepted by name and value only (the ``told_*``
+    #: fields may then hold other objects than ``grouping``'s).
+    exact: bool = field(default=True, repr=False)
 
     def nbytes(self) -> int:
         """Approximate memory (for the byte-bounded cache)."""
-        counted = len(self.told) + len(self.members) + len(self.idents)
+        counted = len(self.told) + len(self.members)
+        if self.grouping is not None:
+            counted += 2 * len(self.grouping.idents)
         return self.run.state.nbytes() + 200 * counted + 1024
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """A history's trials grouped by generation; never changed once built, so a cached replay
+    and the requests that reuse it can share it.
+
+    ``trials`` is the :attr:`History.trials` tuple it was built from; ``grouped`` maps each
+    (restart, generation) to its labelled members by index (the first trial of each identity
+    wins), ``loose`` lists the unlabelled trials in :func:`.members.loose_order`, and
+    ``idents`` remembers each trial's identity by ``id()`` (kept with the trial, to check
+    ``is``).
+    """
+
+    trials: tuple[Trial, ...]
+    grouped: dict[tuple[int, int], dict[int, Trial]]
+    loose: list[Trial]
+    idents: dict[int, tuple[Trial, Member | None]]
 
 
 class Replayer:
@@ -259,28 +283,14 @@ class Replayer:
         result.
         """
         losses = _Losses(history)
-        grouped: dict[tuple[int, int], dict[int, Trial]] = {}
-        loose: list[Trial] = []
-        known = resume.idents if resume is not None else {}
-        idents: dict[int, tuple[Trial, Member | None]] = {}
-        for t in history.trials:
-            if t.point is None:
-                continue
-            seen = known.get(id(t))
-            member = seen[1] if seen is not None and seen[0] is t else identify(t, self.experiment)
-            idents[id(t)] = (t, member)
-            if member is None:
-                loose.append(t)
-            else:
-                grouped.setdefault(member[:2], {}).setdefault(member.number, t)
-        loose = loose_order(loose)
-
-        fast = resume is not None and (
-            _same_objects(resume, idents, grouped, loose)
-            or self._verify(resume, grouped, loose, losses)
+        previous = resume.grouping if resume is not None else None
+        grouping, prefix = self.group(history.trials, previous)
+        grouped, loose, idents = grouping.grouped, grouping.loose, grouping.idents
+        exact = resume is not None and (
+            (prefix is not None and _tail_fits(resume, grouping, prefix))
+            or _same_objects(resume, idents, grouped, loose)
         )
-        if fast:
-            assert resume is not None
+        if resume is not None and (exact or self._verify(resume, grouped, loose, losses)):
             result = Replayed(
                 resume.run,
                 {},
@@ -291,14 +301,16 @@ class Replayer:
                 told_objects=list(resume.told_objects),
                 told_loose=list(resume.told_loose),
                 told_shape=list(resume.told_shape),
-                idents=idents,
+                grouping=grouping,
+                exact=exact,
             )
         else:
-            result = Replayed(self.first_run(), {}, idents=idents)
+            result = Replayed(self.first_run(), {}, grouping=grouping)
         while True:
             run = result.run
             key = (run.restart, run.state.generation)
-            members = grouped.get(key, {})
+            labelled = grouped.get(key, {})
+            members = dict(labelled)  # _core adds loose trials: the grouping stays as built
             core, used = _core(members, loose, result.loose_used, run.lam)
             result.loose_used += used
             if len(core) < run.lam or any(t.state is TrialState.PENDING for _, t in core):
@@ -321,7 +333,6 @@ class Replayer:
             result.loose_told = result.loose_used
             last = core[-1][0]
             result.told_objects.extend(t for i, t in members.items() if i <= last)
-            labelled = grouped.get(key, {})
             result.told_shape.append((key, last, sum(1 for i in labelled if i <= last)))
             result.told_loose = loose[: result.loose_used]
             reason = (
@@ -335,6 +346,67 @@ class Replayer:
             else:
                 result.run = replace(run, state=state)
 
+    def group(
+        self, trials: tuple[Trial, ...], previous: Grouping | None
+    ) -> tuple[Grouping, int | None]:
+        """``trials`` grouped by generation, and how many of them ``previous`` already grouped.
+
+        When ``trials`` starts with the very trial objects ``previous`` was built from (the
+        same request again, or one with trials appended), only the new ones are identified
+        and the rest of ``previous`` is shared; the count returned is then the length of that
+        common prefix, otherwise ``None`` (and every trial is grouped again, reusing the
+        identities ``previous`` found for the same objects).
+        """
+        if previous is not None:
+            old = previous.trials
+            if trials is old:
+                return previous, len(old)
+            if len(trials) >= len(old) and all(map(is_, old, trials)):
+                return self._extend(previous, trials), len(old)
+        known = previous.idents if previous is not None else {}
+        grouped: dict[tuple[int, int], dict[int, Trial]] = {}
+        loose: list[Trial] = []
+        idents: dict[int, tuple[Trial, Member | None]] = {}
+        for t in trials:
+            if t.point is None:
+                continue
+            seen = known.get(id(t))
+            member = seen[1] if seen is not None and seen[0] is t else identify(t, self.experiment)
+            idents[id(t)] = (t, member)
+            if member is None:
+                loose.append(t)
+            else:
+                grouped.setdefault(member[:2], {}).setdefault(member.number, t)
+        return Grouping(trials, grouped, loose_order(loose), idents), None
+
+    def _extend(self, previous: Grouping, trials: tuple[Trial, ...]) -> Grouping:
+        """``previous`` with the trials after its own appended (``previous`` is not changed)."""
+        grouped = dict(previous.grouped)
+        copied: set[tuple[int, int]] = set()
+        idents = dict(previous.idents)
+        added: list[Trial] = []
+        for t in trials[len(previous.trials) :]:
+            if t.point is None:
+                continue
+            member = identify(t, self.experiment)
+            idents[id(t)] = (t, member)
+            if member is None:
+                added.append(t)
+                continue
+            key = member[:2]
+            if key not in copied:
+                grouped[key] = dict(grouped.get(key, {}))
+                copied.add(key)
+            grouped[key].setdefault(member.number, t)
+        loose = previous.loose
+        if added:
+            added = loose_order(added)
+            if loose and loose_key(added[0]) < loose_key(loose[-1]):
+                loose = loose_order([*loose, *added])
+            else:
+                loose = [*loose, *added]
+        return Grouping(trials, grouped, loose, idents)
+
     def _verify(
         self,
         resume: Replayed,
@@ -345,7 +417,7 @@ class Replayer:
         """True if every generation ``resume`` told has the same core in this history."""
         used = 0
         for key, names, values in resume.told:
-            core, n_loose = _core(grouped.get(key, {}), loose, used, len(names))
+            core, n_loose = _core(dict(grouped.get(key, {})), loose, used, len(names))
             used += n_loose
             if tuple(t.name for _, t in core) != names:
                 return False
@@ -423,5 +495,35 @@ def _same_objects(
         return False
     for key, last, count in resume.told_shape:
         if sum(1 for i in grouped.get(key, {}) if i <= last) != count:
+            return False
+    return True
+
+
+def _tail_fits(resume: Replayed, grouping: Grouping, prefix: int) -> bool:
+    """Whether ``resume``'s told generations still hold, ``grouping`` extending the grouping
+    ``resume`` was made from by the trials after its first ``prefix``.
+
+    The earlier trials are the very same objects, so only the new ones can matter: the loose
+    trials told must still come first in order, and a new member of a told generation must
+    come after its core, which must hold no loose trial (else the new one would come first).
+    """
+    if not resume.exact or resume.grouping is None or len(resume.grouping.trials) != prefix:
+        return False
+    if grouping is resume.grouping:
+        return True  # the very trials ``resume`` was made from
+    told = grouping.loose
+    if len(told) < len(resume.told_loose) or not all(map(is_, resume.told_loose, told)):
+        return False
+    if prefix == len(grouping.trials):
+        return True
+    lasts = {key: last for key, last, _ in resume.told_shape}
+    idents, grouped = grouping.idents, grouping.grouped
+    for t in grouping.trials[prefix:]:
+        seen = idents.get(id(t))
+        member = seen[1] if seen is not None else None
+        if member is None or (key := member[:2]) not in lasts:
+            continue
+        last = lasts[key]
+        if member.number <= last or last not in grouped.get(key, {}):
             return False
     return True

@@ -14,11 +14,11 @@ import pytest
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
-from katib.suggestion.base import ExperimentInfo
+from katib.suggestion.base import ExperimentInfo, SuggestResult
 from katib.suggestion.cmaes import CMAES, KATIB_MESSAGE, CMAESSettings, strategy
 from katib.suggestion.cmaes.layout import Layout
 from katib.suggestion.cmaes.members import Member, identify, trial_name
-from katib.suggestion.cmaes.replay import Replayer
+from katib.suggestion.cmaes.replay import Replayed, Replayer
 from katib.suggestion.history import Direction, History, Trial, TrialState
 from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
 from tests.suggestion.requests import MIXED, assignments, experiment, request, trial
@@ -256,6 +256,72 @@ def test_cache_never_changes_the_answer() -> None:
     fresh = algo.replayed(History(Direction.MINIMIZE, changed), use_cache=False).run.state
     assert np.array_equal(again.cov, fresh.cov) and again.sigma == fresh.sigma
     assert not np.array_equal(again.cov, cached.cov)
+
+
+def _same_replay(a: Replayed, b: Replayed) -> bool:
+    sa, sb = a.run.state, b.run.state
+    return (
+        a.told == b.told
+        and a.run.restart == b.run.restart
+        and sa.generation == sb.generation
+        and sa.sigma == sb.sigma
+        and np.array_equal(sa.mean, sb.mean)
+        and np.array_equal(sa.cov, sb.cov)
+        and sorted(a.members) == sorted(b.members)
+    )
+
+
+def test_grouping_is_reused_for_identical_and_extended_histories(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Appended trials are the only ones identified again, and the answer never changes:
+    labelled and loose trials, a loose trial that starts before the told ones, a changed one."""
+    from datetime import UTC, datetime, timedelta
+
+    from katib.suggestion.cmaes import replay
+
+    algo = make(box(3), "grow-exp", restart_strategy="ipop")
+    f, rng, t0 = sphere(0.7), np.random.default_rng(3), datetime(2026, 1, 1, tzinfo=UTC)
+    trials: list[Trial] = []
+    rounds: list[int] = []
+    while len(trials) < 120:  # another tool adds a trial before each request of 3
+        point = {f"x{d}": float(v) for d, v in enumerate(rng.uniform(-5, 5, 3))}
+        start = t0 + timedelta(seconds=len(trials))
+        trials.append(Trial(f"foreign-{len(trials):03d}", point, TrialState.SUCCEEDED, f(point),
+                            start_time=start))  # fmt: skip
+        for sg in algo.suggest(History(Direction.MINIMIZE, trials), 3).suggestions:
+            trials.append(Trial(sg.name or "", sg.point, TrialState.SUCCEEDED, f(sg.point),
+                                labels=dict(sg.labels)))  # fmt: skip
+        rounds.append(len(trials))
+    calls: list[Trial] = []
+    real, checks = replay.identify, replay._same_objects
+    monkeypatch.setattr(replay, "identify", lambda t, e: calls.append(t) or real(t, e))
+    slow: list[int] = []  # the checks that look at every trial again
+    monkeypatch.setattr(replay, "_same_objects", lambda *a: slow.append(1) or checks(*a))
+    CMAES.clear_cache()
+    previous = 0
+    for size in (rounds[9], rounds[9], rounds[10], rounds[15], rounds[15], rounds[-1]):
+        history = History(Direction.MINIMIZE, trials[:size])
+        calls.clear()
+        cached = algo.replayed(history)
+        assert len(calls) == size - previous and not slow
+        previous = size
+        assert _same_replay(cached, algo.replayed(history, use_cache=False))
+        assert algo.suggest(history, 3).points == _cold(algo, history).points
+    assert cached.told and cached.loose_told  # told generations, loose trials among them
+    # A foreign trial that started first takes a told slot; a told value changes: replayed
+    # again (past the checks that look at the new trials only), same answer.
+    early = Trial("foreign-early", trials[1].point, TrialState.SUCCEEDED, 9.0, start_time=t0)
+    worse = [*trials[:50], dataclasses.replace(trials[50], value=1e9), *trials[51:]]
+    for changed in ([*trials, early], [*trials[:-1], early], worse, [*worse, early]):
+        algo.replayed(History(Direction.MINIMIZE, trials))
+        history = History(Direction.MINIMIZE, changed)
+        assert _same_replay(algo.replayed(history), algo.replayed(history, use_cache=False))
+
+
+def _cold(algo: CMAES, history: History) -> SuggestResult:
+    CMAES.clear_cache()
+    return algo.suggest(history, 3)
 
 
 def test_every_told_draw_is_recovered_exactly() -> None:
