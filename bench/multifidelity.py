@@ -42,6 +42,7 @@ from katib.bench import multifidelity_peers
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo, SuggestResult
 from katib.suggestion.history import History
+from katib.suggestion.multifidelity import PARENT_LABEL
 from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
 
 R = 27
@@ -94,8 +95,15 @@ def build(method: str, seed: int) -> Any:
     return cls(ExperimentInfo(info.name, cls.space_for(info, settings)), settings)
 
 
-def run(method: str, seed: int, budget: float, batch: int) -> list[tuple[float, float]]:
-    """``(resource spent, regret of the incumbent)`` after each batch."""
+def run(
+    method: str, seed: int, budget: float, batch: int, resume: bool = False
+) -> list[tuple[float, float]]:
+    """``(resource spent, regret of the incumbent)`` after each batch.
+
+    With ``resume`` a promoted trial costs only the epochs beyond its parent's (as if it went on
+    from the parent's checkpoint), the accounting Optuna's pruners get; without it, all of them.
+    """
+    ran: dict[str, float] = {}
     algo = build(method, seed)
     noise = np.random.default_rng([seed, 99])
     trials: list[Trial] = []
@@ -110,9 +118,11 @@ def run(method: str, seed: int, budget: float, batch: int) -> list[tuple[float, 
         for i, point in enumerate(points):
             epochs = float(point.get("epochs", R))
             loss = observed(point, epochs, noise)
-            spent += epochs
             name = suggestions[i].name if suggestions else f"t{len(trials)}"
             labels = dict(suggestions[i].labels) if suggestions else {}
+            parent = labels.get(PARENT_LABEL, "")
+            spent += epochs - (ran.get(parent, 0.0) if resume else 0.0)
+            ran[str(name)] = epochs
             trials.append(Trial(str(name), point, TrialState.SUCCEEDED, loss, labels=labels))
             if (epochs, -loss) > (best[0], -best[1]):
                 best = (epochs, loss, final_loss(point))
@@ -130,11 +140,13 @@ def regret_at(curve: list[tuple[float, float]], budget: float) -> float:
     return value
 
 
-def curve_of(method: str, seed: int, budget: float, batch: int) -> list[tuple[float, float]]:
+def curve_of(
+    method: str, seed: int, budget: float, batch: int, resume: bool = False
+) -> list[tuple[float, float]]:
     """The anytime curve of one of ours or one of Optuna's pruner peers."""
     if method in multifidelity_peers.PEERS:
         return multifidelity_peers.run_peer(method, seed, budget, batch)
-    return run(method, seed, budget, batch)
+    return run(method, seed, budget, batch, resume)
 
 
 def on_grid(curve: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
@@ -155,6 +167,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         action="append",
         help="repeatable; default: ours, random, tpe and Optuna's pruners (when installed)",
+    )
+    parser.add_argument(
+        "--resume-promoted",
+        action="store_true",
+        help="charge a promoted trial of ours only the epochs beyond its parent's (an ablation)",
     )
     parser.add_argument("--out", type=Path, help="write the anytime plot to this PNG")
 
@@ -198,7 +215,8 @@ def command(args: argparse.Namespace) -> int:
     for method in methods:
         start = time.perf_counter()
         curves = [
-            curve_of(method, seed, args.budget * R, args.batch) for seed in range(args.seeds)
+            curve_of(method, seed, args.budget * R, args.batch, args.resume_promoted)
+            for seed in range(args.seeds)
         ]
         elapsed = (time.perf_counter() - start) / args.seeds
         plotted[method] = np.array([on_grid(c, grid) for c in curves])

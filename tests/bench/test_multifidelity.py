@@ -77,3 +77,13 @@ def test_grid_holds_the_incumbent_and_nan_before_the_first_result() -> None:
 def test_unknown_method_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["multifidelity", "--seeds", "1", "--method", "optuna:nope"]) != 0
     assert "--method" in capsys.readouterr().err
+
+
+def test_resume_promoted_charges_only_the_epochs_beyond_the_parent() -> None:
+    R = multifidelity.R
+    full = multifidelity.run("hyperband", seed=0, budget=30 * R, batch=4)
+    resumed = multifidelity.run("hyperband", seed=0, budget=30 * R, batch=4, resume=True)
+    # the same schedule, but promotions are cheaper, so more batches fit in the budget
+    assert len(resumed) > len(full)
+    assert all(b[0] <= a[0] for a, b in zip(full, resumed, strict=False))
+    assert any(b[0] < a[0] for a, b in zip(full, resumed, strict=False))
