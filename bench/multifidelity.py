@@ -1,7 +1,7 @@
 """Multi-fidelity search against random search at equal total resource, in-process.
 
     katib-bench multifidelity [--seeds 10] [--budget 60] [--batch 4]
-        [--method hyperband --method bohb ...]
+        [--method hyperband --method optuna:hyperband ...] [--out anytime.png]
 
 The problem is a synthetic learning curve over four continuous parameters and a resource
 ``epochs`` (``R = r_l = 27``, ``eta = 3``). The loss after ``r`` epochs is
@@ -19,23 +19,30 @@ finish the batch, repeat (Hyperband and BOHB repeat their brackets: ``iterations
 incumbent is the trial with the lowest observed loss among those run at the largest resource
 reached so far; its regret is ``f`` of its configuration (the true final loss). The table shows,
 per method, the median and quartiles over seeds of the regret once ``B`` units of resource are
-spent, at ``B = 10R, 20R, ... , budget * R``.
+spent, at ``B = 10R, 20R, ... , budget * R``. Optuna's ``HyperbandPruner`` and
+``SuccessiveHalvingPruner`` with TPE run on the same curve with the same accounting (a pruned
+trial costs the epochs it ran; :mod:`katib.bench.multifidelity_peers`). ``--out`` writes the
+anytime plot: median regret with the quartile band against resource spent.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from katib.api.settings import parse_settings
 from katib.api.trials import Trial, TrialState
+from katib.bench import multifidelity_peers
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo, SuggestResult
 from katib.suggestion.history import History
+from katib.suggestion.multifidelity import PARENT_LABEL
 from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
 
 R = 27
@@ -61,10 +68,15 @@ def final_loss(p: dict[str, Any]) -> float:
     return (branin - 0.397887) / 30 + 0.3 * (p["x2"] - 0.7) ** 2
 
 
-def observed(p: dict[str, Any], epochs: float, rng: np.random.Generator) -> float:
-    """The loss a trial reports after ``epochs`` epochs."""
+def learning_curve(p: dict[str, Any], epochs: float) -> float:
+    """The noiseless loss after ``epochs`` epochs."""
     early = (0.1 + 0.9 * p["x3"]) * math.exp(-3 * epochs / (R * (0.15 + p["x2"])))
-    return final_loss(p) + early + float(rng.normal(0, 0.005))
+    return final_loss(p) + early
+
+
+def observed(p: dict[str, Any], epochs: float, rng: np.random.Generator) -> float:
+    """The loss a trial reports after ``epochs`` epochs (one noise draw per trial)."""
+    return learning_curve(p, epochs) + float(rng.normal(0, 0.005))
 
 
 def build(method: str, seed: int) -> Any:
@@ -83,8 +95,15 @@ def build(method: str, seed: int) -> Any:
     return cls(ExperimentInfo(info.name, cls.space_for(info, settings)), settings)
 
 
-def run(method: str, seed: int, budget: float, batch: int) -> list[tuple[float, float]]:
-    """``(resource spent, regret of the incumbent)`` after each batch."""
+def run(
+    method: str, seed: int, budget: float, batch: int, resume: bool = False
+) -> list[tuple[float, float]]:
+    """``(resource spent, regret of the incumbent)`` after each batch.
+
+    With ``resume`` a promoted trial costs only the epochs beyond its parent's (as if it went on
+    from the parent's checkpoint), the accounting Optuna's pruners get; without it, all of them.
+    """
+    ran: dict[str, float] = {}
     algo = build(method, seed)
     noise = np.random.default_rng([seed, 99])
     trials: list[Trial] = []
@@ -99,9 +118,11 @@ def run(method: str, seed: int, budget: float, batch: int) -> list[tuple[float, 
         for i, point in enumerate(points):
             epochs = float(point.get("epochs", R))
             loss = observed(point, epochs, noise)
-            spent += epochs
             name = suggestions[i].name if suggestions else f"t{len(trials)}"
             labels = dict(suggestions[i].labels) if suggestions else {}
+            parent = labels.get(PARENT_LABEL, "")
+            spent += epochs - (ran.get(parent, 0.0) if resume else 0.0)
+            ran[str(name)] = epochs
             trials.append(Trial(str(name), point, TrialState.SUCCEEDED, loss, labels=labels))
             if (epochs, -loss) > (best[0], -best[1]):
                 best = (epochs, loss, final_loss(point))
@@ -119,41 +140,106 @@ def regret_at(curve: list[tuple[float, float]], budget: float) -> float:
     return value
 
 
+def curve_of(
+    method: str, seed: int, budget: float, batch: int, resume: bool = False
+) -> list[tuple[float, float]]:
+    """The anytime curve of one of ours or one of Optuna's pruner peers."""
+    if method in multifidelity_peers.PEERS:
+        return multifidelity_peers.run_peer(method, seed, budget, batch)
+    return run(method, seed, budget, batch, resume)
+
+
+def on_grid(curve: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
+    """The incumbent's regret at each resource in ``grid`` (NaN before the first result)."""
+    spent = np.array([s for s, _ in curve])
+    regret = np.array([r for _, r in curve])
+    index = np.searchsorted(spent, grid, side="right") - 1
+    out = np.where(index >= 0, regret[np.maximum(index, 0)], np.inf)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's options (shared by ``katib-bench multifidelity`` and ``python -m``)."""
     parser.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     parser.add_argument("--budget", type=float, default=60, help="total resource, in units of R")
     parser.add_argument("--batch", type=int, default=4, help="workers (trials per request)")
-    parser.add_argument("--method", action="append", help="repeatable; default: all five")
+    parser.add_argument(
+        "--method",
+        action="append",
+        help="repeatable; default: ours, random, tpe and Optuna's pruners (when installed)",
+    )
+    parser.add_argument(
+        "--resume-promoted",
+        action="store_true",
+        help="charge a promoted trial of ours only the epochs beyond its parent's (an ablation)",
+    )
+    parser.add_argument("--out", type=Path, help="write the anytime plot to this PNG")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``katib-bench multifidelity`` to ``katib-bench``'s parser."""
-    cmd = sub.add_parser("multifidelity", help="hyperband/bohb/asha vs random: regret vs resource")
+    cmd = sub.add_parser(
+        "multifidelity", help="hyperband/bohb/asha vs random, TPE and Optuna's pruners"
+    )
     add_arguments(cmd)
     cmd.set_defaults(func=command)
 
 
+def _methods(requested: list[str] | None) -> list[str]:
+    known = [*MULTI_FIDELITY, *FULL_BUDGET, *multifidelity_peers.PEERS]
+    if requested:
+        for method in requested:
+            if method not in known:
+                raise ValueError(f"--method: unknown method {method!r}; known: {', '.join(known)}")
+        return requested
+    if importlib.util.find_spec("optuna") is None:
+        print("note: optuna is not installed; its pruner peers are skipped")
+        return known[: -len(multifidelity_peers.PEERS)]
+    return known
+
+
 def command(args: argparse.Namespace) -> int:
-    """Run every method on every seed and print the table."""
-    methods = args.method or [*MULTI_FIDELITY, *FULL_BUDGET]
+    """Run every method on every seed, print the table and write the plot."""
+    methods = _methods(args.method)
+    if args.seeds < 1 or not args.budget > 0 or args.batch < 1:
+        raise ValueError("--seeds, --budget and --batch must be positive")
     marks = [m * R for m in range(10, int(args.budget) + 1, 10)] or [args.budget * R]
+    grid = np.linspace(0, args.budget * R, 301)[1:]
     print(
         f"median regret [quartiles] over {args.seeds} seeds vs total resource "
         f"(R = {R} epochs, eta = 3, {args.batch} workers)"
     )
     print("| method | " + " | ".join(f"{int(m // R)}R" for m in marks) + " | time/run |")
     print("|---|" + "---|" * (len(marks) + 1))
+    plotted: dict[str, np.ndarray] = {}
     for method in methods:
         start = time.perf_counter()
-        curves = [run(method, seed, args.budget * R, args.batch) for seed in range(args.seeds)]
+        curves = [
+            curve_of(method, seed, args.budget * R, args.batch, args.resume_promoted)
+            for seed in range(args.seeds)
+        ]
         elapsed = (time.perf_counter() - start) / args.seeds
+        plotted[method] = np.array([on_grid(c, grid) for c in curves])
         cells = []
         for mark in marks:
             values = np.array([regret_at(c, mark) for c in curves])
             q1, q2, q3 = np.quantile(values, [0.25, 0.5, 0.75])
             cells.append(f"{q2:.3g} [{q1:.2g}, {q3:.2g}]")
         print(f"| {method} | " + " | ".join(cells) + f" | {elapsed:.1f} s |", flush=True)
+    if args.out is not None:
+        from katib.bench.plots import plot_anytime
+
+        kinds = {m: "peer" if m in multifidelity_peers.PEERS else "katib" for m in methods}
+        plot_anytime(
+            args.out,
+            grid / R,
+            plotted,
+            kinds,
+            xlabel=f"resource spent (units of R = {R} epochs)",
+            title=f"synthetic learning curve, {args.batch} workers, {args.seeds} seeds "
+            "(median, quartile band)",
+        )
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -2,6 +2,8 @@
 
 * :func:`plot_convergence` — one panel per problem: median best-so-far regret against trials with
   the inter-quartile band, log scale (regrets below ``floor`` are drawn at ``floor``);
+* :func:`plot_anytime` — one panel: median best-so-far regret against resource spent, with the
+  inter-quartile band (the multi-fidelity benchmark);
 * :func:`plot_latency` — median suggestion latency against the history size of the call.
 """
 
@@ -79,6 +81,44 @@ def plot_convergence(
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 6), 1, 0.97 if title else 1))
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    logger.info("wrote %s", path)
+
+
+def plot_anytime(
+    path: Path,
+    grid: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    kinds: Mapping[str, str],
+    xlabel: str = "resource spent",
+    title: str = "",
+) -> None:
+    """Anytime regret: ``curves[name]`` is ``(seeds, len(grid))``, NaN before the first result."""
+    plt = _pyplot()
+    names = list(curves)
+    colours, styles = _colours(names), _styles(names, kinds)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name in names:
+        regret = np.asarray(curves[name], dtype=float)
+        seen = np.isfinite(regret).sum(axis=0) * 2 > regret.shape[0]  # most seeds have a result
+        if not seen.any():
+            continue
+        with np.errstate(all="ignore"):
+            q25, med, q75 = np.nanpercentile(
+                np.maximum(regret[:, seen], FLOOR), [25, 50, 75], axis=0
+            )
+        x = grid[seen]
+        ax.plot(x, med, styles[name], color=colours[name], label=name, lw=1.6)
+        ax.fill_between(x, q25, q75, color=colours[name], alpha=0.12, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("regret of the incumbent (best so far)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     logger.info("wrote %s", path)
 
