@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -30,7 +29,7 @@ from katib.controller.spec import Experiment
 from katib.controller.trials import TrialRecord
 from katib.earlystopping.client import EarlyStoppingClient
 from katib.earlystopping.rules import Rule, RuleSet
-from katib.suggestion.client import FIRST_BACKOFF, MAX_BACKOFF, RETRY_SECONDS
+from katib.suggestion.client import retry
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,21 +107,13 @@ class EarlyStopping:
         self.client.close()
 
     def _retrying(self, call: Callable[[], T]) -> T:
-        """``call()``, again after ``Unavailable`` with exponential back-off while the total
-        wait stays within ``RETRY_SECONDS`` and the run is not cancelled."""
-        delay, waited = FIRST_BACKOFF, 0.0
-        while True:
-            try:
-                return call()
-            except Unavailable as exc:
-                if waited + delay > RETRY_SECONDS or self.cancelled():
-                    raise
-                logger.warning("early stopping: %s; retrying in %.1f s", exc, delay)
-                end = time.monotonic() + delay
-                while not self.cancelled() and (left := end - time.monotonic()) > 0:
-                    time.sleep(min(left, 0.1))
-                waited += delay
-                delay = min(delay * 2, MAX_BACKOFF)
+        """``call()``, again after ``Unavailable`` (see :func:`katib.suggestion.client.retry`)."""
+        return retry(
+            call,
+            lambda exc: isinstance(exc, Unavailable),
+            lambda exc: f"early stopping: {exc}",
+            self.cancelled,
+        )
 
 
 def _check(spec: Experiment, index: int, rule: Rule) -> None:

@@ -78,6 +78,32 @@ def _wait(seconds: float, cancelled: Callable[[], bool]) -> None:
         time.sleep(min(0.05, left))
 
 
+def retry(
+    call: Callable[[], Reply],
+    transient: Callable[[Exception], bool],
+    describe: Callable[[Exception], str],
+    cancelled: Callable[[], bool] = _never,
+) -> Reply:
+    """``call()``, again after an error that ``transient`` accepts, with exponential back-off.
+
+    Waits :data:`FIRST_BACKOFF` s, doubling up to :data:`MAX_BACKOFF` s, while the total wait
+    stays within :data:`RETRY_SECONDS` and ``cancelled()`` is false; then the last error is
+    raised. ``describe`` words an error for the log. Every client of the controller's services
+    retries through this one loop.
+    """
+    delay, waited = FIRST_BACKOFF, 0.0
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not transient(exc) or waited + delay > RETRY_SECONDS or cancelled():
+                raise
+            logger.warning("%s; retrying in %.1f s", describe(exc), delay)
+            _wait(delay, cancelled)
+            waited += delay
+            delay = min(delay * 2, MAX_BACKOFF)
+
+
 def call_with_retry(
     method: Callable[..., Reply],
     request: object,
@@ -85,25 +111,24 @@ def call_with_retry(
     cancelled: Callable[[], bool] = _never,
     deadline: float = DEADLINE_SECONDS,
 ) -> Reply:
-    """Call a unary gRPC ``method``; retry :data:`TRANSIENT` errors with exponential back-off.
+    """Call a unary gRPC ``method``; :func:`retry` it on :data:`TRANSIENT` status codes.
 
-    Waits :data:`FIRST_BACKOFF` s, doubling up to :data:`MAX_BACKOFF` s, while the total wait
-    stays within :data:`RETRY_SECONDS` and ``cancelled()`` is false; then the last
-    ``grpc.RpcError`` is raised. ``what`` names the service in the log.
+    ``what`` names the service in the log.
     """
-    delay, waited = FIRST_BACKOFF, 0.0
-    while True:
-        try:
-            return method(request, timeout=deadline, wait_for_ready=True)
-        except grpc.RpcError as exc:
-            if exc.code() not in TRANSIENT or waited + delay > RETRY_SECONDS or cancelled():
-                raise
-            logger.warning(
-                "%s: %s: %s; retrying in %.1f s", what, exc.code().name, exc.details(), delay
-            )
-            _wait(delay, cancelled)
-            waited += delay
-            delay = min(delay * 2, MAX_BACKOFF)
+
+    def transient(exc: Exception) -> bool:
+        return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT
+
+    def describe(exc: Exception) -> str:
+        rpc = cast(grpc.RpcError, exc)  # only transient errors are described
+        return f"{what}: {rpc.code().name}: {rpc.details()}"
+
+    return retry(
+        lambda: method(request, timeout=deadline, wait_for_ready=True),
+        transient,
+        describe,
+        cancelled,
+    )
 
 
 class SuggestionClient:
