@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,32 +15,12 @@ from katib.api import api_pb2_grpc
 from katib.earlystopping.rules import SEMANTICS_KEY
 from tests.earlystopping.conftest import experiment, trial
 from tests.katib_stubs import run_with_katib_stubs
+from tests.processes import service_process
 
 
-@contextmanager
-def server_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run ``katib-earlystopping`` on a free port; yield the process and its address."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "katib.earlystopping.server", "--host", "127.0.0.1", "--port", "0",
-         *args],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        address = None
-        for line in proc.stderr:
-            match = re.search(r"listening on (\S+)", line)
-            if match:
-                address = match.group(1)
-                break
-        assert address, "server did not report its address"
-        yield proc, address
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+def server_process(*args: str) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
+    """Run ``katib.earlystopping.server`` on a free port; yield the process and its address."""
+    return service_process("katib.earlystopping.server", *args)
 
 
 def test_health_names_and_a_clean_sigterm():
@@ -54,7 +31,7 @@ def test_health_names_and_a_clean_sigterm():
                 reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+        assert proc.wait(timeout=60) == 0
         assert proc.stderr is not None
         assert "received SIGTERM, stopping" in proc.stderr.read()
 
@@ -90,7 +67,7 @@ def test_a_restarted_process_answers_the_same(db_server, report):
                 assert again == first  # cached curves give the same answer
                 replies.append(first.SerializeToString(deterministic=True))
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0
+            assert proc.wait(timeout=60) == 0
     assert replies[0] == replies[1]
     assert len(pb.GetEarlyStoppingRulesReply.FromString(replies[0]).early_stopping_rules) == 4
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import grpc
 import pytest
@@ -18,41 +15,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from tests.katib_stubs import run_with_katib_stubs
+from tests.processes import service_process
 from tests.suggestion.requests import FINITE, MIXED, assignments, experiment, request, trial
 
 
-@contextmanager
-def server_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run ``katib-suggestion`` on a free port; yield the process and its address."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "katib.suggestion.server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            *args,
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert proc.stderr is not None
-        address = None
-        for line in proc.stderr:
-            match = re.search(r"listening on (\S+)", line)
-            if match:
-                address = match.group(1)
-                break
-        assert address, "server did not report its address"
-        yield proc, address
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+def server_process(*args: str) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
+    """Run ``katib.suggestion.server`` on a free port; yield the process and its address."""
+    return service_process("katib.suggestion.server", *args)
 
 
 def test_process_serves_health_and_stops_cleanly_on_sigterm():
