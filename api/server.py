@@ -13,6 +13,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -206,6 +207,29 @@ def run(services: Sequence[ServiceSpec], host: str, port: int, max_workers: int 
     running.stop()
     logger.info("stopped")
     return 0
+
+
+def wait_serving(
+    health_stub: health_pb2_grpc.HealthStub, service: str, timeout: float, what: str
+) -> None:
+    """Block until ``service``'s health check answers SERVING; ``TimeoutError`` otherwise.
+
+    The client side of the health service above, used by every client's ``wait_ready``;
+    ``what`` names the server in the error, with the last status or error seen.
+    """
+    deadline = time.monotonic() + timeout
+    request = health_pb2.HealthCheckRequest(service=service)
+    last = "no answer"
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            reply = health_stub.Check(request, timeout=min(remaining, 5.0), wait_for_ready=True)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        except grpc.RpcError as exc:
+            last = f"{exc.code().name}: {exc.details()}"
+        time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+    raise TimeoutError(f"{what} not ready after {timeout:g} s: {last}")
 
 
 def add_server_arguments(

@@ -41,11 +41,11 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from katib.api import api_pb2, api_pb2_grpc
 from katib.api.errors import InvalidArgument, NotFound, Unavailable
-from katib.api.server import GRPC_OPTIONS
+from katib.api.server import GRPC_OPTIONS, wait_serving
 from katib.db.service import REPORT_ID_KEY, REPORT_IDS_ACK, SERVICE_NAME
 from katib.db.timestamps import (
     ZERO_TIME_US,
@@ -183,27 +183,11 @@ class DBClient:
         self._call(self._stub.DeleteObservationLog, request)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Block until the server's health check answers SERVING; ``TimeoutError`` otherwise."""
+        """Block until the server's health check answers SERVING and a read succeeds;
+        ``TimeoutError`` otherwise."""
         deadline = time.monotonic() + timeout
-        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
-        last = "no answer"
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"DB manager at {self.address} not ready after {timeout:g} s: {last}"
-                )
-            try:
-                reply = self._health.Check(
-                    request, timeout=min(remaining, 5.0), wait_for_ready=True
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    self._probe(max(deadline - time.monotonic(), 1.0))
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-            except grpc.RpcError as exc:
-                last = f"{exc.code().name}: {exc.details()}"
-            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+        wait_serving(self._health, SERVICE_NAME, timeout, f"DB manager at {self.address}")
+        self._probe(max(deadline - time.monotonic(), 1.0))
 
     def close(self) -> None:
         """Close the channel."""

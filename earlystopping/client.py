@@ -16,17 +16,16 @@ and DEADLINE_EXCEEDED -> ``Unavailable``; others are raised as the original ``gr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from katib.api import api_pb2 as pb
 from katib.api import api_pb2_grpc
 from katib.api.errors import InvalidArgument, Unavailable
-from katib.api.server import GRPC_OPTIONS
+from katib.api.server import GRPC_OPTIONS, wait_serving
 from katib.earlystopping.rules import SEMANTICS_KEY, Comparison, Rule, RuleSet, Semantics
 
 HEALTH_NAME = "manager.v1beta1.EarlyStopping"
@@ -107,23 +106,7 @@ class EarlyStoppingClient:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until health answers SERVING; ``TimeoutError`` otherwise."""
-        deadline = time.monotonic() + timeout
-        request = health_pb2.HealthCheckRequest(service=HEALTH_NAME)
-        last = "no answer"
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                reply = self._health.Check(
-                    request, timeout=min(remaining, 5.0), wait_for_ready=True
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-            except grpc.RpcError as exc:
-                last = f"{exc.code().name}: {exc.details()}"
-            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
-        raise TimeoutError(
-            f"early stopping at {self.address} not ready after {timeout:g} s: {last}"
-        )
+        wait_serving(self._health, HEALTH_NAME, timeout, f"early stopping at {self.address}")
 
     def close(self) -> None:
         """Close the channel."""
