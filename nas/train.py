@@ -36,9 +36,11 @@ def fit(
     lr: float = 0.05,
     batch_size: int = 64,
     seed: int = 0,
+    prefix: str = "",
 ) -> float:
     """SGD with momentum and a cosine schedule; prints ``Validation-Accuracy`` every epoch.
 
+    ``prefix`` goes before every metric name (``Eval-`` gives ``Eval-Validation-Accuracy``).
     Returns the best validation accuracy.
     """
     generator = torch.Generator().manual_seed(seed)
@@ -62,9 +64,9 @@ def fit(
         print(f"epoch {epoch + 1}/{epochs}: {time.perf_counter() - start:.2f}s", file=sys.stderr)
         report(
             {
-                "epoch": epoch + 1,
-                "Train-Loss": total / len(data.y_train),
-                "Validation-Accuracy": acc,
+                f"{prefix}epoch": epoch + 1,
+                f"{prefix}Train-Loss": total / len(data.y_train),
+                f"{prefix}Validation-Accuracy": acc,
             }
         )
     return best
