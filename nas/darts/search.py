@@ -18,7 +18,7 @@ epoch prints ``Validation-Accuracy`` and the current ``Best-Genotype`` in Katib'
 
 With ``--eval-epochs=N`` the best genotype is then judged as DARTS does: an
 :class:`~katib.nas.darts.network.EvalNetwork` of ``--eval-cells`` discrete cells is trained from
-scratch for ``N`` epochs on the whole training split, printing ``Eval-Validation-Accuracy``.
+scratch for ``N`` epochs on the whole training split, printing ``Eval-Accuracy`` each epoch.
 """
 
 from __future__ import annotations
@@ -232,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             s.init_channels,
             s.stem_multiplier,
         )
-        acc = fit(model, data, args.eval_epochs, s.w_lr, s.batch_size or 64, args.seed, "Eval-")
+        # Names that a "Validation-Accuracy" metrics filter does not also match.
+        names = ("Eval-Epoch", "Eval-Loss", "Eval-Accuracy")
+        acc = fit(model, data, args.eval_epochs, s.w_lr, s.batch_size or 64, args.seed, names)
     return 0 if math.isfinite(acc) else 1
 
 

@@ -213,5 +213,6 @@ def test_search_program_evaluates_the_genotype_in_its_own_network(
     out = capsys.readouterr().out
     assert code == 0
     assert "Best-Genotype=Genotype(" in out and "none" not in out.split("Best-Genotype=")[-1]
-    assert "Eval-epoch=1" in out and "Eval-Validation-Accuracy=" in out
+    assert "Eval-Epoch=1" in out and "Eval-Accuracy=" in out
+    assert out.count("Validation-Accuracy=") == 1  # the search's only; eval names differ
     assert main(["--search-space=['skip_connection']", "--eval-epochs=-1"]) == 2
