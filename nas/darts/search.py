@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algorithm-settings", default="{}")
     p.add_argument("--search-space", required=True)
     p.add_argument("--num-layers", default="1")
-    p.add_argument("--dataset", default="digits", help="digits or cifar10:/path")
+    p.add_argument("--dataset", default="digits", help="digits, digits-hard or cifar10:/path")
     p.add_argument("--limit", type=int, default=None, help="CIFAR-10 training images")
     p.add_argument("--order", type=int, choices=(1, 2), default=1)
     p.add_argument("--seed", type=int, default=0)
