@@ -4,14 +4,18 @@
 architectures sampled by an untrained controller against those sampled after ``--rounds``
 REINFORCE batches on evaluated architectures (the same functions the ``enas`` service replays).
 
-``python -m katib.nas.bench darts --seeds 3``: a first-order DARTS search, then the derived
-genotype and a random genotype of the same size are each retrained from scratch with the same
-budget; prints both accuracies and the epoch times.
+``python -m katib.nas.bench darts --seeds 5 [--order 2]``: per seed, a DARTS search on
+``digits-hard`` (the seed's split), then the derived genotype and a random genotype of the same
+size are each trained from scratch in the same :class:`EvalNetwork` (``--eval-cells`` cells,
+``--eval-epochs`` epochs, same initial seed); prints both accuracies, a paired t-test over the
+seeds and the epoch times.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import time
 from typing import Any
@@ -20,9 +24,10 @@ import torch
 
 from katib.nas.config import NasConfig, Operation, OpParameter
 from katib.nas.darts.algorithm import DARTSSettings
-from katib.nas.darts.model import SearchNetwork, random_genotype
+from katib.nas.darts.model import SearchNetwork, random_genotype, search_primitives
+from katib.nas.darts.network import EvalNetwork
 from katib.nas.darts.search import search
-from katib.nas.data import ImageData, digits
+from katib.nas.data import ImageData, digits, load
 from katib.nas.enas.child import ChildNetwork
 from katib.nas.enas.controller import Controller, ControllerConfig, ReinforceConfig, reinforce_step
 from katib.nas.train import accuracy, fit
@@ -69,9 +74,6 @@ def evaluate(arc: list[list[int]], data: ImageData, epochs: int, seed: int) -> f
 
 
 def _quiet_fit(model: Any, data: ImageData, epochs: int, seed: int) -> None:
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         fit(model, data, epochs, seed=seed)
 
@@ -111,8 +113,10 @@ def enas(seeds: int, rounds: int, batch: int, epochs: int) -> None:
     )
 
 
-def darts(seeds: int, epochs: int, retrain: int) -> None:
-    """Derived vs random genotype after the same retraining."""
+def darts(
+    seeds: int, epochs: int, eval_epochs: int, eval_cells: int, order: int, dataset: str
+) -> None:
+    """Derived vs random genotype, each trained from scratch in the same evaluation network."""
     prims = [
         "separable_convolution_3x3",
         "dilated_convolution_3x3",
@@ -120,7 +124,6 @@ def darts(seeds: int, epochs: int, retrain: int) -> None:
         "avg_pooling_3x3",
         "skip_connection",
     ]
-    data = digits(0)
     s = DARTSSettings(
         num_epochs=epochs,
         batch_size=64,
@@ -131,28 +134,63 @@ def darts(seeds: int, epochs: int, retrain: int) -> None:
         stem_multiplier=2,
         print_step=10_000,
     )
-    shape = dict(num_layers=3, init_channels=8, num_nodes=2, stem_multiplier=2)
+    print(
+        f"DARTS order {order} on {dataset}: search 3 cells x {epochs} epochs; evaluation network "
+        f"{eval_cells} cells x {eval_epochs} epochs; primitives {prims} + none",
+        flush=True,
+    )
+    rows: list[tuple[float, float]] = []
+    search_times: list[float] = []
+    eval_times: list[float] = []
     for seed in range(seeds):
+        data = load(dataset, seed)
         torch.manual_seed(seed)
-        net = SearchNetwork(prims, 1, 10, **shape)  # type: ignore[arg-type]
+        net = SearchNetwork(search_primitives(prims), data.x_train.shape[1], 10, 3, 8, 2, 2)
         start = time.perf_counter()
-        genotype, _ = search(net, data, s, order=1, seed=seed, print_fn=lambda _: None)
-        per_epoch = (time.perf_counter() - start) / epochs
+        with contextlib.redirect_stderr(io.StringIO()):
+            search(net, data, s, order=order, seed=seed, print_fn=lambda _: None)
+        search_times.append((time.perf_counter() - start) / epochs)
+        # The final alpha's genotype: chosen on the training split only, never on x_valid.
+        derived = net.genotype()
         scores = {}
         for label, g in (
-            ("derived", genotype),
+            ("derived", derived),
             ("random", random_genotype(prims, 2, torch.Generator().manual_seed(seed))),
         ):
             torch.manual_seed(seed)
-            fixed = SearchNetwork(prims, 1, 10, **shape)  # type: ignore[arg-type]
-            fixed.fix(g)
-            _quiet_fit(fixed, data, retrain, seed)
-            scores[label] = accuracy(fixed, data.x_valid, data.y_valid)
+            model = EvalNetwork(g, data.x_train.shape[1], 10, eval_cells, 8, 2)
+            start = time.perf_counter()
+            _quiet_fit(model, data, eval_epochs, seed)
+            eval_times.append((time.perf_counter() - start) / eval_epochs)
+            scores[label] = accuracy(model, data.x_valid, data.y_valid)
+        rows.append((scores["derived"], scores["random"]))
         print(
-            f"seed {seed}: search epoch {per_epoch:.1f}s; retrained {retrain} epochs: "
-            f"derived {scores['derived']:.3f}, random {scores['random']:.3f}; {genotype}",
+            f"seed {seed}: derived {scores['derived']:.3f}, random {scores['random']:.3f}; "
+            f"search epoch {search_times[-1]:.1f}s; {derived}",
             flush=True,
         )
+    derived_acc, random_acc = [r[0] for r in rows], [r[1] for r in rows]
+    diffs = [d - r for d, r in rows]
+    line = (
+        f"derived {statistics.mean(derived_acc):.3f} ± {_sd(derived_acc):.3f}, "
+        f"random {statistics.mean(random_acc):.3f} ± {_sd(random_acc):.3f}, "
+        f"difference {statistics.mean(diffs):+.3f} (derived better in "
+        f"{sum(d > 0 for d in diffs)}/{len(diffs)} seeds)"
+    )
+    if len(rows) >= 2 and _sd(diffs) > 0:
+        from scipy.stats import ttest_rel
+
+        test = ttest_rel(derived_acc, random_acc)
+        line += f"; paired t-test t={float(test.statistic):.2f}, p={float(test.pvalue):.3f}"
+    print(line)
+    print(
+        f"search epoch {statistics.median(search_times):.1f}s, evaluation-network epoch "
+        f"{statistics.median(eval_times):.2f}s (medians, one thread)"
+    )
+
+
+def _sd(xs: list[float]) -> float:
+    return statistics.stdev(xs) if len(xs) >= 2 else 0.0
 
 
 def main() -> None:
@@ -163,13 +201,16 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--retrain", type=int, default=4)
+    p.add_argument("--eval-epochs", type=int, default=10, help="DARTS evaluation training")
+    p.add_argument("--eval-cells", type=int, default=5, help="DARTS evaluation network depth")
+    p.add_argument("--order", type=int, choices=(1, 2), default=1, help="DARTS search order")
+    p.add_argument("--dataset", default="digits-hard", help="DARTS data (see katib.nas.data)")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.which == "enas":
         enas(args.seeds, args.rounds, args.batch, args.epochs)
     else:
-        darts(args.seeds, args.epochs, args.retrain)
+        darts(args.seeds, args.epochs, args.eval_epochs, args.eval_cells, args.order, args.dataset)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,11 @@ def fit(
     lr: float = 0.05,
     batch_size: int = 64,
     seed: int = 0,
+    names: tuple[str, str, str] = ("epoch", "Train-Loss", "Validation-Accuracy"),
 ) -> float:
     """SGD with momentum and a cosine schedule; prints ``Validation-Accuracy`` every epoch.
 
+    ``names`` are the printed names of the epoch, the training loss and the accuracy.
     Returns the best validation accuracy.
     """
     generator = torch.Generator().manual_seed(seed)
@@ -62,9 +64,9 @@ def fit(
         print(f"epoch {epoch + 1}/{epochs}: {time.perf_counter() - start:.2f}s", file=sys.stderr)
         report(
             {
-                "epoch": epoch + 1,
-                "Train-Loss": total / len(data.y_train),
-                "Validation-Accuracy": acc,
+                names[0]: epoch + 1,
+                names[1]: total / len(data.y_train),
+                names[2]: acc,
             }
         )
     return best

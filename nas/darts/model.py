@@ -43,8 +43,31 @@ def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, affine=False)
 
 
+#: The zero operation: searched (its weight competes in the softmax, DARTS §2.2), never derived.
+NONE = "none"
+
+
+class Zero(nn.Module):
+    """The ``none`` primitive: zeros of the output's shape (stride 2 halves the spatial size)."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, c, h, w) -> (n, c, ceil(h/stride), ceil(w/stride))`` of zeros."""
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+def search_primitives(primitives: Sequence[str]) -> list[str]:
+    """The primitives a search mixes: the given ones plus ``none`` last (as Katib's trial does)."""
+    return [*(p for p in primitives if p != NONE), NONE]
+
+
 def make_op(name: str, c: int, stride: int) -> nn.Module:
-    """One primitive by Katib's name: ``skip_connection`` or ``<type>_<k>x<k>``."""
+    """One primitive by Katib's name: ``none``, ``skip_connection`` or ``<type>_<k>x<k>``."""
+    if name == NONE:
+        return Zero(stride)
     if name == "skip_connection":
         return nn.Identity() if stride == 1 else FactorizedReduce(c, c)
     match = re.fullmatch(r"([a-z_]+)_(\d+)x\2", name)
@@ -85,18 +108,35 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([a, b[:, :, : a.shape[2], : a.shape[3]]], dim=1))
 
 
+def preprocess(c_pp: int, c_p: int, c: int, reduction_prev: bool) -> tuple[nn.Module, nn.Module]:
+    """A cell's input adapters: both previous outputs to ``c`` channels at this cell's size.
+
+    When the previous cell reduced, the one before it is twice as large and is reduced too.
+    """
+    pre0: nn.Module = (
+        FactorizedReduce(c_pp, c)
+        if reduction_prev
+        else nn.Sequential(nn.ReLU(), nn.Conv2d(c_pp, c, 1, bias=False), _bn(c))
+    )
+    return pre0, nn.Sequential(nn.ReLU(), nn.Conv2d(c_p, c, 1, bias=False), _bn(c))
+
+
 class MixedOp(nn.Module):
-    """``sum_k w_k op_k(x)`` over the primitives; ops with weight exactly 0 are skipped."""
+    """``sum_k w_k op_k(x)`` over the primitives; ops with weight exactly 0 are skipped.
+
+    ``none`` adds nothing and is not computed: its weight still takes its share of the softmax,
+    so alpha's gradient reaches it through the normalisation.
+    """
 
     def __init__(self, primitives: Sequence[str], c: int, stride: int) -> None:
         super().__init__()
         self.ops = nn.ModuleList(make_op(p, c, stride) for p in primitives)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor | None:
-        """``weights`` has shape ``(n_ops,)``; ``None`` when every weight is a constant 0."""
+        """``weights`` has shape ``(n_ops,)``; ``None`` when every used weight is a constant 0."""
         out: torch.Tensor | None = None
         for w, op in zip(weights, self.ops, strict=True):
-            if not w.requires_grad and float(w) == 0.0:
+            if isinstance(op, Zero) or (not w.requires_grad and float(w) == 0.0):
                 continue
             term = w * op(x)
             out = term if out is None else out + term
@@ -119,13 +159,7 @@ class Cell(nn.Module):
         super().__init__()
         self.reduction = reduction
         self.num_nodes = num_nodes
-        pre0: nn.Module = (
-            FactorizedReduce(c_pp, c)
-            if reduction_prev
-            else nn.Sequential(nn.ReLU(), nn.Conv2d(c_pp, c, 1, bias=False), _bn(c))
-        )
-        self.pre0 = pre0
-        self.pre1 = nn.Sequential(nn.ReLU(), nn.Conv2d(c_p, c, 1, bias=False), _bn(c))
+        self.pre0, self.pre1 = preprocess(c_pp, c_p, c, reduction_prev)
         self.edges = nn.ModuleList()
         for i in range(num_nodes):
             for j in range(2 + i):
@@ -237,7 +271,7 @@ def derive(
 
     ``weights``: ``(n_edges, n_ops)`` softmax(alpha); ops named ``none`` never win.
     """
-    usable = torch.tensor([p != "none" for p in primitives])
+    usable = torch.tensor([p != NONE for p in primitives])
     w = weights.detach().masked_fill(~usable, -1.0)
     nodes = []
     e = 0
@@ -266,14 +300,15 @@ def genotype_weights(
 def random_genotype(
     primitives: Sequence[str], num_nodes: int, generator: torch.Generator
 ) -> Genotype:
-    """A genotype of the same size with uniformly random edges and ops."""
+    """A genotype of the same size with uniformly random edges and ops (never ``none``)."""
+    usable = [p for p in primitives if p != NONE]
 
     def cell() -> list[list[tuple[str, int]]]:
         nodes = []
         for i in range(num_nodes):
             inputs = sorted(torch.randperm(2 + i, generator=generator)[:2].tolist())
-            ops = torch.randint(len(primitives), (len(inputs),), generator=generator).tolist()
-            nodes.append([(primitives[k], int(j)) for k, j in zip(ops, inputs, strict=True)])
+            ops = torch.randint(len(usable), (len(inputs),), generator=generator).tolist()
+            nodes.append([(usable[k], int(j)) for k, j in zip(ops, inputs, strict=True)])
         return nodes
 
     concat = range(2, 2 + num_nodes)

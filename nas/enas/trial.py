@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--architecture", required=True, help="Katib's architecture JSON")
     parser.add_argument("--nn_config", required=True, help="Katib's nn_config JSON")
     parser.add_argument("--num_epochs", type=int, default=3)
-    parser.add_argument("--dataset", default="digits", help="digits or cifar10:/path")
+    parser.add_argument("--dataset", default="digits", help="digits, digits-hard or cifar10:/path")
     parser.add_argument("--limit", type=int, default=None, help="CIFAR-10 training images")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--batch_size", type=int, default=64)
