@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import urllib3
 
-from katib.controller.kube.resources import Resource
+from katib.controller.kube.resources import PODS, Resource
 
 if TYPE_CHECKING:
     import kubernetes.client
@@ -336,7 +336,10 @@ class KubeApi:
         whether there is anything to write. On :class:`Conflict` the object is read again and
         ``mutate`` runs again, up to ``attempts`` times. Returns the object as written (or as
         read when nothing changed), ``None`` if it no longer exists."""
-        for attempt in range(attempts):
+        if attempts < 1:
+            raise ValueError(f"attempts: must be at least 1, got {attempts}")
+        attempt = 0
+        while True:
             obj = self.get(res, namespace, name)
             if obj is None:
                 return None
@@ -347,11 +350,11 @@ class KubeApi:
             except NotFound:
                 return None
             except Conflict:
-                if attempt == attempts - 1:
+                attempt += 1
+                if attempt == attempts:
                     raise
                 log.debug("status of %s %s/%s changed underneath; retrying", res, namespace, name)
                 time.sleep(self.retry.delay(attempt) / 10)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def watch(
         self,
@@ -385,8 +388,6 @@ class KubeApi:
         self, namespace: str, name: str, *, container: str | None = None, follow: bool = False
     ) -> Iterator[bytes]:
         """The pod's log as it arrives (until the container ends when ``follow``)."""
-        from katib.controller.kube.resources import PODS
-
         query = _query(container=container, follow="true" if follow else None)
         timeout = (CONNECT_TIMEOUT, None if follow else self.request_timeout)
         path = self.path(PODS, namespace, name, "log")

@@ -284,3 +284,31 @@ def test_an_operator_crash_exits_1(server: FakeApiServer) -> None:
     assert not thread.is_alive()
     assert result == [1]
     assert not ctl.alive()
+
+
+def test_flags_become_the_operator_config() -> None:
+    pytest.importorskip("katib.controller.kube.config")  # the operator's (branch kop)
+    from katib.controller.kube.main import operator_config
+
+    args = build_parser().parse_args(
+        [
+            "--namespace",
+            "kubeflow",
+            "--algorithm-address",
+            "tpe=tpe.svc:6789",
+            "--algorithm-address",
+            "cmaes=cma.svc:6789",
+            "--db-manager-address",
+            "db.svc:6789",
+            "--workers",
+            "8",
+        ]
+    )
+    config = operator_config(args)
+    assert config.namespace == "kubeflow"
+    assert dict(config.algorithm_addresses) == {"tpe": "tpe.svc:6789", "cmaes": "cma.svc:6789"}
+    assert config.db_address == "db.svc:6789"
+    assert config.workers == 8
+    defaults = operator_config(build_parser().parse_args([]))
+    assert defaults.namespace is None
+    assert defaults.suggestion_address == "katib-suggestion.katib-system:6789"
