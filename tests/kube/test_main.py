@@ -312,3 +312,27 @@ def test_flags_become_the_operator_config() -> None:
     defaults = operator_config(build_parser().parse_args([]))
     assert defaults.namespace is None
     assert defaults.suggestion_address == "katib-suggestion.katib-system:6789"
+
+
+def test_a_standby_stops_cleanly_without_ever_acting(server: FakeApiServer) -> None:
+    leader, leader_operator = controller(server, "--identity", "leader")
+    standby, standby_operator = controller(server, "--identity", "standby")
+    leader_thread, leader_result = run_in_thread(leader.run)
+    try:
+        wait_for(leader_operator.has_synced)
+        standby_thread, standby_result = run_in_thread(standby.run)
+        assert standby.elector is not None
+        wait_for(standby.elector.in_contact)
+        from katib.controller.kube.main import readiness
+
+        assert readiness(standby_operator, standby.elector)  # a ready standby
+        standby.stop.set()
+        standby_thread.join(30)
+        assert standby_result == [0]
+        assert state(server, "standby") is None
+        assert holder(server) == "leader"
+    finally:
+        leader.stop.set()
+        leader_thread.join(30)
+    assert leader_result == [0]
+    assert holder(server) == ""
