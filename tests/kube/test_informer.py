@@ -3,6 +3,7 @@ stream ends, breaks or fails, relist on 410 Gone with the difference reported as
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -392,3 +393,32 @@ def test_informer_with_a_label_selector_on_the_fake() -> None:
             stop.set()
             thread.join(10)
         assert not thread.is_alive()
+
+
+def test_an_outage_is_retried_with_back_off_and_stop_is_prompt() -> None:
+    attempts: list[float] = []
+
+    def answer(request: Request) -> Reply:
+        attempts.append(time.monotonic())
+        return Reply(503, status_body(503, "ServiceUnavailable"))
+
+    with LoopbackServer(answer) as server:
+        informer = Informer(
+            KubeApi(server.api_client()),
+            TRIALS,
+            backoff_base=0.05,
+            backoff_cap=0.2,
+            rng=random.Random(3),
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=informer.run, args=(stop,))
+        thread.start()
+        wait_for(lambda: len(attempts) >= 5)
+        stopped = time.monotonic()
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert time.monotonic() - stopped < 5  # not held by the API layer's own retries
+    assert not informer.has_synced()
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert all(gap >= 0.02 for gap in gaps[:4])  # the informer waits between attempts
