@@ -79,7 +79,7 @@ def test_expand_follows_kubernetes_rules() -> None:
 
 
 def test_a_job_that_succeeds(cluster: tuple[FakeApiServer, KubeApi, Path]) -> None:
-    server, api, _ = cluster
+    _, api, _ = cluster
     code = "import os; print('hello', os.environ['GREETING'], os.environ['POD'], os.getcwd())"
     made = api.create(
         JOBS,
