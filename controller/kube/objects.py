@@ -206,7 +206,7 @@ def trial_record(
         completion_time=parse_time(status.get("completionTime")),
         observation=read_observation(status),
         stop_rules=None if rules is None else read_rules(rules),
-        stop_semantics=_semantics(trial),
+        stop_semantics=_semantics(trial) if rules is not None else Semantics.ANY,
     )
 
 
@@ -312,7 +312,7 @@ class SuggestionView:
     """What the Suggestion of an experiment holds."""
 
     assigned: tuple[Assigned, ...] = ()
-    state: rec.SuggestionState = rec.SuggestionState()
+    state: rec.SuggestionState = field(default_factory=rec.SuggestionState)
     overlay: Mapping[str, str] = field(default_factory=dict)
     #: Whether the service accepted the algorithm settings (ValidateAlgorithmSettings).
     validated: bool = False

@@ -49,8 +49,14 @@ from katib.controller.kube import render
 from katib.controller.kube.api import AlreadyExists, KubeApi
 from katib.controller.kube.conditions import run_outcome
 from katib.controller.kube.config import OperatorConfig
-from katib.controller.kube.resources import EVENTS, EXPERIMENTS, SUGGESTIONS, TRIALS, Resource
-from katib.controller.kube.resources import resource_for
+from katib.controller.kube.resources import (
+    EVENTS,
+    EXPERIMENTS,
+    SUGGESTIONS,
+    TRIALS,
+    Resource,
+    resource_for,
+)
 from katib.controller.replies import check_reply, resource_parameter
 from katib.controller.services import ObservationLog, Suggestions
 from katib.controller.spec import CollectorKind, Experiment
@@ -203,9 +209,10 @@ class Reconciler:
             return None
         if not (exp.get("status") or {}).get("conditions"):
             stamp = self.clock()
-            exp = self._write_experiment(
-                exp, lambda status: ob.experiment_created(status, stamp)
-            ) or exp
+            exp = (
+                self._write_experiment(exp, lambda status: ob.experiment_created(status, stamp))
+                or exp
+            )
             self.event(exp, "Normal", rec.Reason.CREATED, f"Experiment {name} is created")
         condition, reason, _ = ob.experiment_condition(exp)
         suggestion = self._suggestion(exp, spec)
@@ -218,9 +225,10 @@ class Reconciler:
                 self._stop_trials(spec, existing, records, condition)
                 return None
             stamp = self.clock()
-            exp = self._write_experiment(
-                exp, lambda status: ob.experiment_restarting(status, stamp)
-            ) or exp
+            exp = (
+                self._write_experiment(exp, lambda status: ob.experiment_restarting(status, stamp))
+                or exp
+            )
             self.event(exp, "Normal", rec.Reason.RESTARTING, "Experiment is restarting")
         state = replace(view.state, waiting_at=self._waiting.get(uid))
         while True:
@@ -258,7 +266,9 @@ class Reconciler:
         stamp = self.clock()
         self._write_experiment(exp, lambda status: ob.experiment_failed(status, message, stamp))
         self.event(exp, "Warning", "ExperimentInvalid", message)
-        logger.warning("%s/%s: %s", exp["metadata"].get("namespace"), exp["metadata"]["name"], message)
+        logger.warning(
+            "%s/%s: %s", exp["metadata"].get("namespace"), exp["metadata"]["name"], message
+        )
 
     def _write_experiment(
         self, exp: Mapping[str, Any], change: Callable[[dict[str, Any]], dict[str, Any]]
@@ -473,23 +483,27 @@ class Reconciler:
         res = _run_resource(spec.get("runSpec") or {})
         if res is None:
             self._mark(
-                trial, TrialCondition.FAILED, "TrialFailed", "spec.runSpec: no apiVersion/kind",
+                trial,
+                TrialCondition.FAILED,
+                "TrialFailed",
+                "spec.runSpec: no apiVersion/kind",
                 self.clock(),
             )
             return None
         run = self.reads.run_object(res, namespace, name)
         if kind.completed:
-            if run is not None and not spec.get("retainRun"):
-                if not (run.get("metadata") or {}).get("deletionTimestamp"):
-                    self.api.delete(res, namespace, name, propagation="Foreground")
+            going = run is None or (run.get("metadata") or {}).get("deletionTimestamp")
+            if not going and not spec.get("retainRun"):
+                self.api.delete(res, namespace, name, propagation="Foreground")
             return None
         if run is None:
             return self._start(trial, res, kind)
         outcome = _outcome(trial, run)
         if outcome is None:
             if kind is not TrialCondition.RUNNING:
-                self._mark(trial, TrialCondition.RUNNING, "TrialRunning", "Trial is running",
-                           self.clock())
+                self._mark(
+                    trial, TrialCondition.RUNNING, "TrialRunning", "Trial is running", self.clock()
+                )
             return RUN_POLL_SECONDS if res.plural != "jobs" else None
         return self._finish(trial, run, res, outcome)
 
@@ -500,8 +514,13 @@ class Reconciler:
         if kind is TrialCondition.RUNNING:
             # The run object went away while the trial ran (deleted by hand, or never seen
             # because it was deleted before this controller started): the trial failed.
-            self._mark(trial, TrialCondition.FAILED, "TrialFailed",
-                       f"the trial's {res.kind} {name} was deleted while it ran", stamp)
+            self._mark(
+                trial,
+                TrialCondition.FAILED,
+                "TrialFailed",
+                f"the trial's {res.kind} {name} was deleted while it ran",
+                stamp,
+            )
             return None
         try:
             body = render.run_object(
@@ -510,8 +529,13 @@ class Reconciler:
                 collector_command=self.config.collector_command,
             )
         except render.RenderError as exc:
-            self._mark(trial, TrialCondition.FAILED, "TrialFailed",
-                       f"cannot render the trial: {exc}", stamp)
+            self._mark(
+                trial,
+                TrialCondition.FAILED,
+                "TrialFailed",
+                f"cannot render the trial: {exc}",
+                stamp,
+            )
             return None
         try:
             self.api.create(res, namespace, body)
@@ -533,8 +557,14 @@ class Reconciler:
         observation = summary.observation()
         stamp = self.clock()
         if _early_stopped(self.api, trial, run):
-            self._mark(trial, TrialCondition.EARLY_STOPPED, "TrialEarlyStopped",
-                       "Trial is early stopped", stamp, observation)
+            self._mark(
+                trial,
+                TrialCondition.EARLY_STOPPED,
+                "TrialEarlyStopped",
+                "Trial is early stopped",
+                stamp,
+                observation,
+            )
             return None
         if not outcome.succeeded:
             message = "Trial has failed"
@@ -553,9 +583,14 @@ class Reconciler:
             if value is None:
                 db.report(name, [missing])
                 summary.add([missing])
-            self._mark(trial, TrialCondition.METRICS_UNAVAILABLE, "MetricsUnavailable",
-                       f"Metric {objective.objective_metric_name!r} was not reported", stamp,
-                       summary.observation())
+            self._mark(
+                trial,
+                TrialCondition.METRICS_UNAVAILABLE,
+                "MetricsUnavailable",
+                f"Metric {objective.objective_metric_name!r} was not reported",
+                stamp,
+                summary.observation(),
+            )
             return None
         self._awaiting_metrics.pop(uid, None)
         message = "Trial has succeeded"
@@ -582,8 +617,9 @@ class Reconciler:
                 return False
             status = obj.get("status") or {}
             if not status.get("conditions"):
-                status = ob.mark_trial(status, TrialCondition.CREATED, "TrialCreated",
-                                       "Trial is created", stamp)
+                status = ob.mark_trial(
+                    status, TrialCondition.CREATED, "TrialCreated", "Trial is created", stamp
+                )
             obj["status"] = ob.mark_trial(status, kind, reason, message, stamp, observation)
             changed.append(True)
             return True
@@ -626,14 +662,16 @@ class Reconciler:
         }
         try:
             self.api.create(EVENTS, namespace, body)
-        except Exception as exc:  # noqa: BLE001 - events are advisory
+        except Exception as exc:
             logger.debug("event %s for %s not recorded: %s", reason, meta.get("name"), exc)
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _records(view: ob.SuggestionView, existing: Mapping[str, Mapping[str, Any]]) -> list[TrialRecord]:
+def _records(
+    view: ob.SuggestionView, existing: Mapping[str, Mapping[str, Any]]
+) -> list[TrialRecord]:
     """Trial records in creation order: the Suggestion's assignments (a Trial's own record
     where it exists), then Trials the Suggestion does not list, oldest first."""
     records = []
@@ -654,9 +692,7 @@ def _records(view: ob.SuggestionView, existing: Mapping[str, Mapping[str, Any]])
     return records
 
 
-def _launch_view(
-    records: Sequence[TrialRecord], existing: Mapping[str, Any]
-) -> list[TrialRecord]:
+def _launch_view(records: Sequence[TrialRecord], existing: Mapping[str, Any]) -> list[TrialRecord]:
     """The records as the decision must see them: a Trial that exists has been started."""
     return [
         replace(r, condition=TrialCondition.RUNNING)
