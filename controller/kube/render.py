@@ -299,7 +299,6 @@ def trial_object(
 
 #: Trial annotation naming how its ``earlyStoppingRules`` are evaluated (our extension).
 SEMANTICS_ANNOTATION = "katib.kubeflow.org/early-stopping-semantics"
-_COMPARISONS = {"EQUAL": "EQUAL", "LESS": "LESS", "GREATER": "GREATER"}
 
 
 def rule_dict(rule: Rule) -> dict[str, Any]:
@@ -314,13 +313,24 @@ def rule_dict(rule: Rule) -> dict[str, Any]:
 
 def rules_from_trial(trial: Mapping[str, Any]) -> RuleSet:
     """The rules a Trial CR carries (``spec.earlyStoppingRules`` + the semantics annotation)."""
+    spec = trial.get("spec") or {}
+    annotations = (trial.get("metadata") or {}).get("annotations") or {}
+    return parse_rules(
+        spec.get("earlyStoppingRules") or [],
+        annotations.get(SEMANTICS_ANNOTATION, Semantics.KATIB.value),
+        "spec.earlyStoppingRules",
+        f"metadata.annotations[{SEMANTICS_ANNOTATION}]",
+    )
+
+
+def parse_rules(items: Any, semantics: Any, where: str, semantics_where: str) -> RuleSet:
+    """Rules written as :func:`rule_dict` does; :class:`RenderError` naming the bad field."""
     from katib.earlystopping.rules import Comparison
 
-    spec = trial.get("spec") or {}
-    items = spec.get("earlyStoppingRules") or []
+    if not isinstance(items, list):
+        raise RenderError(where, "must be a list of rules")
     rules = []
     for i, item in enumerate(items):
-        at = f"spec.earlyStoppingRules[{i}]"
         try:
             rules.append(
                 Rule(
@@ -330,16 +340,12 @@ def rules_from_trial(trial: Mapping[str, Any]) -> RuleSet:
                     int(item.get("startStep") or 0),
                 )
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RenderError(at, f"is not a valid rule ({exc})") from None
-    annotations = (trial.get("metadata") or {}).get("annotations") or {}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RenderError(f"{where}[{i}]", f"is not a valid rule ({exc!r})") from None
     try:
-        semantics = Semantics(annotations.get(SEMANTICS_ANNOTATION, Semantics.KATIB.value))
+        return RuleSet(tuple(rules), Semantics(semantics))
     except ValueError:
-        raise RenderError(
-            f"metadata.annotations[{SEMANTICS_ANNOTATION}]", "must be 'katib' or 'any'"
-        ) from None
-    return RuleSet(tuple(rules), semantics)
+        raise RenderError(semantics_where, "must be 'katib' or 'any'") from None
 
 
 # -- the run object -----------------------------------------------------------------------
