@@ -209,7 +209,10 @@ class KubernetesBackend:
     def _termination(self, trial: Mapping[str, Any]) -> tuple[int | None, bool]:
         """The primary container's exit code and whether the collector early-stopped it."""
         spec = trial.get("spec") or {}
-        labels = {ob.LABEL_TRIAL: trial["metadata"]["name"], **(spec.get("primaryPodLabels") or {})}
+        labels = {
+            ob.LABEL_TRIAL: trial["metadata"]["name"],
+            **(spec.get("primaryPodLabels") or {}),
+        }
         selector = ",".join(f"{k}={v}" for k, v in labels.items())
         pods, _ = self.api.list(PODS, self.namespace, label_selector=selector)
         container = spec.get("primaryContainerName")

@@ -31,6 +31,7 @@ Errors propagate: the operator's work queue retries the key with exponential bac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import string
@@ -537,10 +538,9 @@ class Reconciler:
                 stamp,
             )
             return None
-        try:
+        # AlreadyExists: made by an earlier pass whose answer was lost, or not cached yet
+        with contextlib.suppress(AlreadyExists):
             self.api.create(res, namespace, body)
-        except AlreadyExists:
-            pass  # made by an earlier pass whose answer was lost, or not in the cache yet
         self._mark(trial, TrialCondition.RUNNING, "TrialRunning", "Trial is running", stamp)
         return RUN_POLL_SECONDS if res.plural != "jobs" else None
 
