@@ -11,6 +11,8 @@ and urllib3 pool) with JSON bodies, unparsed responses, and one code path for co
 from __future__ import annotations
 
 import collections
+import contextlib
+import copy
 import json
 import logging
 import os
@@ -168,8 +170,21 @@ class KubeApi:
         _leave_retries_to_us(api_client)
         self.api_client = api_client
         self.retry = retry or RetryPolicy()
+        self.request_timeout = REQUEST_TIMEOUT
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
         self._lock = threading.Lock()
+
+    def with_options(
+        self, *, retry: RetryPolicy | None = None, request_timeout: float | None = None
+    ) -> KubeApi:
+        """A view with its own retry policy or request timeout that shares this one's client
+        and :attr:`calls` (leader election uses short ones so a renewal never blocks long)."""
+        view = copy.copy(self)
+        if retry is not None:
+            view.retry = retry
+        if request_timeout is not None:
+            view.request_timeout = request_timeout
+        return view
 
     @classmethod
     def from_config(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
@@ -346,12 +361,13 @@ class KubeApi:
         resource_version: str,
         timeout_seconds: int = 300,
         label_selector: str | None = None,
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
+    ) -> WatchStream:
         """Changes after ``resource_version``: ``(type, object)`` with type ``ADDED``,
-        ``MODIFIED``, ``DELETED`` or ``BOOKMARK`` (bookmarks are asked for). Raises
-        :class:`Gone` when the version is too old (HTTP 410 or an ERROR event with code 410),
-        :class:`Unreachable` if the connection breaks, and returns when the server ends the
-        stream (at ``timeout_seconds``). Closing the iterator closes the connection."""
+        ``MODIFIED``, ``DELETED`` or ``BOOKMARK`` (bookmarks are asked for). Iterating raises
+        :class:`Gone` when the version is too old (HTTP 410 or an ERROR event with code 410)
+        and :class:`Unreachable` if the connection breaks, and stops when the server ends the
+        stream (at ``timeout_seconds``). The request is sent on the first ``next()``;
+        :meth:`WatchStream.close` (from any thread) ends the stream."""
         query = _query(
             watch="true",
             resourceVersion=resource_version,
@@ -359,15 +375,11 @@ class KubeApi:
             allowWatchBookmarks="true",
             labelSelector=label_selector,
         )
-        timeout = (CONNECT_TIMEOUT, timeout_seconds + REQUEST_TIMEOUT)
-        response = self._request(
-            "watch", res.plural, "GET", self.path(res, namespace), query, timeout=timeout
+        timeout = (CONNECT_TIMEOUT, timeout_seconds + self.request_timeout)
+        path = self.path(res, namespace)
+        return WatchStream(
+            lambda: self._request("watch", res.plural, "GET", path, query, timeout=timeout)
         )
-        try:
-            for line in _lines(response):
-                yield _watch_event(line)
-        finally:
-            _close(response)
 
     def pod_log(
         self, namespace: str, name: str, *, container: str | None = None, follow: bool = False
@@ -376,7 +388,7 @@ class KubeApi:
         from katib.controller.kube.resources import PODS
 
         query = _query(container=container, follow="true" if follow else None)
-        timeout = (CONNECT_TIMEOUT, None if follow else REQUEST_TIMEOUT)
+        timeout = (CONNECT_TIMEOUT, None if follow else self.request_timeout)
         path = self.path(PODS, namespace, name, "log")
         response = self._request(
             "get", "pods/log", "GET", path, query, timeout=timeout, accept="text/plain, */*"
@@ -407,7 +419,7 @@ class KubeApi:
             query,
             body=body,
             content_type=content_type,
-            timeout=REQUEST_TIMEOUT,
+            timeout=self.request_timeout,
         )
         try:
             data = response.read()
@@ -496,6 +508,65 @@ class KubeApi:
             raise Unreachable(0, "Unreachable", f"{method} {path}: {exc.reason}") from exc
         raw: urllib3.BaseHTTPResponse = response.response
         return raw
+
+
+class WatchStream(Iterator[tuple[str, dict[str, Any]]]):
+    """An open watch: iterate for ``(type, object)``; :meth:`close` from any thread ends it
+    (a reader blocked waiting for the next event then sees the end of the stream)."""
+
+    def __init__(self, open_response: Callable[[], urllib3.BaseHTTPResponse]) -> None:
+        self._open = open_response
+        self._response: urllib3.BaseHTTPResponse | None = None
+        self._events: Iterator[tuple[str, dict[str, Any]]] | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> WatchStream:
+        return self
+
+    def __next__(self) -> tuple[str, dict[str, Any]]:
+        if self._closed:
+            raise StopIteration
+        if self._events is None:
+            response = self._open()
+            with self._lock:
+                self._response = response
+                closed = self._closed
+            if closed:
+                _close(response)
+                raise StopIteration
+            self._events = (_watch_event(line) for line in _lines(response))
+        try:
+            return next(self._events)
+        except StopIteration:
+            self.close()
+            raise
+        except Exception:
+            was_closed = self._closed
+            self.close()
+            if was_closed:  # closed from another thread: whatever the read saw, it is the end
+                raise StopIteration from None
+            raise
+
+    def close(self) -> None:
+        """End the stream and drop its connection; safe to call twice or from another thread."""
+        with self._lock:
+            if self._closed and self._response is None:
+                return
+            self._closed = True
+            response, self._response = self._response, None
+        if response is not None:
+            shutdown = getattr(response, "shutdown", None)  # urllib3 >= 2.3: unblocks a reader
+            if shutdown is not None:
+                with contextlib.suppress(RuntimeError, OSError):  # already released: nothing to do
+                    shutdown()
+            _close(response)
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _leave_retries_to_us(api_client: kubernetes.client.ApiClient) -> None:

@@ -431,3 +431,30 @@ def test_pod_log_streams_chunks() -> None:
         assert server.requests[0].path == "/api/v1/namespaces/ns/pods/p/log"
         assert server.requests[0].query == {"container": "main", "follow": "true"}
         assert api.calls == {("get", "pods/log"): 1}
+
+
+def test_watch_close_from_another_thread_unblocks_the_reader() -> None:
+    import threading
+
+    hold = threading.Event()
+    lines = event_lines(("ADDED", experiment("a", "6")), ("ADDED", experiment("b", "7")))
+    for _server, api in serve(lambda req: Reply(lines=lines, line_gate=lambda i: hold.wait(10))):
+        stream = api.watch(EXPERIMENTS, resource_version="5")
+        seen: list[Any] = []
+        reader = threading.Thread(target=seen.extend, args=(stream,))
+        reader.start()
+        time.sleep(0.1)  # let the reader block (the test holds either way)
+        stream.close()
+        reader.join(5)
+        assert not reader.is_alive()
+        assert seen == []
+        hold.set()
+
+
+def test_with_options_shares_the_call_counter() -> None:
+    for _server, api in serve(lambda req: Reply(body=experiment())):
+        quick = api.with_options(retry=RetryPolicy(deadline=1.0), request_timeout=2.0)
+        quick.get(EXPERIMENTS, "ns", "e1")
+        api.get(EXPERIMENTS, "ns", "e1")
+        assert api.calls[("get", "experiments")] == 2
+        assert quick.request_timeout == 2.0 and api.request_timeout == 30.0
