@@ -165,6 +165,10 @@ class _HttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
     owner: FakeApiServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up is normal (a closed watch, a stopped test): log it quietly."""
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
 
 class FakeApiServer:
     """A Kubernetes API server on 127.0.0.1 for tests and simulations.
