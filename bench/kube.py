@@ -30,6 +30,7 @@ import contextlib
 import heapq
 import json
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -352,6 +353,7 @@ def run_bench(
     delay: tuple[float, float] = (0.05, 0.5),
     timeout: float = 3600.0,
     seed: int = 0,
+    progress: bool = False,
 ) -> KubeBenchResult:
     """Run one Experiment of ``trials`` trials, ``parallel`` at a time, and measure it."""
     if trials < 1 or parallel < 1:
@@ -392,7 +394,19 @@ def run_bench(
                 KubeApi(server.api_client()).create(
                     EXPERIMENTS, NAMESPACE, experiment("scale", trials, parallel)
                 )
-                if not done.experiment_done.wait(timeout):
+                while not done.experiment_done.wait(
+                    min(10.0, max(0.0, start + timeout - time.monotonic()))
+                ):
+                    if time.monotonic() >= start + timeout:
+                        break
+                    if progress:
+                        print(
+                            f"  ... {len(done.trials)}/{trials} trials completed after "
+                            f"{time.monotonic() - start:.0f} s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                if not done.experiment_done.is_set():
                     raise RuntimeError(
                         f"the experiment did not finish in {timeout} s "
                         f"({len(done.trials)} of {trials} trials completed)"
@@ -518,4 +532,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     kube.add_argument("--seed", type=int, default=0)
     kube.add_argument("--out", help="directory for kube.json")
+    kube.add_argument("--quiet", action="store_true", help="no progress lines")
     kube.set_defaults(func=cmd_kube)
