@@ -500,6 +500,7 @@ def cmd_kube(args: argparse.Namespace) -> int:
             delay=delay,
             timeout=args.timeout,
             seed=args.seed,
+            progress=not args.quiet,
         )
         print(format_result(result), flush=True)
         results.append(asdict(result))
