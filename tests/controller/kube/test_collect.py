@@ -9,34 +9,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from katib.controller.kube import collect
-from katib.db.client import DBClient
 from katib.db.testing import free_port
-from tests.db.test_db_client_retry import _db_manager
-
-
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    server = _db_manager(tmp_path_factory.mktemp("db") / "obs.db", port)
-    address = f"127.0.0.1:{port}"
-    try:
-        with DBClient(address, timeout=10) as client:
-            client.wait_ready(timeout=60)
-        yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-
-
-def rows(address: str, trial: str) -> list[tuple[str, str]]:
-    with DBClient(address, timeout=10) as client:
-        return [(r.name, r.value) for r in client.get(trial)]
+from tests.controller.kube.conftest import rows
 
 
 def collector(
