@@ -597,11 +597,11 @@ def primary_container(
         if trainer is not None:
             return ".spec.trainer", trainer, TRAINJOB_PRIMARY_ENV
         return _workflow_primary(obj, name, pod_labels)
-    wanted = {str(v).lower() for v in pod_labels.values()}
-    for path, _template, container in candidates:  # the replica named by a label value
-        role = _replica_role(path)
-        if role is not None and role.lower() in wanted:
-            return path, container, None
+    for wanted in _roles(pod_labels):  # the replica named by a label value
+        for path, _template, container in candidates:
+            role = _replica_role(path)
+            if role is not None and role.lower() == wanted:
+                return path, container, None
     for path, template, container in candidates:  # a template carrying the labels itself
         labels = (template.get("metadata") or {}).get("labels") or {}
         if pod_labels and all(labels.get(k) == v for k, v in pod_labels.items()):
@@ -622,6 +622,21 @@ def _workflow_primary(
         if name in ("main", container.get("name")):
             return path, container, None
     return None
+
+
+#: The training operator labels the pods of a job's Chief (TFJob) or Launcher (MPIJob) replica
+#: ``job-role: master`` as it does a Master's, so Katib's default label names any of them.
+_ROLE_ALIASES = {"master": ("master", "chief", "launcher")}
+
+
+def _roles(pod_labels: Mapping[str, str]) -> list[str]:
+    """Replica roles (lower case) that ``primaryPodLabels`` values name, in preference order."""
+    roles: list[str] = []
+    for value in pod_labels.values():
+        for role in _ROLE_ALIASES.get(str(value).lower(), (str(value).lower(),)):
+            if role not in roles:
+                roles.append(role)
+    return roles
 
 
 def _replica_role(path: str) -> str | None:

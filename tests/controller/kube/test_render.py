@@ -95,13 +95,9 @@ PRIMARY = {
         None,
         ".spec.pytorchReplicaSpecs.Master.template.spec.containers[0]",
     ),
-    "TFJob": ("tensorflow", {"job-role": "chief"}, ".spec.tfReplicaSpecs.Chief"),
+    "TFJob": ("tensorflow", None, ".spec.tfReplicaSpecs.Chief"),  # job-role: master
     "XGBoostJob": ("xgboost", None, ".spec.xgbReplicaSpecs.Master.template.spec.containers[0]"),
-    "MPIJob": (
-        "launcher",
-        {"training.kubeflow.org/job-role": "launcher"},
-        ".spec.mpiReplicaSpecs.Launcher",
-    ),
+    "MPIJob": ("launcher", {"mpi-job-role": "launcher"}, ".spec.mpiReplicaSpecs.Launcher"),
     "TrainJob": ("node", None, ".spec.trainer"),
 }
 
