@@ -29,7 +29,9 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument(
-        "-n", "--namespace", help="namespace (default: the document's, else 'default')"
+        "-n",
+        "--namespace",
+        help="namespace (default: the document's, else the kubeconfig context's, else 'default')",
     )
 
 
@@ -62,6 +64,27 @@ def _api(args: argparse.Namespace) -> Any:
     return KubeApi.from_config(args.kubeconfig, args.context)
 
 
+def context_namespace(kubeconfig: str | None, context: str | None) -> str | None:
+    """The namespace the kubeconfig context names (as kubectl uses it), if any."""
+    import os
+
+    import kubernetes.config
+
+    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+    try:
+        contexts, active = kubernetes.config.list_kube_config_contexts(kubeconfig)
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError):
+        return None  # from_config reports the kubeconfig's problem
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else None
+
+
 def _cluster_error(exc: Exception) -> bool:
     from katib.controller.kube.api import ApiError, KubeConfigError
 
@@ -74,9 +97,13 @@ def cluster_command(args: argparse.Namespace, console: Console, which: Command) 
     from katib.controller import cli
     from katib.controller.kube import submit
 
-    namespace = args.namespace or submit.DEFAULT_NAMESPACE
     try:
         api = _api(args)
+        namespace = (
+            args.namespace
+            or context_namespace(args.kubeconfig, args.context)
+            or submit.DEFAULT_NAMESPACE
+        )
         try:
             spec, status, trials = submit.read(api, namespace, args.dir)
         finally:
@@ -123,7 +150,12 @@ def cmd_submit(args: argparse.Namespace, console: Console) -> int:
         return EXIT_CLUSTER
     try:
         try:
-            obj, created = submit.submit(api, raw, args.namespace)
+            namespace = args.namespace or (
+                None
+                if (raw.get("metadata") or {}).get("namespace")
+                else context_namespace(args.kubeconfig, args.context)
+            )
+            obj, created = submit.submit(api, raw, namespace)
         except InvalidArgument as exc:
             console.print(f"[red]{args.file}: {len(exc.problems)} problem(s)[/red]")
             for problem in exc.problems:

@@ -36,6 +36,7 @@ def server() -> Iterator[FakeApiServer]:
 @pytest.fixture
 def kubeconfig(server: FakeApiServer, tmp_path: Path) -> str:
     path = tmp_path / "kubeconfig"
+    other = {"cluster": "fake", "user": "me", "namespace": NS}
     path.write_text(
         yaml.safe_dump(
             {
@@ -43,7 +44,10 @@ def kubeconfig(server: FakeApiServer, tmp_path: Path) -> str:
                 "kind": "Config",
                 "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
                 "users": [{"name": "me", "user": {}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
+                "contexts": [
+                    {"name": "fake", "context": {"cluster": "fake", "user": "me"}},
+                    {"name": "team", "context": other},
+                ],
                 "current-context": "fake",
             }
         )
@@ -299,6 +303,23 @@ def test_status_and_trials_read_the_cluster(
     assert rows[0]["observation.loss.min"] == "0.02"
     code, out = katib(capsys, "trials", "rd-1", *flags)
     assert code == 0 and "rd-1-b" in out and "rd-1-c failed: TrialFailed" in out
+
+
+def test_namespace_from_the_kubeconfig_context(
+    server: FakeApiServer, kubeconfig: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = experiment("train.py", name="ctx-1")
+    del doc["metadata"]["namespace"]
+    path = write(tmp_path, doc)
+    code, out = katib(capsys, "submit", path, "--kubeconfig", kubeconfig, "--context", "team")
+    assert code == 0, out
+    assert server.get(EXPERIMENTS, NS, "ctx-1") is not None
+    code, out = katib(capsys, "submit", path, "--kubeconfig", kubeconfig)
+    assert code == 0, out
+    assert server.get(EXPERIMENTS, "default", "ctx-1") is not None
+    flags = ["--cluster", "--kubeconfig", kubeconfig, "-o", "json"]
+    code, out = katib(capsys, "trials", "ctx-1", *flags, "--context", "team")
+    assert code == 0 and json.loads(out)["experiment"] == "ctx-1"
 
 
 def test_reading_a_missing_experiment_exits_2(
