@@ -23,9 +23,10 @@ and the collector then:
   so the Job completes and the operator marks the Trial EarlyStopped from the container's
   termination message.
 
-With ``--primary-env NAME=VALUE`` the collector only collects when the environment variable
-``NAME`` equals ``VALUE`` (a TrainJob's nodes all run the trainer command; node 0 reports);
-elsewhere it replaces itself with the command.
+With ``--primary-env NAME=VALUE`` (repeatable) the collector only collects when every such
+environment variable has its value (a TrainJob's nodes all run the trainer command; the render
+passes the pod's labels in through the downward API, so only the pod matching
+``primaryPodLabels`` reports); elsewhere it replaces itself with the command.
 
 Exit status: the command's own; ``128 + N`` when it was killed by signal ``N``; 0 after an
 early stop; 127 when the command does not exist and 126 when it cannot be executed (as a shell
@@ -103,7 +104,7 @@ class Options:
     grace_seconds: float
     db_timeout: float
     db_retry_for: float
-    primary_env: tuple[str, str] | None
+    primary_env: tuple[tuple[str, str], ...]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,7 +127,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", default=[], help="a metricsFormat regex")
     p.add_argument("--stop-rules", help='{"semantics": "any", "rules": [EarlyStoppingRule...]}')
     p.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG)
-    p.add_argument("--primary-env", help="NAME=VALUE: collect only where this env var matches")
+    p.add_argument(
+        "--primary-env",
+        action="append",
+        default=[],
+        help="NAME=VALUE: collect only where this env var matches (repeatable: all must)",
+    )
     p.add_argument("--grace-seconds", type=float, default=10.0, help="SIGTERM to SIGKILL")
     p.add_argument("--db-timeout", type=float, default=10.0, help="seconds per DB call")
     p.add_argument("--db-retry-for", type=float, default=60.0, help="seconds of DB retries")
@@ -164,12 +170,12 @@ def parse(argv: Sequence[str]) -> Options:
             )
         except ValueError as exc:  # json errors and RenderError
             p.error(f"--stop-rules: {exc}" if not isinstance(exc, RenderError) else str(exc))
-    primary_env = None
-    if args.primary_env:
-        name, eq, value = args.primary_env.partition("=")
+    primary_env = []
+    for item in args.primary_env:
+        name, eq, value = item.partition("=")
         if not eq or not name:
-            p.error("--primary-env must be NAME=VALUE")
-        primary_env = (name, value)
+            p.error(f"--primary-env must be NAME=VALUE, got {item!r}")
+        primary_env.append((name, value))
     for option in ("grace_seconds", "db_timeout", "db_retry_for"):
         if getattr(args, option) < 0:
             p.error(f"--{option.replace('_', '-')} must not be negative")
@@ -206,7 +212,7 @@ def parse(argv: Sequence[str]) -> Options:
         grace_seconds=args.grace_seconds,
         db_timeout=args.db_timeout,
         db_retry_for=args.db_retry_for,
-        primary_env=primary_env,
+        primary_env=tuple(primary_env),
     )
 
 
@@ -483,15 +489,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``katib-metrics-collector``."""
     options = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if options.primary_env is not None:
-        name, value = options.primary_env
-        if os.environ.get(name) != value:  # not the primary node: just be the command
-            try:
-                os.execvp(options.command[0], list(options.command))
-            except FileNotFoundError:
-                return EXIT_NOT_FOUND
-            except OSError:
-                return EXIT_CANNOT_EXECUTE
+    if any(os.environ.get(name) != value for name, value in options.primary_env):
+        try:  # not the primary pod: just be the command
+            os.execvp(options.command[0], list(options.command))
+        except FileNotFoundError:
+            return EXIT_NOT_FOUND
+        except OSError:
+            return EXIT_CANNOT_EXECUTE
     return run(options)
 
 

@@ -223,9 +223,11 @@ def test_non_primary_node_only_runs_the_command(db: str, tmp_path: Path) -> None
         "node-1",
         "--primary-env",
         "JOB_COMPLETION_INDEX=0",
+        "--primary-env",
+        "ROLE=node",
         script="print('loss=0.5'); raise SystemExit(4)",
     )
-    env = {**os.environ, "JOB_COMPLETION_INDEX": "1"}
+    env = {**os.environ, "JOB_COMPLETION_INDEX": "1", "ROLE": "node"}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 4 and done.stdout == "loss=0.5\n"
     assert rows(db, "node-1") == []
