@@ -558,7 +558,7 @@ class WatchStream(Iterator[tuple[str, dict[str, Any]]]):
         if response is not None:
             shutdown = getattr(response, "shutdown", None)  # urllib3 >= 2.3: unblocks a reader
             if shutdown is not None:
-                with contextlib.suppress(RuntimeError, OSError):  # already released: nothing to do
+                with contextlib.suppress(RuntimeError, ValueError, OSError):  # already released
                     shutdown()
             _close(response)
 
