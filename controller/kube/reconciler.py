@@ -574,13 +574,17 @@ class Reconciler:
             return None
         value = _objective_value(observation, objective)
         if value is None or value == UNAVAILABLE:
+            # Nothing in the DB yet: the collector reports before the pod ends, so this is
+            # rare; look again for a while (Katib requeues until the sidecar reports). An
+            # "unavailable" row is final (a Push trial, or a collector that found none).
             push = _collector_kind(spec) is CollectorKind.PUSH
             first = self._awaiting_metrics.setdefault(uid, time.monotonic())
-            if not push and time.monotonic() - first < self.config.metrics_grace_seconds:
+            waited = time.monotonic() - first
+            if value is None and not push and waited < self.config.metrics_grace_seconds:
                 return METRICS_RETRY_SECONDS
             self._awaiting_metrics.pop(uid, None)
-            missing = LogEntry(None, objective.objective_metric_name, UNAVAILABLE)
             if value is None:
+                missing = LogEntry(None, objective.objective_metric_name, UNAVAILABLE)
                 db.report(name, [missing])
                 summary.add([missing])
             self._mark(

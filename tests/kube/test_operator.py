@@ -27,6 +27,7 @@ from tests.kube.cluster import (
     trial_state,
     wait_for,
 )
+from tests.processes import service_process
 
 
 def _loss(trial: dict[str, Any]) -> float:
@@ -202,3 +203,58 @@ def test_deleting_the_experiment_deletes_everything_it_made(
                 wait_for(lambda res=res: not server.objects(res, NAMESPACE), f"{res} to go")
         for trial in trials:
             assert client.get(trial["metadata"]["name"]) == []  # the finalizer's work
+
+
+def test_early_stopping_rules_reach_the_collector_and_stop_trials(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    params = [
+        {
+            "name": "x",
+            "parameterType": "discrete",
+            "feasibleSpace": {"list": ["0.3", "0.31", "0.9", "0.95", "0.99"]},
+        }
+    ]
+    body = experiment(
+        "es-run",
+        mode="steps",
+        algorithm="grid",
+        parameters=params,
+        max_trials=5,
+        parallel=1,
+        early_stopping={
+            "algorithmName": "medianstop",
+            "algorithmSettings": [
+                {"name": "min_trials_required", "value": "2"},
+                {"name": "start_step", "value": "2"},
+            ],
+        },
+    )
+    with (
+        service_process("katib.earlystopping.server") as (_, early),
+        fake_cluster(workdir) as server,
+    ):
+        api_for(server).create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db, earlystopping_address=early):
+            exp = wait_for(lambda: completed(server, "es-run"), "the experiment to end")
+        trials = server.objects(TRIALS, NAMESPACE)
+    by_x = {t["spec"]["parameterAssignments"][0]["value"]: t for t in trials}
+    assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+    states = {x: trial_state(t) for x, t in by_x.items()}
+    assert states == {
+        "0.3": "Succeeded",
+        "0.31": "Succeeded",
+        "0.9": "EarlyStopped",
+        "0.95": "EarlyStopped",
+        "0.99": "EarlyStopped",
+    }
+    for x in ("0.9", "0.95", "0.99"):
+        rules = by_x[x]["spec"]["earlyStoppingRules"]
+        # stop once loss is greater than the median (our service answers in the "any" form)
+        assert [(r["name"], r["comparison"]) for r in rules] == [("loss", "greater")]
+        semantics = by_x[x]["metadata"]["annotations"]
+        assert semantics["katib.kubeflow.org/early-stopping-semantics"] == "any"
+        assert condition(by_x[x], "EarlyStopped")["reason"] == "TrialEarlyStopped"
+    assert by_x["0.3"]["spec"]["earlyStoppingRules"] == []
+    assert exp["status"]["trialsEarlyStopped"] == 3
