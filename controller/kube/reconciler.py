@@ -223,7 +223,10 @@ class Reconciler:
         if condition in (rec.Condition.SUCCEEDED, rec.Condition.FAILED):
             ran = sum(1 for r in records if r.condition.completed)
             if not rec.can_restart(spec, condition, reason, ran):
-                self._stop_trials(spec, existing, records, condition)
+                # Done: stop what still runs, keep the counts current (a trial whose run had
+                # finished when the experiment did gets its result afterwards).
+                records = self._stop_trials(spec, existing, records, condition)
+                self._write_status(exp, _final(spec, exp, records), records)
                 return None
             stamp = self.clock()
             exp = (
@@ -704,6 +707,26 @@ def _launch_view(records: Sequence[TrialRecord], existing: Mapping[str, Any]) ->
         else r
         for r in records
     ]
+
+
+def _final(
+    spec: Experiment, exp: Mapping[str, Any], records: Sequence[TrialRecord]
+) -> rec.Decision:
+    """The decision that a completed experiment stands by: its stored condition, with the
+    counts and best trial of ``records``."""
+    condition, reason, message = ob.experiment_condition(exp)
+    try:
+        why = rec.Reason(reason)
+    except ValueError:
+        why = (
+            rec.Reason.FAILED
+            if condition is rec.Condition.FAILED
+            else rec.Reason.MAX_TRIALS_REACHED
+        )
+    best = rec.best_trial(spec, records)
+    return rec.Decision(
+        condition, why, message, rec.Counts.of(records), best.name if best else None
+    )
 
 
 def _new_name(experiment: str, taken: set[str]) -> str:

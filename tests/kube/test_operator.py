@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from katib.controller.kube.fake.server import FakeApiServer
-from katib.controller.kube.resources import EXPERIMENTS, JOBS, PODS, SUGGESTIONS, TRIALS
+from katib.controller.kube.resources import (
+    EVENTS,
+    EXPERIMENTS,
+    JOBS,
+    PODS,
+    SUGGESTIONS,
+    TRIALS,
+)
 from katib.db.client import DBClient
 from tests.kube.cluster import (
     NAMESPACE,
@@ -73,6 +80,7 @@ def test_experiment_runs_to_max_trials_with_trials_as_jobs(
         trials = server.objects(TRIALS, NAMESPACE)
         kept_jobs = server.objects(JOBS, NAMESPACE)
         suggestion_obj = server.get(SUGGESTIONS, NAMESPACE, "random-run")
+        events = server.objects(EVENTS, NAMESPACE)
     status = exp["status"]
     assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
     assert len(trials) == 6
@@ -109,6 +117,11 @@ def test_experiment_runs_to_max_trials_with_trials_as_jobs(
     assert optimal["bestTrialName"] == best["metadata"]["name"]
     assert float(optimal["observation"]["metrics"][0]["latest"]) == round(_loss(best), 6)
     assert optimal["parameterAssignments"] == best["spec"]["parameterAssignments"]
+    reasons = [(e["involvedObject"]["kind"], e["reason"]) for e in events]
+    assert reasons.count(("Experiment", "ExperimentCreated")) == 1
+    assert reasons.count(("Experiment", "ExperimentMaxTrialsReached")) == 1
+    assert reasons.count(("Trial", "TrialCreated")) == 6
+    assert reasons.count(("Trial", "TrialSucceeded")) == 6
 
 
 def test_goal_reached_kills_the_trials_still_running(
@@ -258,3 +271,46 @@ def test_early_stopping_rules_reach_the_collector_and_stop_trials(
         assert condition(by_x[x], "EarlyStopped")["reason"] == "TrialEarlyStopped"
     assert by_x["0.3"]["spec"]["earlyStoppingRules"] == []
     assert exp["status"]["trialsEarlyStopped"] == 3
+
+
+def test_a_trial_without_its_objective_is_metrics_unavailable(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    body = experiment("silent-run", mode="silent", max_trials=2, parallel=2)
+    with fake_cluster(workdir) as server, DBClient(db) as client:
+        api_for(server).create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db, metrics_grace_seconds=0.2):
+            exp = wait_for(lambda: completed(server, "silent-run"), "the experiment to end")
+        trials = server.objects(TRIALS, NAMESPACE)
+        for trial in trials:
+            rows = client.get(trial["metadata"]["name"])
+            assert [(r.name, r.value) for r in rows] == [("loss", "unavailable")]
+    assert [trial_state(t) for t in trials] == ["MetricsUnavailable"] * 2
+    assert exp["status"]["trialMetricsUnavailable"] == 2
+    assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+    assert "currentOptimalTrial" not in exp["status"]
+
+
+def test_a_long_running_experiment_continues_when_max_trials_is_raised(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    body = experiment("resume-run", max_trials=2, parallel=2, resume_policy="LongRunning")
+    with fake_cluster(workdir) as server:
+        api = api_for(server)
+        api.create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db):
+            first = wait_for(lambda: completed(server, "resume-run"), "the first end")
+            assert first["status"]["trials"] == 2
+            api.patch(EXPERIMENTS, NAMESPACE, "resume-run", {"spec": {"maxTrialCount": 4}})
+            exp = wait_for(
+                lambda: (
+                    (e := completed(server, "resume-run")) and e["status"]["trials"] == 4 and e
+                ),
+                "the second end",
+            )
+        trials = server.objects(TRIALS, NAMESPACE)
+    assert [trial_state(t) for t in trials] == ["Succeeded"] * 4
+    assert condition(exp, "Restarting")["reason"] == "ExperimentRestarting"
+    assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
