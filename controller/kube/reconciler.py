@@ -4,7 +4,8 @@ The decisions are :func:`katib.controller.reconcile.reconcile`'s, the same as a 
 this module reads the objects, asks the services, and writes what the decision says.
 
 **Experiment** (:meth:`Reconciler.experiment`): admission (an invalid Experiment is Failed with
-every problem in its message), then its Suggestion (same name, owned by it), whose status holds
+every problem in its message; a template from a ConfigMap is read and admitted as if it were
+inline), then its Suggestion (same name, owned by it), whose status holds
 every assignment the suggestion service returned, in order. The trial records are the Trials
 that exist plus the persisted assignments not made into Trials yet (queued, Created). A new
 batch of suggestions is written into the Suggestion's status *before* any Trial is made from
@@ -32,6 +33,7 @@ Errors propagate: the operator's work queue retries the key with exponential bac
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import secrets
 import string
@@ -42,6 +44,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import yaml
+
 from katib.api.errors import InvalidArgument, KatibError
 from katib.controller import reconcile as rec
 from katib.controller.earlystop import EarlyStopping
@@ -51,6 +55,7 @@ from katib.controller.kube.api import AlreadyExists, KubeApi
 from katib.controller.kube.conditions import run_outcome
 from katib.controller.kube.config import OperatorConfig
 from katib.controller.kube.resources import (
+    CONFIGMAPS,
     EVENTS,
     EXPERIMENTS,
     SUGGESTIONS,
@@ -205,6 +210,8 @@ class Reconciler:
         uid = str(exp["metadata"].get("uid", ""))
         try:
             spec = load_experiment(exp, check_algorithm=False)
+            if spec.trial_template.config_map is not None:
+                spec = self._inline_template(exp, spec.trial_template.config_map)
         except InvalidArgument as exc:
             self._invalid(exp, exc.problems or [str(exc)])
             return None
@@ -262,6 +269,30 @@ class Reconciler:
                 existing[trial_name] = self._create_trial(exp, spec, record)
         self._write_status(exp, decision, records)
         return None
+
+    def _inline_template(self, exp: Mapping[str, Any], source: Mapping[str, str]) -> Experiment:
+        """The experiment with its ConfigMap template inlined and admitted like an inline one
+        (``InvalidArgument`` naming ``spec.trialTemplate.configMap`` if it cannot be read)."""
+        at = "spec.trialTemplate.configMap"
+        namespace, name = source["configMapNamespace"], source["configMapName"]
+        config_map = self.api.get(CONFIGMAPS, namespace, name)
+        if config_map is None:
+            raise InvalidArgument(f"{at}: ConfigMap {namespace}/{name} does not exist")
+        text = (config_map.get("data") or {}).get(source["templatePath"])
+        if not isinstance(text, str):
+            raise InvalidArgument(
+                f"{at}.templatePath: ConfigMap {namespace}/{name} has no key "
+                f"{source['templatePath']!r}"
+            )
+        try:
+            trial_spec = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidArgument(f"{at}: the template is not YAML: {exc}") from None
+        inlined = copy.deepcopy(dict(exp))
+        template = inlined["spec"]["trialTemplate"]
+        del template["configMap"]
+        template["trialSpec"] = trial_spec
+        return load_experiment(inlined, check_algorithm=False)
 
     def _invalid(self, exp: dict[str, Any], problems: Sequence[str]) -> None:
         message = "Experiment is invalid: " + "; ".join(problems)

@@ -8,13 +8,17 @@ manager are real processes on loopback.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.resources import (
+    CONFIGMAPS,
     EVENTS,
     EXPERIMENTS,
     JOBS,
@@ -314,3 +318,51 @@ def test_a_long_running_experiment_continues_when_max_trials_is_raised(
     assert [trial_state(t) for t in trials] == ["Succeeded"] * 4
     assert condition(exp, "Restarting")["reason"] == "ExperimentRestarting"
     assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+
+
+def test_a_configmap_template_is_read_and_an_unknown_algorithm_fails(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    inline = experiment("cm-run", max_trials=2, parallel=2)
+    template = inline["spec"]["trialTemplate"]
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "templates", "namespace": NAMESPACE},
+        "data": {"job.yaml": yaml.safe_dump(template.pop("trialSpec"))},
+    }
+    template["configMap"] = {
+        "configMapName": "templates",
+        "configMapNamespace": NAMESPACE,
+        "templatePath": "job.yaml",
+    }
+    missing = copy.deepcopy(inline)
+    missing["metadata"]["name"] = "cm-missing"
+    missing["spec"]["trialTemplate"]["configMap"]["templatePath"] = "other.yaml"
+    unknown = experiment("algo-run")
+    unknown["spec"]["algorithm"] = {"algorithmName": "no-such-algorithm"}
+    with fake_cluster(workdir) as server:
+        api = api_for(server)
+        api.create(CONFIGMAPS, NAMESPACE, config_map)
+        for body in (inline, missing, unknown):
+            api.create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db):
+            ran = wait_for(lambda: completed(server, "cm-run"), "the ConfigMap experiment")
+            no_key = wait_for(lambda: completed(server, "cm-missing"), "the missing template")
+            no_algo = wait_for(lambda: completed(server, "algo-run"), "the unknown algorithm")
+        trials = [
+            t
+            for t in server.objects(TRIALS, NAMESPACE)
+            if t["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "cm-run"
+        ]
+    assert condition(ran, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+    assert [trial_state(t) for t in trials] == ["Succeeded"] * 2
+    assert trials[0]["spec"]["runSpec"]["kind"] == "Job"
+    assert condition(no_key, "Failed")["message"] == (
+        "Experiment is invalid: spec.trialTemplate.configMap.templatePath: ConfigMap "
+        "kubeflow/templates has no key 'other.yaml'"
+    )
+    message = condition(no_algo, "Failed")["message"]
+    assert message.startswith("Suggestion has failed: ")
+    assert "no-such-algorithm" in message
