@@ -526,6 +526,8 @@ class Reconciler:
             )
             return None
         run = self.reads.run_object(res, namespace, name)
+        if run is None and kind is TrialCondition.RUNNING:
+            run = self.api.get(res, namespace, name)  # the cache may not have it yet
         if kind.completed:
             going = run is None or (run.get("metadata") or {}).get("deletionTimestamp")
             if not going and not spec.get("retainRun"):
