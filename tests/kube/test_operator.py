@@ -25,6 +25,7 @@ from katib.controller.kube.resources import (
     PODS,
     SUGGESTIONS,
     TRIALS,
+    resource_for,
 )
 from katib.db.client import DBClient
 from tests.kube.cluster import (
@@ -366,3 +367,32 @@ def test_a_configmap_template_is_read_and_an_unknown_algorithm_fails(
     message = condition(no_algo, "Failed")["message"]
     assert message.startswith("Suggestion has failed: ")
     assert "no-such-algorithm" in message
+
+
+def test_trials_of_another_kind_run_as_unstructured_objects(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    body = experiment("pytorch-run", max_trials=2, parallel=2)
+    job = body["spec"]["trialTemplate"]["trialSpec"]
+    pod = job["spec"]["template"]
+    pod["spec"]["containers"][0]["name"] = "pytorch"
+    body["spec"]["trialTemplate"]["primaryContainerName"] = "pytorch"
+    body["spec"]["trialTemplate"]["trialSpec"] = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": pod}}},
+    }
+    pytorch = resource_for("kubeflow.org/v1", "PyTorchJob")
+    with fake_cluster(workdir) as server:
+        server.register(pytorch)
+        api_for(server).create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db):
+            exp = wait_for(lambda: completed(server, "pytorch-run"), "the experiment to end")
+        trials = server.objects(TRIALS, NAMESPACE)
+    assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+    assert [trial_state(t) for t in trials] == ["Succeeded"] * 2
+    for trial in trials:
+        assert trial["spec"]["primaryPodLabels"] == {"training.kubeflow.org/job-role": "master"}
+        (metric,) = trial["status"]["observation"]["metrics"]
+        assert float(metric["latest"]) == round(_loss(trial), 6)

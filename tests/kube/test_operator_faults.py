@@ -127,7 +127,7 @@ def test_api_errors_and_conflicts_are_retried(services: tuple[str, str], workdir
 
 def test_dropped_and_expired_watches_are_resumed(services: tuple[str, str], workdir: Path) -> None:
     suggestion, db = services
-    body = experiment("watch-run", mode="sleep0.2", max_trials=6, parallel=2)
+    body = experiment("watch-run", mode="sleep0.2", max_trials=6, parallel=3)
     with fake_cluster(workdir) as server:
         api_for(server).create(EXPERIMENTS, NAMESPACE, body)
         # No resync to fall back on: progress depends on the watches coming back.
