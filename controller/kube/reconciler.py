@@ -192,7 +192,6 @@ class Reconciler:
         self.reads = reads or ApiReads(api)
         self.services = services or Services(config, lambda: False)
         self.clock = clock
-        self._lock = threading.Lock()
         #: Per experiment uid: completed-trial count at which the service answered short
         #: (``SuggestionState.waiting_at``). Kept in memory only: losing it costs one extra
         #: GetSuggestions call after a restart, never a trial.
@@ -207,13 +206,8 @@ class Reconciler:
         exp = self.api.get(EXPERIMENTS, namespace, name)
         if exp is None or exp["metadata"].get("deletionTimestamp"):
             return None
-        uid = str(exp["metadata"].get("uid", ""))
-        try:
-            spec = load_experiment(exp, check_algorithm=False)
-            if spec.trial_template.config_map is not None:
-                spec = self._inline_template(exp, spec.trial_template.config_map)
-        except InvalidArgument as exc:
-            self._invalid(exp, exc.problems or [str(exc)])
+        spec = self._admit(exp)
+        if spec is None:
             return None
         if not (exp.get("status") or {}).get("conditions"):
             stamp = self.clock()
@@ -223,8 +217,7 @@ class Reconciler:
             )
             self.event(exp, "Normal", rec.Reason.CREATED, f"Experiment {name} is created")
         condition, reason, _ = ob.experiment_condition(exp)
-        suggestion = self._suggestion(exp, spec)
-        view = ob.read_suggestion(suggestion)
+        view = ob.read_suggestion(self._suggestion(exp, spec))
         existing = {t["metadata"]["name"]: t for t in self.reads.trials(namespace, name)}
         records = _records(view, existing)
         if condition in (rec.Condition.SUCCEEDED, rec.Condition.FAILED):
@@ -241,34 +234,55 @@ class Reconciler:
                 or exp
             )
             self.event(exp, "Normal", rec.Reason.RESTARTING, "Experiment is restarting")
-        state = replace(view.state, waiting_at=self._waiting.get(uid))
-        while True:
-            decision = rec.reconcile(spec, _launch_view(records, existing), state)
-            if decision.completed:
-                records = self._stop_trials(spec, existing, records, decision.condition)
-                break
-            if decision.fetch_rules:
-                records, state = self._fetch_rules(
-                    spec, view, records, state, decision.fetch_rules
-                )
-                continue
-            if decision.request:
-                view, records, state, got = self._suggest(
-                    exp, spec, view, records, state, decision.request
-                )
-                if state.waiting_at is None:
-                    self._waiting.pop(uid, None)
-                else:
-                    self._waiting[uid] = state.waiting_at
-                if got or state.failed_message or state.exhausted:
-                    continue
-            break
+        decision, records = self._decide(exp, spec, view, records, existing)
         for trial_name in decision.start:
             if trial_name not in existing:
                 record = next(r for r in records if r.name == trial_name)
                 existing[trial_name] = self._create_trial(exp, spec, record)
         self._write_status(exp, decision, records)
         return None
+
+    def _admit(self, exp: dict[str, Any]) -> Experiment | None:
+        """The validated experiment; ``None`` (and the experiment Failed) if it is invalid."""
+        try:
+            spec = load_experiment(exp, check_algorithm=False)
+            if spec.trial_template.config_map is not None:
+                spec = self._inline_template(exp, spec.trial_template.config_map)
+        except InvalidArgument as exc:
+            self._invalid(exp, exc.problems or [str(exc)])
+            return None
+        return spec
+
+    def _decide(
+        self,
+        exp: Mapping[str, Any],
+        spec: Experiment,
+        view: ob.SuggestionView,
+        records: list[TrialRecord],
+        existing: Mapping[str, dict[str, Any]],
+    ) -> tuple[rec.Decision, list[TrialRecord]]:
+        """Reconcile until the decision needs nothing more from the services: rules fetched,
+        suggestions persisted; a completed experiment's running trials are stopped."""
+        uid = str(exp["metadata"].get("uid", ""))
+        state = replace(view.state, waiting_at=self._waiting.get(uid))
+        while True:
+            decision = rec.reconcile(spec, _launch_view(records, existing), state)
+            if decision.completed:
+                return decision, self._stop_trials(spec, existing, records, decision.condition)
+            if decision.fetch_rules:
+                records, state = self._fetch_rules(
+                    spec, view, records, state, decision.fetch_rules
+                )
+                continue
+            if not decision.request:
+                return decision, records
+            view, records, state, got = self._suggest(spec, view, records, state, decision.request)
+            if state.waiting_at is None:
+                self._waiting.pop(uid, None)
+            else:
+                self._waiting[uid] = state.waiting_at
+            if not (got or state.failed_message or state.exhausted):
+                return decision, records
 
     def _inline_template(self, exp: Mapping[str, Any], source: Mapping[str, str]) -> Experiment:
         """The experiment with its ConfigMap template inlined and admitted like an inline one
@@ -355,7 +369,6 @@ class Reconciler:
 
     def _suggest(
         self,
-        exp: Mapping[str, Any],
         spec: Experiment,
         view: ob.SuggestionView,
         records: list[TrialRecord],
