@@ -289,7 +289,7 @@ def test_experiment_status_as_the_controller_writes_it() -> None:
 
 
 def test_trial_as_the_controller_creates_it() -> None:
-    trial = {
+    trial: dict[str, Any] = {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Trial",
         "metadata": {"name": "random-svm-abc", "namespace": "default"},
@@ -320,7 +320,7 @@ def test_trial_as_the_controller_creates_it() -> None:
 
 
 def test_suggestion_as_the_controller_keeps_it() -> None:
-    suggestion = {
+    suggestion: dict[str, Any] = {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Suggestion",
         "metadata": {"name": "random-svm", "namespace": "default"},
