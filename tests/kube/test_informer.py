@@ -1,0 +1,232 @@
+"""Informer: list then watch, resume from the last resourceVersion (bookmarks included) after a
+stream ends, breaks or fails, relist on 410 Gone with the difference reported as events."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from katib.controller.kube.api import KubeApi, RetryPolicy
+from katib.controller.kube.informer import Informer, Store
+from katib.controller.kube.resources import TRIALS
+from tests.kube.loopback import LoopbackServer, Reply, Request, event_lines, status_body
+
+
+def trial(name: str, rv: int, namespace: str = "ns", **labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Trial",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "resourceVersion": str(rv),
+            "labels": labels,
+        },
+    }
+
+
+def listing(rv: int, *items: dict[str, Any]) -> Reply:
+    return Reply(
+        body={"kind": "TrialList", "metadata": {"resourceVersion": str(rv)}, "items": list(items)}
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+class Script:
+    """Answers requests in order, checking each is the expected list or watch."""
+
+    def __init__(self, *steps: tuple[str, Reply]) -> None:
+        self.steps = list(steps)
+        self.lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Reply:
+        kind = "watch" if request.query.get("watch") == "true" else "list"
+        with self.lock:
+            assert self.steps, f"unexpected {kind} {request.query}"
+            expected, reply = self.steps.pop(0)
+        assert kind == expected, f"expected a {expected}, got a {kind}"
+        return reply
+
+
+def test_resume_from_last_rv_through_drops_errors_and_gone() -> None:
+    release = threading.Event()
+    script = Script(
+        ("list", listing(12, trial("a", 10, exp="x"), trial("b", 11, exp="x"))),
+        # a clean end of stream (the server's timeout), after an event and a bookmark
+        (
+            "watch",
+            Reply(
+                lines=event_lines(
+                    ("ADDED", trial("c", 13, exp="y")),
+                    ("BOOKMARK", {"metadata": {"resourceVersion": "15"}}),
+                )
+            ),
+        ),
+        ("watch", Reply(500, status_body(500, "InternalError"))),  # a failed reconnect
+        # events, then the connection breaks mid-stream
+        (
+            "watch",
+            Reply(
+                lines=[
+                    *event_lines(
+                        ("MODIFIED", trial("a", 16, exp="x")), ("DELETED", trial("b", 17, exp="x"))
+                    ),
+                    b'{"type": "ADDED", "obj',
+                ],
+                abort=True,
+            ),
+        ),
+        ("watch", Reply(lines=event_lines(("ERROR", status_body(410, "Expired", "too old"))))),
+        # the relist: c changed and d appeared while we were not watching; a is unchanged
+        (
+            "list",
+            listing(22, trial("a", 16, exp="x"), trial("c", 20, exp="z"), trial("d", 21, exp="x")),
+        ),
+        (
+            "watch",
+            Reply(
+                lines=[*event_lines(("ADDED", trial("e", 23, exp="x"))), b"\n"],
+                line_gate=lambda i: release.wait(30) if i > 0 else None,
+            ),
+        ),
+    )
+    events: list[tuple[str, str, str]] = []
+    with LoopbackServer(script) as server:
+        api = KubeApi(server.api_client(), retry=RetryPolicy(base=0.001, cap=0.01, deadline=0))
+        informer = Informer(
+            api,
+            TRIALS,
+            on_event=lambda t, o: events.append(
+                (t, o["metadata"]["name"], o["metadata"]["resourceVersion"])
+            ),
+            backoff_base=0.01,
+            backoff_cap=0.05,
+            rng=random.Random(0),
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=informer.run, args=(stop,))
+        thread.start()
+        try:
+            wait_for(lambda: informer.get("ns", "e") is not None)
+            assert informer.has_synced()
+        finally:
+            stop.set()
+            thread.join(10)
+            release.set()
+        assert not thread.is_alive(), "stop must end the open watch promptly"
+        watches = [r.query for r in server.requests if r.query.get("watch")]
+        lists = [r for r in server.requests if not r.query.get("watch")]
+    assert [w["resourceVersion"] for w in watches] == ["12", "15", "15", "17", "22"]
+    assert all(w["allowWatchBookmarks"] == "true" for w in watches)
+    assert len(lists) == 2 and informer.lists == 2
+    assert events == [
+        ("ADDED", "a", "10"),
+        ("ADDED", "b", "11"),
+        ("ADDED", "c", "13"),
+        ("MODIFIED", "a", "16"),
+        ("DELETED", "b", "17"),
+        ("MODIFIED", "c", "20"),
+        ("ADDED", "d", "21"),  # the relist's difference
+        ("ADDED", "e", "23"),
+    ]
+    assert sorted(o["metadata"]["name"] for o in informer.list()) == ["a", "c", "d", "e"]
+    assert sorted(o["metadata"]["name"] for o in informer.list("ns", {"exp": "x"})) == [
+        "a",
+        "d",
+        "e",
+    ]
+    assert [o["metadata"]["name"] for o in informer.list(labels={"exp": "z"})] == ["c"]
+    assert informer.resource_version == "23"
+
+
+def test_relist_reports_objects_deleted_while_not_watching() -> None:
+    release = threading.Event()
+    script = Script(
+        ("list", listing(5, trial("a", 1), trial("b", 2))),
+        ("watch", Reply(410, status_body(410, "Gone"))),
+        ("list", listing(9, trial("b", 2))),
+        ("watch", Reply(lines=[b"\n"], line_gate=lambda i: release.wait(30))),
+    )
+    events: list[tuple[str, str]] = []
+    with LoopbackServer(script) as server:
+        api = KubeApi(server.api_client(), retry=RetryPolicy(deadline=0))
+        informer = Informer(
+            api,
+            TRIALS,
+            "ns",
+            on_event=lambda t, o: events.append((t, o["metadata"]["name"])),
+            backoff_base=0.01,
+            backoff_cap=0.05,
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=informer.run, args=(stop,))
+        thread.start()
+        try:
+            wait_for(lambda: informer.lists == 2 and informer.watches == 2)
+        finally:
+            stop.set()
+            thread.join(10)
+            release.set()
+        assert not thread.is_alive()
+        assert server.requests[0].path == "/apis/kubeflow.org/v1beta1/namespaces/ns/trials"
+    assert events == [("ADDED", "a"), ("ADDED", "b"), ("DELETED", "a")]
+    assert informer.get("ns", "a") is None and informer.get("ns", "b") is not None
+
+
+def test_a_failing_handler_does_not_stop_the_informer() -> None:
+    release = threading.Event()
+    script = Script(
+        ("list", listing(5, trial("a", 1))),
+        (
+            "watch",
+            Reply(
+                lines=[*event_lines(("ADDED", trial("b", 6)), ("ADDED", trial("c", 7))), b"\n"],
+                line_gate=lambda i: release.wait(30) if i > 1 else None,
+            ),
+        ),
+    )
+    seen: list[str] = []
+
+    def handler(kind: str, obj: dict[str, Any]) -> None:
+        seen.append(obj["metadata"]["name"])
+        if obj["metadata"]["name"] == "b":
+            raise RuntimeError("boom")
+
+    with LoopbackServer(script) as server:
+        informer = Informer(KubeApi(server.api_client()), TRIALS, on_event=handler)
+        stop = threading.Event()
+        thread = threading.Thread(target=informer.run, args=(stop,))
+        thread.start()
+        try:
+            wait_for(lambda: informer.get("ns", "c") is not None)
+        finally:
+            stop.set()
+            thread.join(10)
+            release.set()
+    assert seen == ["a", "b", "c"]
+
+
+def test_store_indexes_follow_label_changes() -> None:
+    store = Store()
+    store.put(trial("a", 1, exp="x", role="r"))
+    store.put(trial("b", 2, exp="x"))
+    store.put(trial("c", 3, namespace="other", exp="x"))
+    assert [o["metadata"]["name"] for o in store.list("ns", {"exp": "x"})] == ["a", "b"]
+    assert [o["metadata"]["name"] for o in store.list(None, {"exp": "x", "role": "r"})] == ["a"]
+    store.put(trial("a", 4, exp="y"))  # relabelled
+    assert [o["metadata"]["name"] for o in store.list("ns", {"exp": "x"})] == ["b"]
+    assert [o["metadata"]["name"] for o in store.list(labels={"exp": "y"})] == ["a"]
+    assert store.list(labels={"role": "r"}) == []
+    store.remove(("ns", "b"))
+    assert store.list("ns", {"exp": "x"}) == []
+    assert len(store) == 2
+    assert store.list("nowhere") == []
