@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
+import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -476,3 +478,45 @@ def test_renderer_applies_patches_namespace_and_images(tmp_path: Path) -> None:
     assert rendered["metadata"]["namespace"] == "ns"
     assert first["image"] == "mirror/img:2" and second["image"] == "other"
     assert first["env"] == [{"name": "Y", "value": "2"}, {"name": "Z", "value": "3"}]
+
+
+# ---------------------------------------------------------------- the README's commands
+
+
+def readme_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Run on Kubernetes\n")
+    end = text.index("\n## ", start + 1)
+    assert text[end:].startswith("\n## Tests\n"), "the section goes right before ## Tests"
+    return text[start:end]
+
+
+def readme_commands(program: str) -> list[list[str]]:
+    lines = re.findall(r"^(?:\S+ )?" + program + r" .*$", readme_section(), flags=re.MULTILINE)
+    return [shlex.split(line.split("#", 1)[0]) for line in lines]
+
+
+def test_readme_names_files_that_exist() -> None:
+    paths = set(re.findall(r"\b((?:manifests|examples|docs)/[\w./-]*\w)", readme_section()))
+    assert {"manifests/base", "docs/kubernetes.md", "examples/kubernetes/random-svm.yaml"} <= paths
+    for path in paths:
+        assert (ROOT / path).exists(), path
+    applied = [c[-1] for c in readme_commands("kubectl") if c[1:3] == ["apply", "-f"]]
+    assert applied == ["examples/kubernetes/random-svm.yaml"]
+    assert ["kubectl", "apply", "-k", "manifests/"] in readme_commands("kubectl")
+
+
+def test_readme_katib_commands_use_existing_flags() -> None:
+    from katib.controller.cli import main as katib
+
+    commands = readme_commands("katib")
+    assert {c[1] for c in commands} >= {"submit", "status", "trials"}
+    for command in commands:
+        out = io.StringIO()
+        quiet = contextlib.redirect_stderr(io.StringIO())
+        with contextlib.redirect_stdout(out), quiet, contextlib.suppress(SystemExit):
+            katib([command[1], "--help"])
+        if "--help" not in out.getvalue():
+            pytest.skip(f"katib {command[1]} has not landed on this branch yet")
+        for flag in flags(command[2:]):
+            assert flag in out.getvalue(), f"katib {command[1]} has no {flag}"
