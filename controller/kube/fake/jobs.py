@@ -12,7 +12,9 @@ Pod objects and runs them:
 * Kubeflow training kinds (PyTorchJob, TFJob, XGBoostJob, MXJob, PaddleJob, JAXJob, MPIJob):
   one pod per replica of each ``spec.<x>ReplicaSpecs.<Role>``; the job succeeds when its
   Master/Chief/Launcher succeeds (or, without one, every pod), fails when any pod fails.
-  Conditions ``Created``, ``Running`` and ``Succeeded``/``Failed``; ``replicaStatuses``.
+  Conditions ``Created``, ``Running`` and ``Succeeded``/``Failed``; ``replicaStatuses``;
+  pods still running at the end are deleted only when ``spec.runPolicy.cleanPodPolicy`` is
+  ``Running`` or ``All`` (a finished batch Job deletes its active pods, as the real one does).
 * TrainJob (trainer.kubeflow.org): ``spec.trainer.numNodes`` pods of container ``node``.
 
 Pods carry the owner reference and the labels the real controllers set (``job-name``,
@@ -606,8 +608,10 @@ class SimulatedJobs:
                 self._fill_job(run, obj)
             if outcome is not None:
                 run.finished = True
-                for other in list(run.active):
-                    self._delete_pod(run.namespace, other)
+                policy = ((obj.get("spec") or {}).get("runPolicy") or {}).get("cleanPodPolicy")
+                if run.flavor != "kubeflow" or policy in ("Running", "All"):
+                    for other in list(run.active):
+                        self._delete_pod(run.namespace, other)
             self._write_run_status(run, outcome=outcome)
 
     def _outcome(self, run: _Run, obj: dict[str, Any], role: str, ok: bool) -> str | None:
