@@ -270,7 +270,7 @@ def test_file_collector_options_and_stop_rules() -> None:
     rules = RuleSet((Rule("accuracy", 0.5, Comparison.LESS, 3),), Semantics.ANY)
     trial = render_trial(doc, rules=rules)
     assert trial["spec"]["earlyStoppingRules"] == [
-        {"name": "accuracy", "value": "0.5", "comparison": "LESS", "startStep": 3}
+        {"name": "accuracy", "value": "0.5", "comparison": "less", "startStep": 3}
     ]
     assert render.rules_from_trial(trial) == rules
     c = render.run_object(trial, db_address="db:1")["spec"]["template"]["spec"]["containers"][0]
@@ -281,7 +281,7 @@ def test_file_collector_options_and_stop_rules() -> None:
     assert opts["--format"] == "JSON"
     assert json.loads(opts["--stop-rules"]) == {
         "semantics": "any",
-        "rules": [{"name": "accuracy", "value": "0.5", "comparison": "LESS", "startStep": 3}],
+        "rules": [{"name": "accuracy", "value": "0.5", "comparison": "less", "startStep": 3}],
     }
 
 
