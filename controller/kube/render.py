@@ -306,7 +306,7 @@ def rule_dict(rule: Rule) -> dict[str, Any]:
     return {
         "name": rule.name,
         "value": repr(rule.value),
-        "comparison": rule.comparison.name.lower(),  # the CRD enum: equal, less, greater
+        "comparison": rule.comparison.name.lower(),  # Katib's ComparisonType: equal, less, greater
         "startStep": rule.start_step,
     }
 
