@@ -29,9 +29,10 @@ class Report:
 
 def backends() -> dict[str, Capabilities]:
     """The backends ``--backend`` can name, by name."""
+    from katib.controller.kube.backend import KUBERNETES_CAPABILITIES
     from katib.controller.local import LOCAL_CAPABILITIES
 
-    return {LOCAL_CAPABILITIES.name: LOCAL_CAPABILITIES}
+    return {c.name: c for c in (LOCAL_CAPABILITIES, KUBERNETES_CAPABILITIES)}
 
 
 def runnable(

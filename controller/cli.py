@@ -176,11 +176,11 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
         return EXIT_INVALID
     report = checks.runnable(
         spec,
-        checks.backends()["local"],
+        checks.backends()[args.backend],
         args.suggestion_address,
         args.early_stopping_address,
     )
-    _print_report(console, args.file, "local", report)
+    _print_report(console, args.file, args.backend, report)
     if report.problems:
         return EXIT_INVALID
     results = Path(args.results) if args.results else Path("results") / spec.name
@@ -188,6 +188,11 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
         f"experiment {spec.name!r}: {spec.algorithm.algorithm_name}, results in {results}",
         highlight=False,
     )
+    try:
+        backend = _backend_factory(args, raw, spec)
+    except ValueError as exc:  # an unreadable kubeconfig
+        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        return EXIT_INVALID
     view = ProgressView(spec, console, results) if not args.quiet else None
     runner = ExperimentRunner(
         spec,
@@ -199,6 +204,7 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
         on_progress=view,
         early_stopping_address=args.early_stopping_address,
         interrupts=interrupts,
+        backend=backend,
     )
     try:
         if view is not None:
@@ -229,6 +235,17 @@ def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> 
     _print_outcome(console, spec, result.decision, result.trials)
     print_failures(console, results, result.trials, limit=FAILURE_DETAILS)
     return EXIT_OK if result.succeeded else EXIT_FAILED
+
+
+def _backend_factory(args: argparse.Namespace, raw: dict[str, Any], spec: Experiment) -> Any:
+    """The runner's backend: local processes, or run objects in a cluster."""
+    if args.backend != "kubernetes":
+        return None
+    from katib.controller.kube.api import KubeApi
+    from katib.controller.kube.backend import KubernetesBackendFactory
+
+    api = KubeApi.from_config(args.kubeconfig, args.context)
+    return KubernetesBackendFactory(api, args.namespace or spec.namespace, raw)
 
 
 def _print_outcome(
@@ -379,6 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         choices=sorted(checks.backends()),
         help="report what this backend cannot run (default local)",
+    )
+    run.add_argument(
+        "--backend",
+        default="local",
+        choices=sorted(checks.backends()),
+        help="run trials as local processes (default) or as objects in a Kubernetes cluster",
+    )
+    run.add_argument("--kubeconfig", help="kubeconfig for --backend kubernetes")
+    run.add_argument("--context", help="kubeconfig context for --backend kubernetes")
+    run.add_argument(
+        "-n", "--namespace", help="namespace for --backend kubernetes (default: the experiment's)"
     )
     run.add_argument(
         "--db-address",

@@ -154,6 +154,17 @@ def load_experiment(
     )
 
 
+def load_objective(raw: Any, at: str = "spec.objective") -> Objective:
+    """Validate and default one ``objective`` mapping (a Trial's copy, say); ``InvalidArgument``
+    lists every problem, under ``at`` instead of ``spec.objective``."""
+    problems = Problems()
+    objective = _objective(problems, {"objective": raw})
+    if problems or objective is None:
+        items = problems.items or ["spec.objective: is invalid"]
+        raise InvalidArgument([at + item.removeprefix("spec.objective") for item in items])
+    return objective
+
+
 def _algorithm_names() -> list[str]:
     from katib.suggestion import registry
 
