@@ -21,7 +21,8 @@ from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.resources import EXPERIMENTS, JOBS, TRIALS, resource_for
 from katib.controller.validation import load_experiment
 from katib.earlystopping.rules import Comparison, Rule, RuleSet
-from tests.controller.kube.conftest import rows
+from tests.controller.kube import test_render
+from tests.controller.kube.conftest import register_katib, rows
 
 NS = "default"
 COLLECTOR = (sys.executable, "-m", "katib.controller.kube.collect")
@@ -40,7 +41,8 @@ if sys.argv[2] == "slow":
 def cluster(tmp_path: Path) -> Iterator[tuple[FakeApiServer, KubeApi]]:
     server = FakeApiServer()
     kinds = [("kubeflow.org/v1", "PyTorchJob"), ("trainer.kubeflow.org/v1alpha1", "TrainJob")]
-    for res in (EXPERIMENTS, TRIALS, *(resource_for(v, k) for v, k in kinds)):
+    register_katib(server)
+    for res in (resource_for(v, k) for v, k in kinds):
         server.register(res)
     with server:
         api = KubeApi(server.api_client())
@@ -175,3 +177,25 @@ def test_early_stopped_trial_completes_with_the_message(
     statuses = primary_pod(server)["status"]["containerStatuses"]
     assert statuses[0]["state"]["terminated"]["message"] == "EarlyStopped"
     assert ("loss", "0.9") in rows(db, "run-early")
+
+
+@pytest.mark.parametrize("kind", sorted(test_render.TEMPLATES))
+def test_trial_objects_fit_the_trial_crd(tmp_path: Path, kind: str) -> None:
+    """What render writes is what the API server keeps: nothing refused, nothing pruned."""
+    server = FakeApiServer(namespaces=("default", test_render.NS))
+    if not register_katib(server):
+        pytest.skip("the CRD manifests are not in this checkout")
+    doc = test_render.experiment_doc(kind, earlyStopping={"algorithmName": "medianstop"})
+    del doc["metadata"]["uid"]
+    with server:
+        api = KubeApi(server.api_client())
+        exp = api.create(EXPERIMENTS, test_render.NS, doc)
+        spec = load_experiment(exp, check_algorithm=False)
+        rules = RuleSet((Rule("accuracy", 0.25, Comparison.LESS, 2),))
+        assignments = [("lr", "0.05"), ("optimizer", "adam")]
+        body = render.trial_object(spec, exp, "t-1", assignments, {"x": "y"}, rules=rules)
+        created = api.create(TRIALS, test_render.NS, body)
+        api.close()
+    assert created["spec"] == body["spec"]
+    for key in ("labels", "annotations", "ownerReferences"):
+        assert created["metadata"][key] == body["metadata"][key]

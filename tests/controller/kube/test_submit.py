@@ -20,6 +20,7 @@ from katib.controller.kube.api import KubeApi
 from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.resources import EXPERIMENTS, TRIALS
 from tests.controller.experiments import container, experiment
+from tests.controller.kube.conftest import register_katib
 
 NS = "kubeflow"
 
@@ -27,8 +28,7 @@ NS = "kubeflow"
 @pytest.fixture
 def server() -> Iterator[FakeApiServer]:
     fake = FakeApiServer(namespaces=("default", NS))
-    fake.register(EXPERIMENTS)
-    fake.register(TRIALS)
+    register_katib(fake)
     with fake:
         yield fake
 
