@@ -445,12 +445,16 @@ def _pump(child: Child, trial: TrialCollector, options: Options) -> bool:
         lines[stream.fileno()] = _Lines()
     early = False
     drain_until: float | None = None
-    while selector.get_map():
+    while True:
+        # Until the command exits (its pipes may close first: a metrics file is still tailed
+        # and rules still apply), then until its output ends or DRAIN_SECONDS have passed.
         if drain_until is None and proc.poll() is not None:
             drain_until = time.monotonic() + DRAIN_SECONDS
-        if drain_until is not None and time.monotonic() > drain_until:
+        if drain_until is not None and (not selector.get_map() or time.monotonic() > drain_until):
             break
-        for key, _ in selector.select(TICK_SECONDS):
+        if not selector.get_map():
+            time.sleep(TICK_SECONDS)
+        for key, _ in selector.select(TICK_SECONDS) if selector.get_map() else ():
             fd = key.fileobj
             assert isinstance(fd, int)
             try:

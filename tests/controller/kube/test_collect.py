@@ -273,3 +273,38 @@ def test_sender_delivers_everything_in_order(db: str) -> None:
     assert sender.close(60)
     assert sender.sent_rows == 12_001 and sender.failed_rows == 0
     assert rows(db, "sender-1") == [("step", "after")]
+
+
+def test_file_rules_apply_after_the_command_closes_its_output(db: str, tmp_path: Path) -> None:
+    """A command that closes stdout and stderr and goes on writing its metrics file is still
+    tailed, and its rules still stop it."""
+    path, log = tmp_path / "metrics.log", tmp_path / "termination-log"
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        os.close(1); os.close(2)
+        for v in (0.9, 0.8, 0.7):
+            with open({str(path)!r}, "a") as f:
+                f.write(f"loss={{v}}\\n")
+            time.sleep(0.2)
+        time.sleep(600)
+        """
+    )
+    rules = {"rules": [{"name": "loss", "value": "0.5", "comparison": "greater", "startStep": 2}]}
+    argv = collector(
+        db,
+        "closed-1",
+        "--kind",
+        "File",
+        "--file-path",
+        str(path),
+        "--stop-rules",
+        json.dumps(rules),
+        "--termination-log",
+        str(log),
+        script=script,
+    )
+    done = run(argv)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text() == "EarlyStopped"
+    assert ("loss", "0.9") in rows(db, "closed-1")
