@@ -28,6 +28,8 @@ environment variable has its value (a TrainJob's nodes all run the trainer comma
 passes the pod's labels in through the downward API, so only the pod matching
 ``primaryPodLabels`` reports); elsewhere it replaces itself with the command.
 
+As a container's PID 1, the collector also reaps the processes the command orphans.
+
 Exit status: the command's own; ``128 + N`` when it was killed by signal ``N``; 0 after an
 early stop; 127 when the command does not exist and 126 when it cannot be executed (as a shell
 would); 2 for bad options. Rows the DB manager could not take within ``--db-retry-for`` seconds
@@ -468,6 +470,8 @@ def _pump(child: Child, trial: TrialCollector, options: Options) -> bool:
             _write_all(key.data, chunk)
             trial.feed_output(lines[fd].feed(chunk))
         trial.tick()
+        if os.getpid() == 1:  # the container's init: orphans of the command come to us
+            reap_orphans(keep=proc.pid)
         if trial.early_stop and not early:
             early = True
             _mark_early_stopped(options.termination_log)
@@ -480,6 +484,35 @@ def _pump(child: Child, trial: TrialCollector, options: Options) -> bool:
     if proc.poll() is None:
         proc.wait()
     return early
+
+
+def reap_orphans(keep: int) -> int:
+    """Reap exited children other than ``keep`` (the command, which ``Popen`` waits for).
+
+    As a container's PID 1 the collector inherits every process the command orphans; without
+    this their zombies would pile up while the trial runs. Children are read from
+    ``/proc/self/task/*/children``, so the command's own exit status is never taken.
+    Returns how many were reaped.
+    """
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as handle:
+                pids.update(int(p) for p in handle.read().split())
+        except (OSError, ValueError):
+            continue
+    reaped = 0
+    for pid in pids - {keep}:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        reaped += done != 0
+    return reaped
 
 
 def _mark_early_stopped(path: Path) -> None:

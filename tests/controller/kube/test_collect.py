@@ -308,3 +308,24 @@ def test_file_rules_apply_after_the_command_closes_its_output(db: str, tmp_path:
     assert done.returncode == 0, done.stderr
     assert log.read_text() == "EarlyStopped"
     assert ("loss", "0.9") in rows(db, "closed-1")
+
+
+def test_reap_orphans_spares_the_command() -> None:
+    command = subprocess.Popen(["true"])
+    orphan = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 30
+    while not all(_zombie(p.pid) for p in (command, orphan)):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert collect.reap_orphans(keep=command.pid) >= 1
+    assert not os.path.exists(f"/proc/{orphan.pid}")  # reaped
+    assert command.wait(timeout=10) == 0  # its status still ours to read
+    orphan.returncode = 0  # already reaped: nothing for Popen to wait for
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
