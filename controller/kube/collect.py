@@ -322,12 +322,12 @@ def _batches(entries: list[LogEntry]) -> Iterator[list[LogEntry]]:
 
 
 class Child:
-    """The trial's command in its own process group, its output read through pipes."""
+    """The trial's command in its own process group (stdin inherited), its output read
+    through pipes."""
 
     def __init__(self, command: Sequence[str]) -> None:
         self.proc = subprocess.Popen(
             list(command),
-            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
