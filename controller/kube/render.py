@@ -38,6 +38,7 @@ process reports the trial's metrics.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -51,7 +52,7 @@ from katib.controller.spec import (
     MetricsCollectorSpec,
     Objective,
 )
-from katib.earlystopping.rules import Rule, RuleSet, Semantics
+from katib.earlystopping.rules import Comparison, Rule, RuleSet, Semantics
 
 TRIAL_KIND = "Trial"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
@@ -104,9 +105,7 @@ def trial_run_spec(
             "is empty; a configMap template must be read and passed as trial_spec",
         )
     if trial_spec is not None:
-        from dataclasses import replace
-
-        template = replace(template, trial_spec=dict(trial_spec))
+        template = dataclasses.replace(template, trial_spec=dict(trial_spec))
     known = dict(assignments)
     for param in template.trial_parameters:
         if not tpl.is_meta(param.reference) and param.reference not in known:
@@ -331,8 +330,6 @@ def rules_from_trial(trial: Mapping[str, Any]) -> RuleSet:
 
 def parse_rules(items: Any, semantics: Any, where: str, semantics_where: str) -> RuleSet:
     """Rules written as :func:`rule_dict` does; :class:`RenderError` naming the bad field."""
-    from katib.earlystopping.rules import Comparison
-
     if not isinstance(items, list):
         raise RenderError(where, "must be a list of rules")
     rules = []
