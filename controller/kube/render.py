@@ -40,10 +40,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from katib.controller import template as tpl
+from katib.controller.kube import podspec
 from katib.controller.spec import (
     API_VERSION,
     CollectorKind,
@@ -68,7 +69,6 @@ EARLY_STOPPED_MESSAGE = "EarlyStopped"
 PRIMARY_LABEL_ENV = "KATIB_PRIMARY_POD_LABEL_"
 _WRAPPED = (CollectorKind.STDOUT, CollectorKind.FILE)
 _ENV_ONLY = (CollectorKind.PUSH, CollectorKind.NONE)
-_CONTAINER_LISTS = ("containers", "initContainers")
 
 
 class RenderError(ValueError):
@@ -135,7 +135,7 @@ def _fill(obj: Any, values: Mapping[str, str], escaped: Mapping[str, str]) -> An
     if isinstance(obj, Mapping):
         out: dict[str, Any] = {}
         for key, value in obj.items():
-            if key in _CONTAINER_LISTS and isinstance(value, list):
+            if key in podspec.CONTAINER_LISTS and isinstance(value, list):
                 out[key] = [_fill_container(c, values, escaped) for c in value]
             elif key in ("trainer", "container") and isinstance(value, Mapping):
                 # TrainJob's spec.trainer; an Argo Workflow template's container
@@ -383,9 +383,9 @@ def run_object(
     meta["namespace"] = namespace
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
     meta["ownerReferences"] = [owner_reference(trial)]
-    for template_meta in _pod_template_metadata(obj):
+    for template_meta in podspec.pod_template_metadata(obj):
         template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}
-    for _, template, _ in _workflow_containers(obj):
+    for _, template, _ in podspec.workflow_containers(obj):
         template_meta = template.setdefault("metadata", {})
         template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}
     env = [
@@ -393,7 +393,7 @@ def run_object(
         {"name": DB_ADDRESS_ENV, "value": _escape(db_address)},
         {"name": NAMESPACE_ENV, "value": _escape(namespace)},
     ]
-    for container in _containers(obj):
+    for container in podspec.containers(obj):
         own = [e for e in container.get("env") or [] if e.get("name") not in _OUR_ENV]
         container["env"] = [dict(e) for e in env] + own
     kind_name = _collector_kind(spec)
@@ -405,7 +405,7 @@ def run_object(
             f"{kind_name} collectors are not supported on Kubernetes; use StdOut, File or Push",
         )
     primary_name = str(spec.get("primaryContainerName") or "")
-    found = primary_container(obj, primary_name, spec.get("primaryPodLabels") or {})
+    found = podspec.primary_container(obj, primary_name, spec.get("primaryPodLabels") or {})
     if found is None:
         raise RenderError(
             "spec.trialTemplate.primaryContainerName",
@@ -532,126 +532,3 @@ def rules_json(rules: RuleSet) -> str:
         {"semantics": rules.semantics.value, "rules": [rule_dict(r) for r in rules.rules]},
         separators=(",", ":"),
     )
-
-
-# -- finding pod templates and the primary container ----------------------------------------
-
-
-def _pod_templates(obj: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every pod template (a mapping whose ``spec`` has a ``containers`` list) with its path."""
-    if isinstance(obj, dict):
-        inner = obj.get("spec")
-        if isinstance(inner, dict) and isinstance(inner.get("containers"), list):
-            yield path, obj
-        for key, value in obj.items():
-            yield from _pod_templates(value, f"{path}.{key}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from _pod_templates(value, f"{path}[{i}]")
-
-
-def _pod_template_metadata(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for _, template in _pod_templates(obj.get("spec")):
-        meta = template.get("metadata")
-        if not isinstance(meta, dict):
-            meta = template["metadata"] = {}
-        yield meta
-
-
-def _containers(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for _, template in _pod_templates(obj.get("spec")):
-        for key in _CONTAINER_LISTS:
-            for container in template["spec"].get(key) or []:
-                if isinstance(container, dict):
-                    yield container
-    trainer = _trainer(obj)
-    if trainer is not None:
-        yield trainer
-    for _, _, container in _workflow_containers(obj):
-        yield container
-
-
-def _workflow_containers(
-    obj: Mapping[str, Any],
-) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """An Argo Workflow's container templates: (path, template, container)."""
-    spec = obj.get("spec")
-    templates = spec.get("templates") if isinstance(spec, dict) else None
-    for i, template in enumerate(templates if isinstance(templates, list) else []):
-        if isinstance(template, dict) and isinstance(template.get("container"), dict):
-            yield f".spec.templates[{i}].container", template, template["container"]
-
-
-def _trainer(obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    spec = obj.get("spec")
-    trainer = spec.get("trainer") if isinstance(spec, dict) else None
-    if obj.get("kind") == "TrainJob" and isinstance(trainer, dict):
-        return trainer
-    return None
-
-
-def primary_container(
-    obj: dict[str, Any], name: str, pod_labels: Mapping[str, str]
-) -> tuple[str, dict[str, Any], bool] | None:
-    """The primary container of a run object (see the module docstring): its path under the
-    object, the container (to edit in place), and whether every pod runs it, so that the
-    collector must check ``primaryPodLabels`` itself (TrainJob), or None."""
-    candidates = []
-    for path, template in _pod_templates(obj.get("spec"), ".spec"):
-        for i, container in enumerate(template["spec"].get("containers") or []):
-            if isinstance(container, dict) and container.get("name") == name:
-                candidates.append((f"{path}.spec.containers[{i}]", template, container))
-    if not candidates:
-        trainer = _trainer(obj)
-        if trainer is not None:
-            return ".spec.trainer", trainer, True
-        return _workflow_primary(obj, name, pod_labels)
-    for wanted in _roles(pod_labels):  # the replica named by a label value
-        for path, _template, container in candidates:
-            role = _replica_role(path)
-            if role is not None and role.lower() == wanted:
-                return path, container, False
-    for path, template, container in candidates:  # a template carrying the labels itself
-        labels = (template.get("metadata") or {}).get("labels") or {}
-        if pod_labels and all(labels.get(k) == v for k, v in pod_labels.items()):
-            return path, container, False
-    path, _template, container = candidates[0]
-    return path, container, False
-
-
-def _workflow_primary(
-    obj: Mapping[str, Any], name: str, pod_labels: Mapping[str, str]
-) -> tuple[str, dict[str, Any], bool] | None:
-    """An Argo Workflow's primary container: in the template whose labels match
-    ``primaryPodLabels``; Argo names a template's container ``main`` in its pod."""
-    for path, template, container in _workflow_containers(obj):
-        labels = (template.get("metadata") or {}).get("labels") or {}
-        if any(labels.get(k) != v for k, v in pod_labels.items()):
-            continue
-        if name in ("main", container.get("name")):
-            return path, container, False
-    return None
-
-
-#: The training operator labels the pods of a job's Chief (TFJob) or Launcher (MPIJob) replica
-#: ``job-role: master`` as it does a Master's, so Katib's default label names any of them.
-_ROLE_ALIASES = {"master": ("master", "chief", "launcher")}
-
-
-def _roles(pod_labels: Mapping[str, str]) -> list[str]:
-    """Replica roles (lower case) that ``primaryPodLabels`` values name, in preference order."""
-    roles: list[str] = []
-    for value in pod_labels.values():
-        for role in _ROLE_ALIASES.get(str(value).lower(), (str(value).lower(),)):
-            if role not in roles:
-                roles.append(role)
-    return roles
-
-
-def _replica_role(path: str) -> str | None:
-    """``Master`` for ``.spec.pytorchReplicaSpecs.Master.template.spec...``."""
-    parts = path.split(".")
-    for i, part in enumerate(parts[:-1]):
-        if part.endswith("ReplicaSpecs"):
-            return parts[i + 1]
-    return None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from katib.controller.kube import render
+from katib.controller.kube import podspec, render
 from katib.controller.template import expand_k8s_vars
 from katib.controller.validation import load_experiment
 from katib.earlystopping.rules import Comparison, Rule, RuleSet, Semantics
@@ -224,12 +224,12 @@ def test_run_object_wraps_the_primary_container_only(kind: str) -> None:
     assert obj["metadata"]["ownerReferences"][0]["kind"] == "Trial"
     assert obj["metadata"]["ownerReferences"][0]["uid"] == "trial-uid"
     wrapped = []
-    for path, template in render._pod_templates(obj["spec"], ".spec"):
+    for path, template in podspec.pod_templates(obj["spec"], ".spec"):
         assert template["metadata"]["labels"]["katib.kubeflow.org/trial"] == "exp-abc12"
         for i, c in enumerate(template["spec"]["containers"]):
             if c.get("command", [""])[0] == "katib-metrics-collector":
                 wrapped.append(f"{path}.spec.containers[{i}]")
-    containers = list(render._containers(obj))
+    containers = list(podspec.containers(obj))
     assert containers
     for c in containers:
         env = {e["name"]: e.get("value") for e in c["env"]}
