@@ -375,6 +375,7 @@ class _Lines:
         self.partial = b""
 
     def feed(self, chunk: bytes) -> bytes:
+        """The complete lines so far (with what was held back before)."""
         data = self.partial + chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0 and len(data) <= MAX_LINE_BYTES:
@@ -387,6 +388,7 @@ class _Lines:
         return data[:cut]
 
     def flush(self) -> bytes:
+        """The unterminated rest, as a line (the pipe has ended)."""
         rest, self.partial = self.partial, b""
         return rest + b"\n" if rest else b""
 

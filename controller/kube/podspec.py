@@ -29,6 +29,7 @@ def pod_templates(obj: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any
 
 
 def pod_template_metadata(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The ``metadata`` of every pod template under ``obj.spec`` (created where missing)."""
     for _, template in pod_templates(obj.get("spec")):
         meta = template.get("metadata")
         if not isinstance(meta, dict):
@@ -37,6 +38,8 @@ def pod_template_metadata(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def containers(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every container the object's pods run: pod templates' containers and init containers,
+    a TrainJob's trainer, an Argo Workflow's container templates."""
     for _, template in pod_templates(obj.get("spec")):
         for key in CONTAINER_LISTS:
             for container in template["spec"].get(key) or []:
@@ -61,6 +64,7 @@ def workflow_containers(
 
 
 def trainjob_trainer(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A TrainJob's ``spec.trainer`` (which stands for its training container), else None."""
     spec = obj.get("spec")
     trainer = spec.get("trainer") if isinstance(spec, dict) else None
     if obj.get("kind") == "TrainJob" and isinstance(trainer, dict):
