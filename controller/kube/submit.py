@@ -275,7 +275,9 @@ def read(
     there is no such experiment."""
     experiment = api.get(EXPERIMENTS, namespace, name)
     if experiment is None:
-        raise InvalidArgument(f"experiment {name!r} not found in namespace {namespace!r}")
+        raise InvalidArgument(
+            f"experiment {name!r} not found in namespace {namespace!r} (another: -n NAMESPACE)"
+        )
     raw = {k: v for k, v in experiment.items() if k != "status"}
     spec = load_experiment(raw, check_algorithm=False)
     items, _ = api.list(TRIALS, namespace, label_selector=f"{render.EXPERIMENT_LABEL}={name}")
