@@ -23,9 +23,12 @@ and the collector then:
   so the Job completes and the operator marks the Trial EarlyStopped from the container's
   termination message.
 
-With ``--primary-env NAME=VALUE`` the collector only collects when the environment variable
-``NAME`` equals ``VALUE`` (a TrainJob's nodes all run the trainer command; node 0 reports);
-elsewhere it replaces itself with the command.
+With ``--primary-env NAME=VALUE`` (repeatable) the collector only collects when every such
+environment variable has its value (a TrainJob's nodes all run the trainer command; the render
+passes the pod's labels in through the downward API, so only the pod matching
+``primaryPodLabels`` reports); elsewhere it replaces itself with the command.
+
+As a container's PID 1, the collector also reaps the processes the command orphans.
 
 Exit status: the command's own; ``128 + N`` when it was killed by signal ``N``; 0 after an
 early stop; 127 when the command does not exist and 126 when it cannot be executed (as a shell
@@ -36,18 +39,18 @@ are lost with an error on stderr; the exit status stays the command's.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import logging
 import os
-import queue
 import selectors
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -103,7 +106,7 @@ class Options:
     grace_seconds: float
     db_timeout: float
     db_retry_for: float
-    primary_env: tuple[str, str] | None
+    primary_env: tuple[tuple[str, str], ...]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,7 +129,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", default=[], help="a metricsFormat regex")
     p.add_argument("--stop-rules", help='{"semantics": "any", "rules": [EarlyStoppingRule...]}')
     p.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG)
-    p.add_argument("--primary-env", help="NAME=VALUE: collect only where this env var matches")
+    p.add_argument(
+        "--primary-env",
+        action="append",
+        default=[],
+        help="NAME=VALUE: collect only where this env var matches (repeatable: all must)",
+    )
     p.add_argument("--grace-seconds", type=float, default=10.0, help="SIGTERM to SIGKILL")
     p.add_argument("--db-timeout", type=float, default=10.0, help="seconds per DB call")
     p.add_argument("--db-retry-for", type=float, default=60.0, help="seconds of DB retries")
@@ -164,12 +172,12 @@ def parse(argv: Sequence[str]) -> Options:
             )
         except ValueError as exc:  # json errors and RenderError
             p.error(f"--stop-rules: {exc}" if not isinstance(exc, RenderError) else str(exc))
-    primary_env = None
-    if args.primary_env:
-        name, eq, value = args.primary_env.partition("=")
+    primary_env = []
+    for item in args.primary_env:
+        name, eq, value = item.partition("=")
         if not eq or not name:
-            p.error("--primary-env must be NAME=VALUE")
-        primary_env = (name, value)
+            p.error(f"--primary-env must be NAME=VALUE, got {item!r}")
+        primary_env.append((name, value))
     for option in ("grace_seconds", "db_timeout", "db_retry_for"):
         if getattr(args, option) < 0:
             p.error(f"--{option.replace('_', '-')} must not be negative")
@@ -206,33 +214,45 @@ def parse(argv: Sequence[str]) -> Options:
         grace_seconds=args.grace_seconds,
         db_timeout=args.db_timeout,
         db_retry_for=args.db_retry_for,
-        primary_env=primary_env,
+        primary_env=tuple(primary_env),
     )
+
+
+#: Rows and bytes (names and values) in one report: under the 4 MiB gRPC message limit that
+#: Katib's own DB manager keeps.
+MAX_REPORT_ROWS = 10_000
+MAX_REPORT_BYTES = 2 << 20
 
 
 class Sender:
     """The observation log as :class:`TrialCollector` sees it, writing from a thread.
 
     ``report`` and ``delete`` queue the call and return at once; the thread makes them in
-    order through one :class:`DBClient`. A call that fails for good (the DB manager away for
-    longer than ``retry_for``) is logged and its rows are lost; later calls are still tried.
+    order through one :class:`DBClient`, merging reports queued meanwhile (while the DB is
+    slow, the next report carries everything since) and splitting them to at most
+    :data:`MAX_REPORT_ROWS` rows and :data:`MAX_REPORT_BYTES`. A call that fails for good
+    (the DB manager away for longer than ``retry_for``) is logged and its rows are lost;
+    later calls are still tried.
     """
 
     def __init__(self, address: str, timeout: float, retry_for: float) -> None:
         self.client = DBClient(address, timeout=timeout, retry_for=retry_for)
-        self.calls: queue.Queue[tuple[str, str, list[LogEntry]] | None] = queue.Queue()
         self.sent_rows = 0
         self.failed_rows = 0
+        self.reports = 0
+        self._ops: collections.deque[tuple[str, str, list[LogEntry]]] = collections.deque()
+        self._closed = False
+        self._changed = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="db-sender", daemon=True)
         self.thread.start()
 
     def report(self, trial_name: str, entries: Iterable[LogEntry]) -> None:
         """Queue rows for the DB."""
-        self.calls.put(("report", trial_name, list(entries)))
+        self._put(("report", trial_name, list(entries)))
 
     def delete(self, trial_name: str) -> None:
         """Queue the deletion of the trial's rows (a rewritten metrics file)."""
-        self.calls.put(("delete", trial_name, []))
+        self._put(("delete", trial_name, []))
 
     def entries(self, trial_name: str) -> list[LogEntry]:
         """Not needed by a collector that never folds pushed rows."""
@@ -244,39 +264,70 @@ class Sender:
 
     def close(self, timeout: float) -> bool:
         """Send what is queued (for up to ``timeout`` s); whether everything went."""
-        self.calls.put(None)
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
         self.thread.join(timeout)
         done = not self.thread.is_alive()
         if done:
             self.client.close()
         return done
 
+    def _put(self, op: tuple[str, str, list[LogEntry]]) -> None:
+        with self._changed:
+            self._ops.append(op)
+            self._changed.notify()
+
+    def _next(self) -> tuple[str, str, list[LogEntry]] | None:
+        with self._changed:
+            while not self._ops and not self._closed:
+                self._changed.wait()
+            if not self._ops:
+                return None
+            verb, trial, entries = self._ops.popleft()
+            while verb == "report" and self._ops and self._ops[0][:2] == (verb, trial):
+                entries = entries + self._ops.popleft()[2]
+            return verb, trial, entries
+
     def _run(self) -> None:
-        while True:
-            call = self.calls.get()
-            if call is None:
-                return
-            verb, trial, entries = call
-            try:
-                if verb == "delete":
-                    self.client.delete(trial)
-                else:
-                    self.client.report(trial, ((e.time, e.name, e.value) for e in entries))
-                    self.sent_rows += len(entries)
-            except Exception as exc:  # every failure of the call, whatever the client raised
-                self.failed_rows += len(entries)
-                logger.error(
-                    "katib-metrics-collector: lost a %s of trial %s: %s", verb, trial, exc
-                )
+        while (op := self._next()) is not None:
+            verb, trial, entries = op
+            for batch in [entries] if verb == "delete" else _batches(entries):
+                try:
+                    if verb == "delete":
+                        self.client.delete(trial)
+                    else:
+                        self.client.report(trial, ((e.time, e.name, e.value) for e in batch))
+                        self.sent_rows += len(batch)
+                        self.reports += 1
+                except Exception as exc:  # every failure of the call, whatever the client raised
+                    self.failed_rows += len(batch) if verb == "report" else 0
+                    logger.error("katib-metrics-collector: lost a %s of %s: %s", verb, trial, exc)
+
+
+def _batches(entries: list[LogEntry]) -> Iterator[list[LogEntry]]:
+    """``entries`` in reports of at most :data:`MAX_REPORT_ROWS` rows and
+    :data:`MAX_REPORT_BYTES` bytes (a row over the byte limit goes alone)."""
+    batch: list[LogEntry] = []
+    size = 0
+    for entry in entries:
+        row = len(entry.name) + len(entry.value) + 32
+        if batch and (len(batch) >= MAX_REPORT_ROWS or size + row > MAX_REPORT_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += row
+    if batch:
+        yield batch
 
 
 class Child:
-    """The trial's command in its own process group, its output read through pipes."""
+    """The trial's command in its own process group (stdin inherited), its output read
+    through pipes."""
 
     def __init__(self, command: Sequence[str]) -> None:
         self.proc = subprocess.Popen(
             list(command),
-            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -324,6 +375,7 @@ class _Lines:
         self.partial = b""
 
     def feed(self, chunk: bytes) -> bytes:
+        """The complete lines so far (with what was held back before)."""
         data = self.partial + chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0 and len(data) <= MAX_LINE_BYTES:
@@ -336,6 +388,7 @@ class _Lines:
         return data[:cut]
 
     def flush(self) -> bytes:
+        """The unterminated rest, as a line (the pipe has ended)."""
         rest, self.partial = self.partial, b""
         return rest + b"\n" if rest else b""
 
@@ -396,12 +449,16 @@ def _pump(child: Child, trial: TrialCollector, options: Options) -> bool:
         lines[stream.fileno()] = _Lines()
     early = False
     drain_until: float | None = None
-    while selector.get_map():
+    while True:
+        # Until the command exits (its pipes may close first: a metrics file is still tailed
+        # and rules still apply), then until its output ends or DRAIN_SECONDS have passed.
         if drain_until is None and proc.poll() is not None:
             drain_until = time.monotonic() + DRAIN_SECONDS
-        if drain_until is not None and time.monotonic() > drain_until:
+        if drain_until is not None and (not selector.get_map() or time.monotonic() > drain_until):
             break
-        for key, _ in selector.select(TICK_SECONDS):
+        if not selector.get_map():
+            time.sleep(TICK_SECONDS)
+        for key, _ in selector.select(TICK_SECONDS) if selector.get_map() else ():
             fd = key.fileobj
             assert isinstance(fd, int)
             try:
@@ -415,6 +472,8 @@ def _pump(child: Child, trial: TrialCollector, options: Options) -> bool:
             _write_all(key.data, chunk)
             trial.feed_output(lines[fd].feed(chunk))
         trial.tick()
+        if os.getpid() == 1:  # the container's init: orphans of the command come to us
+            reap_orphans(keep=proc.pid)
         if trial.early_stop and not early:
             early = True
             _mark_early_stopped(options.termination_log)
@@ -429,6 +488,35 @@ def _pump(child: Child, trial: TrialCollector, options: Options) -> bool:
     return early
 
 
+def reap_orphans(keep: int) -> int:
+    """Reap exited children other than ``keep`` (the command, which ``Popen`` waits for).
+
+    As a container's PID 1 the collector inherits every process the command orphans; without
+    this their zombies would pile up while the trial runs. Children are read from
+    ``/proc/self/task/*/children``, so the command's own exit status is never taken.
+    Returns how many were reaped.
+    """
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as handle:
+                pids.update(int(p) for p in handle.read().split())
+        except (OSError, ValueError):
+            continue
+    reaped = 0
+    for pid in pids - {keep}:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        reaped += done != 0
+    return reaped
+
+
 def _mark_early_stopped(path: Path) -> None:
     try:
         path.write_text(EARLY_STOPPED_MESSAGE)
@@ -440,15 +528,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``katib-metrics-collector``."""
     options = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if options.primary_env is not None:
-        name, value = options.primary_env
-        if os.environ.get(name) != value:  # not the primary node: just be the command
-            try:
-                os.execvp(options.command[0], list(options.command))
-            except FileNotFoundError:
-                return EXIT_NOT_FOUND
-            except OSError:
-                return EXIT_CANNOT_EXECUTE
+    if any(os.environ.get(name) != value for name, value in options.primary_env):
+        try:  # not the primary pod: just be the command
+            os.execvp(options.command[0], list(options.command))
+        except FileNotFoundError:
+            return EXIT_NOT_FOUND
+        except OSError:
+            return EXIT_CANNOT_EXECUTE
     return run(options)
 
 

@@ -9,34 +9,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from katib.controller.kube import collect
-from katib.db.client import DBClient
+from katib.controller.trials import LogEntry
 from katib.db.testing import free_port
-from tests.db.test_db_client_retry import _db_manager
-
-
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    server = _db_manager(tmp_path_factory.mktemp("db") / "obs.db", port)
-    address = f"127.0.0.1:{port}"
-    try:
-        with DBClient(address, timeout=10) as client:
-            client.wait_ready(timeout=60)
-        yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-
-
-def rows(address: str, trial: str) -> list[tuple[str, str]]:
-    with DBClient(address, timeout=10) as client:
-        return [(r.name, r.value) for r in client.get(trial)]
+from tests.controller.kube.conftest import rows
 
 
 def collector(
@@ -243,9 +223,11 @@ def test_non_primary_node_only_runs_the_command(db: str, tmp_path: Path) -> None
         "node-1",
         "--primary-env",
         "JOB_COMPLETION_INDEX=0",
+        "--primary-env",
+        "ROLE=node",
         script="print('loss=0.5'); raise SystemExit(4)",
     )
-    env = {**os.environ, "JOB_COMPLETION_INDEX": "1"}
+    env = {**os.environ, "JOB_COMPLETION_INDEX": "1", "ROLE": "node"}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 4 and done.stdout == "loss=0.5\n"
     assert rows(db, "node-1") == []
@@ -268,3 +250,82 @@ def test_db_manager_away_loses_rows_but_keeps_the_exit_code() -> None:
     done = run(argv)
     assert done.returncode == 5
     assert "1 rows could not be reported" in done.stderr
+
+
+def test_batches_respect_rows_and_bytes() -> None:
+    small = [LogEntry(None, "loss", str(i)) for i in range(25_000)]
+    assert [len(b) for b in collect._batches(small)] == [10_000, 10_000, 5_000]
+    big = [LogEntry(None, "blob", "x" * 60_000) for _ in range(100)]
+    batches = list(collect._batches(big))
+    assert sum(len(b) for b in batches) == 100
+    assert all(sum(len(e.value) for e in b) <= collect.MAX_REPORT_BYTES for b in batches)
+    assert len(batches) == 3
+
+
+def test_sender_delivers_everything_in_order(db: str) -> None:
+    sender = collect.Sender(db, timeout=10, retry_for=30)
+    for start in range(0, 12_000, 4_000):
+        sender.report(
+            "sender-1", [LogEntry(None, "step", str(i)) for i in range(start, start + 4_000)]
+        )
+    sender.delete("sender-1")
+    sender.report("sender-1", [LogEntry(None, "step", "after")])
+    assert sender.close(60)
+    assert sender.sent_rows == 12_001 and sender.failed_rows == 0
+    assert rows(db, "sender-1") == [("step", "after")]
+
+
+def test_file_rules_apply_after_the_command_closes_its_output(db: str, tmp_path: Path) -> None:
+    """A command that closes stdout and stderr and goes on writing its metrics file is still
+    tailed, and its rules still stop it."""
+    path, log = tmp_path / "metrics.log", tmp_path / "termination-log"
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        os.close(1); os.close(2)
+        for v in (0.9, 0.8, 0.7):
+            with open({str(path)!r}, "a") as f:
+                f.write(f"loss={{v}}\\n")
+            time.sleep(0.2)
+        time.sleep(600)
+        """
+    )
+    rules = {"rules": [{"name": "loss", "value": "0.5", "comparison": "greater", "startStep": 2}]}
+    argv = collector(
+        db,
+        "closed-1",
+        "--kind",
+        "File",
+        "--file-path",
+        str(path),
+        "--stop-rules",
+        json.dumps(rules),
+        "--termination-log",
+        str(log),
+        script=script,
+    )
+    done = run(argv)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text() == "EarlyStopped"
+    assert ("loss", "0.9") in rows(db, "closed-1")
+
+
+def test_reap_orphans_spares_the_command() -> None:
+    command = subprocess.Popen(["true"])
+    orphan = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 30
+    while not all(_zombie(p.pid) for p in (command, orphan)):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert collect.reap_orphans(keep=command.pid) >= 1
+    assert not os.path.exists(f"/proc/{orphan.pid}")  # reaped
+    assert command.wait(timeout=10) == 0  # its status still ours to read
+    orphan.returncode = 0  # already reaped: nothing for Popen to wait for
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from katib.controller.kube import render
+from katib.controller.kube import podspec, render
 from katib.controller.template import expand_k8s_vars
 from katib.controller.validation import load_experiment
 from katib.earlystopping.rules import Comparison, Rule, RuleSet, Semantics
@@ -95,13 +95,9 @@ PRIMARY = {
         None,
         ".spec.pytorchReplicaSpecs.Master.template.spec.containers[0]",
     ),
-    "TFJob": ("tensorflow", {"job-role": "chief"}, ".spec.tfReplicaSpecs.Chief"),
+    "TFJob": ("tensorflow", None, ".spec.tfReplicaSpecs.Chief"),  # job-role: master
     "XGBoostJob": ("xgboost", None, ".spec.xgbReplicaSpecs.Master.template.spec.containers[0]"),
-    "MPIJob": (
-        "launcher",
-        {"training.kubeflow.org/job-role": "launcher"},
-        ".spec.mpiReplicaSpecs.Launcher",
-    ),
+    "MPIJob": ("launcher", {"mpi-job-role": "launcher"}, ".spec.mpiReplicaSpecs.Launcher"),
     "TrainJob": ("node", None, ".spec.trainer"),
 }
 
@@ -228,15 +224,15 @@ def test_run_object_wraps_the_primary_container_only(kind: str) -> None:
     assert obj["metadata"]["ownerReferences"][0]["kind"] == "Trial"
     assert obj["metadata"]["ownerReferences"][0]["uid"] == "trial-uid"
     wrapped = []
-    for path, template in render._pod_templates(obj["spec"], ".spec"):
+    for path, template in podspec.pod_templates(obj["spec"], ".spec"):
         assert template["metadata"]["labels"]["katib.kubeflow.org/trial"] == "exp-abc12"
         for i, c in enumerate(template["spec"]["containers"]):
             if c.get("command", [""])[0] == "katib-metrics-collector":
                 wrapped.append(f"{path}.spec.containers[{i}]")
-    containers = list(render._containers(obj))
+    containers = list(podspec.containers(obj))
     assert containers
     for c in containers:
-        env = {e["name"]: e["value"] for e in c["env"]}
+        env = {e["name"]: e.get("value") for e in c["env"]}
         assert env["KATIB_TRIAL_NAME"] == "exp-abc12"
         assert env["KATIB_DB_MANAGER_ADDRESS"] == "katib-db-manager.katib-system:6789"
         assert env["KATIB_NAMESPACE"] == NS
@@ -250,13 +246,26 @@ def test_run_object_wraps_the_primary_container_only(kind: str) -> None:
     options = command[1:split]
     assert command[split + 1 :] == ["python3", "train.py"]
     assert primary["args"] == ["--lr=0.05", "--opt=adam"]
-    opts = dict(zip(options[::2], options[1::2], strict=True))
+    opts = dict(zip(options[::2], options[1::2], strict=True))  # the last of repeated ones
     assert opts["--trial-name"] == "exp-abc12"
     assert opts["--metric-names"] == "accuracy,loss"
     assert opts["--objective-type"] == "maximize"
     assert opts["--kind"] == "StdOut"
     assert opts["--termination-log"] == "/dev/termination-log"
-    assert ("--primary-env" in opts) == (kind == "TrainJob")
+    gates = [options[i + 1] for i, o in enumerate(options) if o == "--primary-env"]
+    if kind == "TrainJob":  # every node runs the trainer: only node 0's collector reports
+        assert gates == [f"{render.PRIMARY_LABEL_ENV}0=0", f"{render.PRIMARY_LABEL_ENV}1=node"]
+        refs = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in primary["env"][3:]}
+        index, job = (
+            "batch.kubernetes.io/job-completion-index",
+            "jobset.sigs.k8s.io/replicatedjob-name",
+        )
+        assert refs == {
+            f"{render.PRIMARY_LABEL_ENV}0": f"metadata.labels['{index}']",
+            f"{render.PRIMARY_LABEL_ENV}1": f"metadata.labels['{job}']",
+        }
+    else:
+        assert gates == []
 
 
 def test_file_collector_options_and_stop_rules() -> None:
@@ -270,7 +279,7 @@ def test_file_collector_options_and_stop_rules() -> None:
     rules = RuleSet((Rule("accuracy", 0.5, Comparison.LESS, 3),), Semantics.ANY)
     trial = render_trial(doc, rules=rules)
     assert trial["spec"]["earlyStoppingRules"] == [
-        {"name": "accuracy", "value": "0.5", "comparison": "LESS", "startStep": 3}
+        {"name": "accuracy", "value": "0.5", "comparison": "less", "startStep": 3}
     ]
     assert render.rules_from_trial(trial) == rules
     c = render.run_object(trial, db_address="db:1")["spec"]["template"]["spec"]["containers"][0]
@@ -281,7 +290,7 @@ def test_file_collector_options_and_stop_rules() -> None:
     assert opts["--format"] == "JSON"
     assert json.loads(opts["--stop-rules"]) == {
         "semantics": "any",
-        "rules": [{"name": "accuracy", "value": "0.5", "comparison": "LESS", "startStep": 3}],
+        "rules": [{"name": "accuracy", "value": "0.5", "comparison": "less", "startStep": 3}],
     }
 
 
@@ -346,6 +355,36 @@ def test_missing_assignment_names_the_parameter() -> None:
         render_trial(experiment_doc(), assignments=[("lr", "0.1")])
 
 
+def test_argo_workflow_wraps_the_labelled_template() -> None:
+    doc = experiment_doc()
+    steps = {"name": "prep", "container": {"image": "alpine", "command": ["true"]}}
+    train = {
+        "name": "train",
+        "metadata": {"labels": {"role": "train"}},
+        "container": {"image": "python", "command": ["python3", "t.py", "${trialParameters.lr}"]},
+    }
+    doc["spec"]["trialTemplate"].update(
+        primaryContainerName="main",
+        primaryPodLabels={"role": "train"},
+        successCondition='status.[@this].#(phase=="Succeeded")#',
+        failureCondition='status.[@this].#(phase=="Failed")#',
+        trialParameters=[{"name": "lr", "reference": "lr"}],
+        trialSpec={
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "spec": {"entrypoint": "prep", "templates": [steps, train]},
+        },
+    )
+    obj = render.run_object(render_trial(doc), db_address="db:1")
+    prep, wrapped = (t["container"] for t in obj["spec"]["templates"])
+    assert prep["command"] == ["true"]
+    assert wrapped["command"][0] == "katib-metrics-collector"
+    assert wrapped["command"][-3:] == ["python3", "t.py", "0.05"]
+    assert {e["name"] for e in prep["env"]} >= {"KATIB_TRIAL_NAME"}
+    labels = obj["spec"]["templates"][1]["metadata"]["labels"]
+    assert labels == {"role": "train", **obj["metadata"]["labels"]}
+
+
 HOSTILE = ["a'b\"c", "$(HOME)", "x\ny", "; rm -rf / #", "${trialParameters.lr}", "$$", "`id`"]
 
 
@@ -408,7 +447,6 @@ def test_collector_options_are_escaped() -> None:
 def test_katib_examples_render() -> None:
     """Every admissible example renders, or is refused naming the field a cluster run needs."""
     refused = {
-        "argo/argo-workflow.yaml": "spec.trialTemplate.primaryContainerName",
         "kubeflow-training-operator/tfjob-mnist-with-summaries.yaml": "spec.metricsCollectorSpec",
         "kubeflow-training-operator/xgboostjob-lightgbm.yaml": "spec.trialTemplate.trialSpec.spec",
         "metrics-collector/custom-metrics-collector.yaml": "spec.metricsCollectorSpec",
