@@ -12,6 +12,7 @@
     katib-bench tpe latency                           # our TPE vs Optuna's: ms per suggestion
     katib-bench db --grpc                             # observation store: rows/s, read latency
     katib-bench controller                            # per-trial overhead of a local experiment
+    katib-bench collector                             # rows/s through katib-metrics-collector
     katib-bench early-stopping --seeds 10             # trial-steps saved by medianstop and asha
     katib-bench kube --runs 1000:1000,10000:1000      # the Kubernetes operator at scale (fake API)
 """

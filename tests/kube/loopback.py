@@ -38,6 +38,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     lines: list[bytes] | None = None
     line_gate: Callable[[int], None] | None = None  # called before each streamed line
+    abort: bool = False  # drop the connection after the lines, without ending the stream
 
 
 def status_body(code: int, reason: str, message: str = "") -> dict[str, Any]:
@@ -91,6 +92,9 @@ class LoopbackServer:
                             reply.line_gate(index)
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                         self.wfile.flush()
+                    if reply.abort:
+                        self.close_connection = True
+                        return
                     self.wfile.write(b"0\r\n\r\n")
                     return
                 if isinstance(reply.body, bytes):
