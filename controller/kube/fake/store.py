@@ -10,7 +10,15 @@ nothing is a no-op (no new resourceVersion, no event); a stale resourceVersion i
 Conflict; with a status subresource the main write ignores ``status`` and a status write ignores
 everything else; deletion of an object with finalizers sets ``deletionTimestamp`` and waits for
 them to be removed; ownerReferences garbage collection with Background, Foreground and Orphan
-propagation, cascading; deleting a namespace deletes its contents.
+propagation, cascading; deleting a namespace deletes its contents; a ``batch/v1`` Job deleted
+without a propagation policy orphans its pods, as the real default does; a PUT without a
+resourceVersion is refused for custom resources and unconditional for built-in ones.
+
+Where it is simpler than the real server, knowingly: garbage collection runs synchronously
+inside the deleting request (an orphan whose owners are all gone goes at once, even at
+creation); objects without finalizers vanish at once (pods have no graceful-termination phase:
+the simulated kubelet kills them after the fact); one stored version per kind (no conversion);
+``limit``/``continue`` are ignored (a list is always complete).
 """
 
 from __future__ import annotations
