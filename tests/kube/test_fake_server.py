@@ -645,3 +645,62 @@ def test_kubeapi_not_found_is_none(server: FakeApiServer) -> None:
     assert api.delete(TRIALS, "default", "none") is False
     with pytest.raises(NotFound):
         api.replace(TRIALS, "default", "none", trial("none"))
+
+
+def test_followed_log_through_the_official_watch_helper(server: FakeApiServer) -> None:
+    core = kubernetes.client.CoreV1Api(server.api_client())
+    core.create_namespaced_pod(
+        "default",
+        {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main", "image": "i"}]}},
+    )
+    server.logs.append("default", "p", "main", b"epoch 1\n")
+
+    def finish_later() -> None:
+        deadline = time.monotonic() + 10
+        while server.open_streams == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.logs.append("default", "p", "main", b"epoch 2\n")
+        server.logs.finish("default", "p", "main")
+
+    threading.Thread(target=finish_later, daemon=True).start()
+    lines = list(
+        kubernetes.watch.Watch().stream(
+            core.read_namespaced_pod_log, "p", "default", container="main", follow=True
+        )
+    )
+    assert lines == ["epoch 1", "epoch 2"]
+
+
+def test_abrupt_watch_drop_breaks_the_connection(server: FakeApiServer) -> None:
+    from katib.controller.kube.api import Unreachable
+
+    api = KubeApi(server.api_client(), retry=RetryPolicy(base=0.01, cap=0.02, deadline=1))
+    _, rv = api.list(TRIALS, "default")
+    outcome: list[BaseException | None] = []
+
+    def follow() -> None:
+        try:
+            list(api.watch(TRIALS, "default", resource_version=rv, timeout_seconds=60))
+            outcome.append(None)
+        except Unreachable as exc:
+            outcome.append(exc)
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while server.open_watches == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.faults.drop_watches(abrupt=True)
+    watcher.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], Unreachable)
+
+
+def test_generate_name_and_bad_names(custom: kubernetes.client.CustomObjectsApi) -> None:
+    made = create(custom, dict(trial(""), metadata={"generateName": "t-"}))
+    assert made["metadata"]["name"].startswith("t-") and len(made["metadata"]["name"]) == 7
+    bad = error_of(create, custom, trial("Not_Valid"))
+    assert bad.status == 422 and '"field": "metadata.name"' in bad.body
+    nameless = error_of(create, custom, dict(trial(""), metadata={}))
+    assert nameless.status == 422
+    elsewhere = dict(trial("t9"), metadata={"name": "t9", "namespace": "kube-system"})
+    assert error_of(create, custom, elsewhere).status == 400

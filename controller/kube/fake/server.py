@@ -101,6 +101,7 @@ class FakeApiServer:
         self.drops = 0  # bumped by drop_watches; open watches compare it
         self.abrupt = False
         self.open_watches = 0  # watch streams being served now
+        self.open_streams = 0  # followed pod logs being served now
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         for resource, status in _BUILTINS:
@@ -709,21 +710,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._start_stream("text/plain")
         self._chunk(_tail(data, query.get("tailLines")))
         self.wfile.flush()
-        offset = len(data)
+        with self.api.logs.changed:
+            self.api.open_streams += 1
+        try:
+            self._follow_log(route.namespace, name, container, len(data))
+        finally:
+            with self.api.logs.changed:
+                self.api.open_streams -= 1
+        self._end_stream()
+
+    def _follow_log(self, namespace: str, name: str, container: str, offset: int) -> None:
         logs = self.api.logs
         while not self.api.stopping:
             with logs.changed:
-                chunk = logs.read(route.namespace, name, container, offset)
+                chunk = logs.read(namespace, name, container, offset)
                 if chunk is not None and not chunk[0] and not chunk[1]:
                     logs.changed.wait(1.0)
                     continue
             if chunk is None:
-                break
+                return
             self._chunk(chunk[0])
             offset += len(chunk[0])
             if chunk[1]:
-                break
-        self._end_stream()
+                return
 
 
 def _tail(data: bytes, tail_lines: str | None) -> bytes:
