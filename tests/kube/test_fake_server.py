@@ -704,3 +704,27 @@ def test_generate_name_and_bad_names(custom: kubernetes.client.CustomObjectsApi)
     assert nameless.status == 422
     elsewhere = dict(trial("t9"), metadata={"name": "t9", "namespace": "kube-system"})
     assert error_of(create, custom, elsewhere).status == 400
+
+
+def test_lists_page_with_limit_and_continue(server: FakeApiServer) -> None:
+    core = kubernetes.client.CoreV1Api(server.api_client())
+    for i in range(5):
+        core.create_namespaced_config_map("default", {"metadata": {"name": f"c{i}"}})
+    first = core.list_namespaced_config_map("default", limit=2)
+    assert [c.metadata.name for c in first.items] == ["c0", "c1"]
+    assert first.metadata.remaining_item_count == 3
+    second = core.list_namespaced_config_map(
+        "default", limit=2, _continue=first.metadata._continue
+    )
+    assert [c.metadata.name for c in second.items] == ["c2", "c3"]
+    assert second.metadata.resource_version == first.metadata.resource_version
+    last = core.list_namespaced_config_map("default", limit=2, _continue=second.metadata._continue)
+    assert [c.metadata.name for c in last.items] == ["c4"] and not last.metadata._continue
+    core.create_namespaced_config_map("default", {"metadata": {"name": "c5"}})
+    server.faults.expire()  # the first page's resourceVersion is compacted away now
+    with pytest.raises(ApiException) as info:
+        core.list_namespaced_config_map("default", limit=2, _continue=first.metadata._continue)
+    assert info.value.status == 410
+    with pytest.raises(ApiException) as bad:
+        core.list_namespaced_config_map("default", _continue="garbage")
+    assert bad.value.status == 400

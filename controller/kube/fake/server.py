@@ -13,6 +13,7 @@ simulated kubelet fills.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -541,6 +542,9 @@ class _Handler(BaseHTTPRequestHandler):
         return items
 
     def _list(self, route: _Route, query: dict[str, str]) -> None:
+        """A list, paged by ``limit``/``continue`` when asked: pages follow (namespace, name)
+        order and report the first page's resourceVersion (objects changed between pages show
+        their newer state: the real server's snapshot consistency is not kept)."""
         labels = label_selector(query.get("labelSelector"))
         fields = field_selector(query.get("fieldSelector"), route.kind.resource.plural)
         items, rv = self.api.store.select(
@@ -548,13 +552,37 @@ class _Handler(BaseHTTPRequestHandler):
             None if route.all_namespaces else route.namespace,
             lambda obj: labels(obj["metadata"].get("labels") or {}) and fields(obj),
         )
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if query.get("continue"):
+            rv, after = _continue_token(query["continue"])
+            if rv < self.api.store.floor:
+                raise StatusError(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old "
+                    "to display a consistent list result. You can start a new list "
+                    "without the continue parameter.",
+                )
+            meta["resourceVersion"] = str(rv)
+            items = [o for o in items if _position(o) > after]
+        limit = query.get("limit") or "0"
+        if not limit.isdigit():
+            raise StatusError(400, "BadRequest", f"limit: invalid value {limit!r}")
+        if 0 < int(limit) < len(items):
+            rest = len(items) - int(limit)
+            items = items[: int(limit)]
+            token = json.dumps(
+                {"rv": int(meta["resourceVersion"]), "after": list(_position(items[-1]))}
+            )
+            meta["continue"] = base64.urlsafe_b64encode(token.encode()).decode()
+            meta["remainingItemCount"] = rest
         resource = route.kind.resource
         self._json(
             200,
             {
                 "kind": f"{resource.kind}List",
                 "apiVersion": resource.api_version,
-                "metadata": {"resourceVersion": str(rv)},
+                "metadata": meta,
                 "items": items,
             },
         )
@@ -733,6 +761,19 @@ class _Handler(BaseHTTPRequestHandler):
             offset += len(chunk[0])
             if chunk[1]:
                 return
+
+
+def _position(obj: dict[str, Any]) -> tuple[str, str]:
+    return (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+
+def _continue_token(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, name = doc["after"]
+        return int(doc["rv"]), (str(namespace), str(name))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StatusError(400, "BadRequest", f"continue: invalid token ({exc})") from exc
 
 
 def _tail(data: bytes, tail_lines: str | None) -> bytes:

@@ -18,7 +18,7 @@ Where it is simpler than the real server, knowingly: garbage collection runs syn
 inside the deleting request (an orphan whose owners are all gone goes at once, even at
 creation); objects without finalizers vanish at once (pods have no graceful-termination phase:
 the simulated kubelet kills them after the fact); one stored version per kind (no conversion);
-``limit``/``continue`` are ignored (a list is always complete).
+paged lists (``limit``/``continue``) are not snapshot-consistent across pages.
 """
 
 from __future__ import annotations
