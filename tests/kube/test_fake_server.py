@@ -728,3 +728,15 @@ def test_lists_page_with_limit_and_continue(server: FakeApiServer) -> None:
     with pytest.raises(ApiException) as bad:
         core.list_namespaced_config_map("default", _continue="garbage")
     assert bad.value.status == 400
+
+
+def test_discovery_serves_the_dynamic_client(server: FakeApiServer) -> None:
+    from kubernetes.dynamic import DynamicClient
+
+    dynamic = DynamicClient(server.api_client())
+    trials = dynamic.resources.get(api_version="kubeflow.org/v1beta1", kind="Trial")
+    trials.create(body=trial("t1"), namespace="default")
+    listed = trials.get(namespace="default")
+    assert [item.metadata.name for item in listed.items] == ["t1"]
+    pods = dynamic.resources.get(api_version="v1", kind="Pod")
+    assert pods.namespaced and pods.subresources["status"]

@@ -409,6 +409,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.api.add_busy(time.perf_counter() - began)
 
     def _discovery(self, parts: list[str]) -> bool:
+        """``/version``, ``/api``, ``/apis`` and the per-version resource lists, enough for
+        discovery clients (``kubernetes.dynamic.DynamicClient``, kubectl)."""
+        kinds = list(self.api.store.kinds.values())
         if parts == ["version"]:
             self._json(
                 200,
@@ -422,28 +425,16 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts == ["api"]:
             self._json(200, {"kind": "APIVersions", "versions": ["v1"]})
         elif parts == ["apis"]:
-            groups = sorted(
-                {
-                    (k.resource.group, k.resource.version)
-                    for k in self.api.store.kinds.values()
-                    if k.resource.group
-                }
-            )
-            self._json(
-                200,
-                {
-                    "kind": "APIGroupList",
-                    "apiVersion": "v1",
-                    "groups": [
-                        {
-                            "name": g,
-                            "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
-                            "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v},
-                        }
-                        for g, v in groups
-                    ],
-                },
-            )
+            self._json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": _groups(kinds)})
+        elif len(parts) == 2 and parts[0] == "api":
+            self._json(200, _resource_list(kinds, "", parts[1]))
+        elif len(parts) == 3 and parts[0] == "apis":
+            listed = _resource_list(kinds, parts[1], parts[2])
+            if not listed["resources"]:
+                raise StatusError(
+                    404, "NotFound", "the server could not find the requested resource"
+                )
+            self._json(200, listed)
         else:
             return False
         return True
@@ -761,6 +752,74 @@ class _Handler(BaseHTTPRequestHandler):
             offset += len(chunk[0])
             if chunk[1]:
                 return
+
+
+def _versions(kind: Kind) -> list[str]:
+    return sorted(kind.versions or {kind.resource.version})
+
+
+def _groups(kinds: list[Kind]) -> list[dict[str, Any]]:
+    by_group: dict[str, set[str]] = {}
+    preferred: dict[str, str] = {}
+    for kind in kinds:
+        if kind.resource.group:
+            by_group.setdefault(kind.resource.group, set()).update(_versions(kind))
+            preferred.setdefault(kind.resource.group, kind.resource.version)
+    return [
+        {
+            "name": group,
+            "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in sorted(versions)],
+            "preferredVersion": {
+                "groupVersion": f"{group}/{preferred[group]}",
+                "version": preferred[group],
+            },
+        }
+        for group, versions in sorted(by_group.items())
+    ]
+
+
+def _resource_list(kinds: list[Kind], group: str, version: str) -> dict[str, Any]:
+    verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    resources: list[dict[str, Any]] = []
+    for kind in kinds:
+        res = kind.resource
+        if res.group != group or version not in _versions(kind):
+            continue
+        resources.append(
+            {
+                "name": res.plural,
+                "singularName": res.kind.lower(),
+                "namespaced": res.namespaced,
+                "kind": res.kind,
+                "verbs": verbs,
+            }
+        )
+        if kind.status_subresource:
+            resources.append(
+                {
+                    "name": f"{res.plural}/status",
+                    "singularName": "",
+                    "namespaced": res.namespaced,
+                    "kind": res.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+        if res.plural == "pods":
+            resources.append(
+                {
+                    "name": "pods/log",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "Pod",
+                    "verbs": ["get"],
+                }
+            )
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }
 
 
 def _position(obj: dict[str, Any]) -> tuple[str, str]:
