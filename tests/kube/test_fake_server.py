@@ -740,3 +740,40 @@ def test_discovery_serves_the_dynamic_client(server: FakeApiServer) -> None:
     assert [item.metadata.name for item in listed.items] == ["t1"]
     pods = dynamic.resources.get(api_version="v1", kind="Pod")
     assert pods.namespaced and pods.subresources["status"]
+
+
+def test_dry_run_admits_without_storing(
+    server: FakeApiServer, custom: kubernetes.client.CustomObjectsApi
+) -> None:
+    checked = custom.create_namespaced_custom_object(
+        GROUP, VERSION, "default", "trials", trial("t1", unknown=1), dry_run="All"
+    )
+    assert checked["metadata"]["uid"] and "unknown" not in checked["spec"]
+    assert server.get(TRIALS, "default", "t1") is None
+    bad = trial("t1", parallelTrialCount=0)
+    assert (
+        error_of(
+            custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            "default",
+            "trials",
+            bad,
+            dry_run="All",
+        ).status
+        == 422
+    )
+    made = create(custom, trial("t1"))
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        "default",
+        "trials",
+        "t1",
+        {"spec": {"parallelTrialCount": 4}},
+        dry_run="All",
+    )
+    custom.delete_namespaced_custom_object(
+        GROUP, VERSION, "default", "trials", "t1", dry_run="All"
+    )
+    assert server.get(TRIALS, "default", "t1") == made

@@ -454,11 +454,17 @@ class _Handler(BaseHTTPRequestHandler):
         return _VERBS[method]
 
     def _serve(self, verb: str, route: _Route, query: dict[str, str], body: Any) -> None:
-        store, kind = self.api.store, route.kind
+        store, kind, name = self.api.store, route.kind, route.name or ""
+        dry = query.get("dryRun")
+        if dry not in (None, "All"):
+            raise StatusError(
+                400, "BadRequest", f'dryRun: Unsupported value: "{dry}": supported values: "All"'
+            )
+        dry_run = dry == "All"
         if verb == "get" and route.sub == "log":
             self._pod_log(route, query)
         elif verb == "get":
-            self._json(200, store.get(kind, route.namespace, route.name or ""))
+            self._json(200, store.get(kind, route.namespace, name))
         elif verb == "list":
             self._list(route, query)
         elif verb == "watch":
@@ -466,17 +472,25 @@ class _Handler(BaseHTTPRequestHandler):
         elif verb == "create":
             if not isinstance(body, dict):
                 raise StatusError(400, "BadRequest", "create needs a JSON object body")
-            self._json(201, store.create(kind, route.namespace, body))
+            self._json(201, store.create(kind, route.namespace, body, dry_run=dry_run))
         elif verb == "update":
             self._json(
                 200,
-                store.update(kind, route.namespace, route.name or "", body, subresource=route.sub),
+                store.update(
+                    kind, route.namespace, name, body, subresource=route.sub, dry_run=dry_run
+                ),
             )
         elif verb == "patch":
-            apply = self._patcher(body)
             self._json(
                 200,
-                store.patch(kind, route.namespace, route.name or "", apply, subresource=route.sub),
+                store.patch(
+                    kind,
+                    route.namespace,
+                    name,
+                    self._patcher(body),
+                    subresource=route.sub,
+                    dry_run=dry_run,
+                ),
             )
         elif verb == "delete":
             options = body if isinstance(body, dict) else {}
@@ -486,19 +500,20 @@ class _Handler(BaseHTTPRequestHandler):
                 store.delete(
                     kind,
                     route.namespace,
-                    route.name or "",
+                    name,
                     propagation=propagation,
                     preconditions=options.get("preconditions"),
+                    dry_run=dry_run,
                 ),
             )
         else:  # deletecollection
-            items = self._matching(route, query)
-            for obj in items:
+            for obj in self._matching(route, query):
                 store.delete(
                     kind,
                     obj["metadata"].get("namespace", ""),
                     obj["metadata"]["name"],
                     propagation=(body or {}).get("propagationPolicy"),
+                    dry_run=dry_run,
                 )
             self._json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
 

@@ -343,8 +343,11 @@ class Store:
                 [(v.field, v.reason, v.message) for v in violations],
             )
 
-    def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST: a new object named by ``metadata.name`` or ``generateName``."""
+    def create(
+        self, kind: Kind, namespace: str, body: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """POST: a new object named by ``metadata.name`` or ``generateName``; ``dry_run``
+        admits it and returns it without storing it."""
         obj = clone(body)
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
             raise StatusError(400, "BadRequest", "the body must be a JSON object with metadata")
@@ -420,6 +423,8 @@ class Store:
             if kind.key == ("", "namespaces"):
                 obj["status"] = {"phase": "Active"}
             self._admit(kind, obj)
+            if dry_run:
+                return obj
             stored = self._write(kind, obj, None)
             for hook in self.on_created:
                 hook(kind, stored)
@@ -437,6 +442,7 @@ class Store:
         *,
         subresource: str | None = None,
         require_version: bool | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """PUT on the object (``subresource`` None) or its ``status``."""
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
@@ -525,6 +531,8 @@ class Store:
                 new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
             if _same(old, new):
                 return old
+            if dry_run:
+                return new
             stored = self._write(kind, new, old)
             if stored["metadata"].get("deletionTimestamp") and not stored["metadata"].get(
                 "finalizers"
@@ -540,6 +548,7 @@ class Store:
         apply: Callable[[dict[str, Any]], dict[str, Any]],
         *,
         subresource: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """PATCH: ``apply`` turns a copy of the current object into the wanted one; the write is
         conditional only when the patch itself set ``metadata.resourceVersion``."""
@@ -554,7 +563,9 @@ class Store:
                 raise StatusError(422, "Invalid", "metadata: must be an object")
             if not meta.get("resourceVersion"):
                 meta["resourceVersion"] = current_rv
-            return self.update(kind, namespace, name, wanted, subresource=subresource)
+            return self.update(
+                kind, namespace, name, wanted, subresource=subresource, dry_run=dry_run
+            )
 
     # ----------------------------------------------------------------- deletion & GC
 
@@ -566,6 +577,7 @@ class Store:
         *,
         propagation: str | None = None,
         preconditions: dict[str, Any] | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """DELETE: returns the object's last state (with deletionTimestamp while finalizers or
         foreground deletion hold it)."""
@@ -591,7 +603,7 @@ class Store:
                     f'"{propagation}": supported values: "Background", '
                     '"Foreground", "Orphan"',
                 )
-            if obj["metadata"].get("deletionTimestamp"):
+            if obj["metadata"].get("deletionTimestamp") or dry_run:
                 return obj
             return self._remove_or_finalize(kind, obj, propagation)
 
