@@ -280,7 +280,7 @@ class SimulatedJobs:
             role = run.active.pop(pod, "")
             tally = run.succeeded if ok else run.failed
             tally[role] = tally.get(role, 0) + 1
-            if run.finished:
+            if run.finished or self._stop.is_set():  # stopping kills pods; that is no failure
                 return
             try:
                 obj = self.store.get(run.kind, run.namespace, run.name)
