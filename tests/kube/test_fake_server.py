@@ -777,3 +777,26 @@ def test_dry_run_admits_without_storing(
         GROUP, VERSION, "default", "trials", "t1", dry_run="All"
     )
     assert server.get(TRIALS, "default", "t1") == made
+
+
+def test_streaming_list_ends_its_initial_events_with_a_marked_bookmark(
+    server: FakeApiServer, custom: kubernetes.client.CustomObjectsApi
+) -> None:
+    create(custom, trial("t1"))
+    create(custom, trial("t2"))
+    connection = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=10)
+    path = "/apis/kubeflow.org/v1beta1/namespaces/default/trials?watch=true&timeoutSeconds=1"
+    connection.request(
+        "GET",
+        path + "&sendInitialEvents=true&allowWatchBookmarks=true"
+        "&resourceVersionMatch=NotOlderThan",
+    )
+    events = [json.loads(line) for line in connection.getresponse().read().splitlines()]
+    kinds = [(e["type"], e["object"]["metadata"].get("name")) for e in events]
+    assert kinds[:3] == [("ADDED", "t1"), ("ADDED", "t2"), ("BOOKMARK", None)]
+    assert events[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    connection.request("GET", path + "&sendInitialEvents=true")
+    refused = connection.getresponse()
+    assert refused.status == 422
+    refused.read()
+    connection.close()

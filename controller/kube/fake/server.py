@@ -615,19 +615,30 @@ class _Handler(BaseHTTPRequestHandler):
         start = query.get("resourceVersion") or "0"
         if not start.isdigit():
             raise StatusError(400, "BadRequest", f"resourceVersion: invalid value {start!r}")
+        streaming_list = query.get("sendInitialEvents") == "true"
+        if streaming_list:  # a list streamed as events, ended by a marked bookmark
+            if not bookmarks or query.get("resourceVersionMatch") != "NotOlderThan":
+                raise StatusError(
+                    422,
+                    "Invalid",
+                    "sendInitialEvents: Forbidden: requires "
+                    "allowWatchBookmarks=true and resourceVersionMatch=NotOlderThan",
+                )
+            start = "0"
         drops = api.drops
         self._start_stream("application/json")
         with store.changed:
             api.open_watches += 1
         try:
-            self._stream_events(route, kind, namespace, visible, start, bookmarks, deadline, drops)
+            self._stream_events(
+                kind, namespace, visible, start, bookmarks, deadline, drops, streaming_list
+            )
         finally:
             with store.changed:
                 api.open_watches -= 1
 
     def _stream_events(
         self,
-        route: _Route,
         kind: Kind,
         namespace: str | None,
         visible: Any,
@@ -635,6 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
         bookmarks: bool,
         deadline: float,
         drops: int,
+        streaming_list: bool = False,
     ) -> None:
         api, store = self.api, self.api.store
         with store.changed:
@@ -644,6 +656,8 @@ class _Handler(BaseHTTPRequestHandler):
                 initial, cursor = [], int(start)
         for obj in initial:
             self._event("ADDED", obj)
+        if streaming_list:
+            self._bookmark(kind, cursor, {"k8s.io/initial-events-end": "true"})
         self.wfile.flush()
         last_bookmark = time.monotonic()
         while True:
@@ -682,13 +696,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _event(self, type_: str, obj: dict[str, Any]) -> None:
         self._chunk(b'{"type":"%s","object":%s}\n' % (type_.encode(), json.dumps(obj).encode()))
 
-    def _bookmark(self, kind: Kind, rv: int) -> None:
+    def _bookmark(self, kind: Kind, rv: int, annotations: dict[str, str] | None = None) -> None:
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if annotations:
+            meta["annotations"] = annotations
         self._event(
             "BOOKMARK",
             {
                 "kind": kind.resource.kind,
                 "apiVersion": kind.resource.api_version,
-                "metadata": {"resourceVersion": str(rv)},
+                "metadata": meta,
             },
         )
 
