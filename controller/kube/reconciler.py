@@ -25,8 +25,9 @@ for up to ``metrics_grace_seconds`` (the collector may still be reporting), then
 MetricsUnavailable. The finalizer ``clean-metrics-in-db`` deletes the observation log when the
 Trial is deleted. A completed trial's run object is deleted unless ``retainRun``.
 
-Every status write goes through :meth:`KubeApi.update_status` (read, change, write; again on a
-conflict) with a change function that never moves a completed trial or experiment back.
+Every status write is a change function applied to the copy just read and written with its
+``resourceVersion``; on a conflict :meth:`KubeApi.update_status` reads, changes and writes again
+(bounded). The change functions that never moves a completed trial or experiment back.
 Errors propagate: the operator's work queue retries the key with exponential back-off.
 """
 
@@ -51,7 +52,7 @@ from katib.controller import reconcile as rec
 from katib.controller.earlystop import EarlyStopping
 from katib.controller.kube import objects as ob
 from katib.controller.kube import render
-from katib.controller.kube.api import AlreadyExists, KubeApi
+from katib.controller.kube.api import AlreadyExists, Conflict, KubeApi, NotFound
 from katib.controller.kube.conditions import run_outcome
 from katib.controller.kube.config import OperatorConfig
 from katib.controller.kube.resources import (
@@ -331,8 +332,7 @@ class Reconciler:
             obj["status"] = new
             return True
 
-        meta = exp["metadata"]
-        return self.api.update_status(EXPERIMENTS, meta.get("namespace"), meta["name"], mutate)
+        return self._update_status(EXPERIMENTS, exp, mutate)
 
     def _write_status(
         self, exp: Mapping[str, Any], decision: rec.Decision, records: Sequence[TrialRecord]
@@ -677,11 +677,27 @@ class Reconciler:
             changed.append(True)
             return True
 
-        meta = trial["metadata"]
-        written = self.api.update_status(TRIALS, meta["namespace"], meta["name"], mutate)
+        written = self._update_status(TRIALS, trial, mutate)
         if written is not None and changed and kind.completed:
             level = "Normal" if kind is TrialCondition.SUCCEEDED else "Warning"
             self.event(written, level, reason, message)
+
+    def _update_status(
+        self, res: Resource, obj: Mapping[str, Any], mutate: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any] | None:
+        """``mutate`` a copy of ``obj`` and write its status; if ``obj`` was stale (a
+        conflict), read, change and write again. ``None`` if the object is gone."""
+        meta = obj["metadata"]
+        namespace, name = meta.get("namespace"), meta["name"]
+        first = copy.deepcopy(dict(obj))
+        if not mutate(first):
+            return dict(obj)
+        try:
+            return self.api.replace_status(res, namespace, name, first)
+        except Conflict:
+            return self.api.update_status(res, namespace, name, mutate)
+        except NotFound:
+            return None
 
     # -- events --------------------------------------------------------------------------------
 
