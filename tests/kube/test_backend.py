@@ -66,6 +66,38 @@ def test_katib_run_kubernetes_runs_trials_as_jobs(tmp_path: Path) -> None:
         assert job["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "cli-run"
 
 
+def test_katib_run_kubernetes_stops_running_trials_when_the_goal_is_reached(
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "pods"
+    workdir.mkdir()
+    params = [
+        {"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.3"]}},
+        {
+            "name": "mode",
+            "parameterType": "categorical",
+            "feasibleSpace": {"list": ["ok", "hang"]},
+        },
+    ]
+    body = experiment(
+        "cli-goal", algorithm="grid", parameters=params, max_trials=2, parallel=2, goal=0.01
+    )
+    spec_file = tmp_path / "exp.yaml"
+    spec_file.write_text(yaml.safe_dump(body))
+    results = tmp_path / "results"
+    with fake_cluster(workdir) as server:
+        kubeconfig = _kubeconfig(tmp_path / "kubeconfig", server.url)
+        args = ["run", str(spec_file), "--backend", "kubernetes", "--kubeconfig", str(kubeconfig)]
+        code = cli.main([*args, "--results", str(results), "--quiet"])
+        jobs = server.objects(JOBS, NAMESPACE)
+    assert code == cli.EXIT_OK
+    with ResultsStore(results, create=False) as store:
+        by_mode = {dict(t.assignments)["mode"]: t for t in store.trials()}
+    assert by_mode["ok"].condition is TrialCondition.SUCCEEDED
+    assert by_mode["hang"].condition is TrialCondition.KILLED
+    assert jobs == []  # finished and stopped runs are deleted (retain is false)
+
+
 def _objective():  # type: ignore[no-untyped-def]
     from katib.controller.validation import load_experiment
 
