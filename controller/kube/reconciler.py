@@ -41,6 +41,7 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -83,6 +84,8 @@ logger = logging.getLogger(__name__)
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 #: How soon a trial whose run kind has no watch is looked at again (seconds).
 RUN_POLL_SECONDS = 2.0
+#: Trials an experiment pass creates at once.
+CREATE_CONCURRENCY = 4
 #: How soon a succeeded trial without its objective is looked at again (seconds).
 METRICS_RETRY_SECONDS = 0.5
 
@@ -236,10 +239,13 @@ class Reconciler:
             )
             self.event(exp, "Normal", rec.Reason.RESTARTING, "Experiment is restarting")
         decision, records = self._decide(exp, spec, view, records, existing)
-        for trial_name in decision.start:
-            if trial_name not in existing:
-                record = next(r for r in records if r.name == trial_name)
-                existing[trial_name] = self._create_trial(exp, spec, record)
+        by_name = {r.name: r for r in records}
+        to_make = [by_name[n] for n in decision.start if n not in existing]
+        if to_make:  # a few at a time: a large batch is not made one round trip after another
+            with ThreadPoolExecutor(min(CREATE_CONCURRENCY, len(to_make))) as pool:
+                made = pool.map(lambda r: self._create_trial(exp, spec, r), to_make)
+                for record, trial in zip(to_make, made, strict=True):
+                    existing[record.name] = trial
         self._write_status(exp, decision, records)
         return None
 
