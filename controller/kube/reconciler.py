@@ -33,7 +33,6 @@ Errors propagate: the operator's work queue retries the key with exponential bac
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import secrets
@@ -53,7 +52,7 @@ from katib.controller import reconcile as rec
 from katib.controller.earlystop import EarlyStopping
 from katib.controller.kube import objects as ob
 from katib.controller.kube import render
-from katib.controller.kube.api import AlreadyExists, Conflict, KubeApi, NotFound
+from katib.controller.kube.api import AlreadyExists, Conflict, Invalid, KubeApi, NotFound
 from katib.controller.kube.conditions import run_outcome
 from katib.controller.kube.config import OperatorConfig
 from katib.controller.kube.resources import (
@@ -593,9 +592,19 @@ class Reconciler:
                 stamp,
             )
             return None
-        # AlreadyExists: made by an earlier pass whose answer was lost, or not cached yet
-        with contextlib.suppress(AlreadyExists):
+        try:
             self.api.create(res, namespace, body)
+        except AlreadyExists:
+            pass  # made by an earlier pass whose answer was lost, or not cached yet
+        except (NotFound, Invalid) as exc:  # no such kind here, or the cluster refuses it
+            self._mark(
+                trial,
+                TrialCondition.FAILED,
+                "TrialFailed",
+                f"cannot create the trial's {res.kind}: {exc.message or exc}",
+                stamp,
+            )
+            return None
         self._mark(trial, TrialCondition.RUNNING, "TrialRunning", "Trial is running", stamp)
         return RUN_POLL_SECONDS if res.plural != "jobs" else None
 
@@ -605,7 +614,12 @@ class Reconciler:
         meta = trial["metadata"]
         name, uid = meta["name"], str(meta.get("uid"))
         spec = trial.get("spec") or {}
-        objective = load_objective(spec.get("objective"), "Trial.spec.objective")
+        try:
+            objective = load_objective(spec.get("objective"), "Trial.spec.objective")
+        except InvalidArgument as exc:
+            message = "; ".join(getattr(exc, "problems", None) or [str(exc)])
+            self._mark(trial, TrialCondition.FAILED, "TrialFailed", message, self.clock())
+            return None
         summary = ObservationSummary(objective)
         db = self.services.db
         summary.add(db.entries(name))
