@@ -12,23 +12,7 @@ from katib.controller.checks import backends
 from katib.controller.kube.resources import JOBS
 from katib.controller.store import ResultsStore
 from katib.controller.trials import TrialCondition
-from tests.kube.cluster import NAMESPACE, experiment, fake_cluster
-
-
-def _kubeconfig(path: Path, url: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": url}}],
-                "users": [{"name": "me", "user": {}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
-                "current-context": "fake",
-            }
-        )
-    )
-    return path
+from tests.kube.cluster import NAMESPACE, experiment, fake_cluster, write_kubeconfig
 
 
 def test_katib_run_kubernetes_runs_trials_as_jobs(tmp_path: Path) -> None:
@@ -46,7 +30,7 @@ def test_katib_run_kubernetes_runs_trials_as_jobs(tmp_path: Path) -> None:
                 "--backend",
                 "kubernetes",
                 "--kubeconfig",
-                str(_kubeconfig(tmp_path / "kubeconfig", server.url)),
+                str(write_kubeconfig(tmp_path / "kubeconfig", server.url)),
                 "--results",
                 str(results),
                 "--quiet",
@@ -86,7 +70,7 @@ def test_katib_run_kubernetes_stops_running_trials_when_the_goal_is_reached(
     spec_file.write_text(yaml.safe_dump(body))
     results = tmp_path / "results"
     with fake_cluster(workdir) as server:
-        kubeconfig = _kubeconfig(tmp_path / "kubeconfig", server.url)
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url)
         args = ["run", str(spec_file), "--backend", "kubernetes", "--kubeconfig", str(kubeconfig)]
         code = cli.main([*args, "--results", str(results), "--quiet"])
         jobs = server.objects(JOBS, NAMESPACE)
