@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,16 @@ from katib.controller.kube.resources import JOBS
 from katib.controller.store import ResultsStore
 from katib.controller.trials import TrialCondition
 from tests.kube.cluster import NAMESPACE, experiment, fake_cluster, write_kubeconfig
+
+
+@pytest.fixture(autouse=True)
+def _signals_restored() -> Iterator[None]:
+    """``katib run`` ignores SIGINT and SIGTERM once it is done; processes started later
+    (the next test's pods) would inherit that."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 def test_katib_run_kubernetes_runs_trials_as_jobs(tmp_path: Path) -> None:
