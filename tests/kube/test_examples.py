@@ -73,7 +73,7 @@ def test_random_svm_runs_and_kubectl_get_shows_the_best_trial(
         with operator_thread(server, suggestion, db):
             exp = wait(lambda: completed(server, name), "the experiment to end", 120)
         trials = server.objects(TRIALS, NAMESPACE)
-    assert condition(exp, "Succeeded"), exp["status"]
+    assert exp is not None and condition(exp, "Succeeded"), exp
     assert [condition(t, "Succeeded") is not None for t in trials] == [True, True]
     crd = yaml.safe_load((ROOT / "manifests" / "base" / "crds" / "experiments.yaml").read_text())
     columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]

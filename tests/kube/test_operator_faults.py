@@ -32,11 +32,20 @@ from tests.kube.cluster import (
 
 
 @contextmanager
-def operator_process(server: FakeApiServer, suggestion: str, db: str) -> Iterator[subprocess.Popen[str]]:
+def operator_process(
+    server: FakeApiServer, suggestion: str, db: str
+) -> Iterator[subprocess.Popen[str]]:
     """The operator in a process of its own (:mod:`tests.kube.run_operator`), ready."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.kube.run_operator", server.url, suggestion, db,
-         *collector_command()],
+        [
+            sys.executable,
+            "-m",
+            "tests.kube.run_operator",
+            server.url,
+            suggestion,
+            db,
+            *collector_command(),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -84,10 +93,9 @@ def test_a_killed_controller_neither_duplicates_nor_loses_trials(
         checkpoints = [
             lambda: len(_assignments(server, "restart-run")) >= 1,
             lambda: len(server.objects(TRIALS, NAMESPACE)) >= 3,
-            lambda: sum(
-                trial_state(t) == "Succeeded" for t in server.objects(TRIALS, NAMESPACE)
-            )
-            >= 4,
+            lambda: (
+                sum(trial_state(t) == "Succeeded" for t in server.objects(TRIALS, NAMESPACE)) >= 4
+            ),
         ]
         for reached in checkpoints:
             with operator_process(server, suggestion, db) as proc:
