@@ -111,6 +111,8 @@ def test_default_install_contents() -> None:
         ("StatefulSet", "katib-system", "katib-postgres"),
         ("Service", "katib-system", "katib-postgres"),
         ("Secret", "katib-system", "katib-postgres-secrets"),
+        ("NetworkPolicy", "katib-system", "katib-postgres"),
+        ("PodDisruptionBudget", "katib-system", "katib-controller"),
     }
     assert names("default") == expected
 
@@ -118,6 +120,7 @@ def test_default_install_contents() -> None:
 def test_mysql_overlay_swaps_the_database() -> None:
     swapped = names("mysql")
     assert not {n for n in swapped if "postgres" in n[2]}
+    assert ("NetworkPolicy", "katib-system", "katib-mysql") in swapped
     assert {
         ("StatefulSet", "katib-system", "katib-mysql"),
         ("Service", "katib-system", "katib-mysql"),
@@ -162,6 +165,38 @@ def test_workload_selectors_match_their_templates(install: str) -> None:
             assert service["spec"].get("clusterIP") == "None", (
                 "a StatefulSet needs a headless Service"
             )
+
+
+def selected_by(install: str, namespace: str, match: dict[str, str]) -> list[Obj]:
+    return [
+        w
+        for w in workloads(install)
+        if w["metadata"]["namespace"] == namespace and match.items() <= pod_labels(w).items()
+    ]
+
+
+@pytest.mark.parametrize("install", sorted(INSTALLS))
+def test_network_policies_and_budgets_select_real_pods(install: str) -> None:
+    for policy in objects(install, "NetworkPolicy"):
+        namespace = policy["metadata"]["namespace"]
+        (target,) = selected_by(install, namespace, policy["spec"]["podSelector"]["matchLabels"])
+        declared = {p["containerPort"] for c in containers(target) for p in c.get("ports", [])}
+        for rule in policy["spec"]["ingress"]:
+            for peer in rule["from"]:
+                assert selected_by(install, namespace, peer["podSelector"]["matchLabels"])
+            assert {p["port"] for p in rule["ports"]} <= declared, identity(policy)
+    for budget in objects(install, "PodDisruptionBudget"):
+        namespace = budget["metadata"]["namespace"]
+        (target,) = selected_by(install, namespace, budget["spec"]["selector"]["matchLabels"])
+        assert target["spec"]["replicas"] > budget["spec"]["maxUnavailable"], identity(budget)
+    databases = [w for w in workloads(install) if w["kind"] == "StatefulSet"]
+    guarded = {
+        identity(w)
+        for w in databases
+        for policy in objects(install, "NetworkPolicy")
+        if policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels(w).items()
+    }
+    assert guarded == {identity(w) for w in databases}, "every database has a NetworkPolicy"
 
 
 def probes(container: Obj) -> Iterator[tuple[str, Obj]]:
