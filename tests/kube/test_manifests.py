@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
+import json
 import re
 import shlex
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 
 Obj = dict[str, Any]
 
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
 INSTALLS = {
     "default": MANIFESTS,
     "mysql": MANIFESTS / "overlays" / "mysql",
@@ -294,6 +296,8 @@ def _command_lines() -> list[tuple[str, list[str]]]:
     for entry in config["runtime"]["suggestions"]:
         if "command" in entry:
             lines.append((f"katib-config:{entry['algorithmName']}", entry["command"]))
+    for number, cmd in enumerate(re.findall(r"^CMD (\[.*\])$", DOCKERFILE, re.MULTILINE)):
+        lines.append((f"Dockerfile:CMD{number}", json.loads(cmd)))
     return lines
 
 
