@@ -12,7 +12,9 @@
     katib-bench tpe latency                           # our TPE vs Optuna's: ms per suggestion
     katib-bench db --grpc                             # observation store: rows/s, read latency
     katib-bench controller                            # per-trial overhead of a local experiment
+    katib-bench collector                             # rows/s through katib-metrics-collector
     katib-bench early-stopping --seeds 10             # trial-steps saved by medianstop and asha
+    katib-bench kube --runs 1000:1000,10000:1000      # the Kubernetes operator at scale (fake API)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from katib.bench import (
     gp_latency,
     gp_study,
     harness,
+    kube,
     multifidelity,
     peers,
     problems,
@@ -201,6 +204,7 @@ def parser() -> argparse.ArgumentParser:
     multifidelity.register(sub)
     gp_study.add_parser(sub)
     gp_latency.add_parser(sub)
+    kube.register(sub)
     return top
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from katib.bench import cmaes_study, load, tpe_latency, tpe_study
+from katib.bench import collector_throughput as cot
 from katib.bench import controller_overhead as ctl
 from katib.bench import db_throughput as dbt
 from katib.bench.service import parse_target
@@ -160,6 +161,13 @@ def cmd_controller(args: argparse.Namespace) -> int:
     return emit(args, "controller", ctl.format_overhead(result), data)
 
 
+def cmd_collector(args: argparse.Namespace) -> int:
+    """Rows per second through the in-pod metrics collector."""
+    results = cot.run_collector(args.lines, tuple(names(args.kinds, ("StdOut", "File")) or ()))
+    data = [dataclasses.asdict(r) | {"rows_per_s": r.rows_per_s} for r in results]
+    return emit(args, "collector", cot.format_collector(results), data)
+
+
 def _out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="directory for the table (.txt) and raw figures (.json)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -230,6 +238,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     con.add_argument("--repeats", type=int, default=3, help="runs of each; the best is kept")
     _out(con)
     con.set_defaults(func=cmd_controller)
+
+    col = sub.add_parser("collector", help="rows/s through katib-metrics-collector")
+    col.add_argument("--lines", type=int, default=200_000, help="metric lines the trial prints")
+    col.add_argument("--kinds", default="StdOut,File", help="collector kinds, comma-separated")
+    _out(col)
+    col.set_defaults(func=cmd_collector)
 
     cma = sub.add_parser("cmaes", help="our cmaes against optuna:cmaes and cma (and latency)")
     cmaes_study.add_arguments(cma)

@@ -4,11 +4,15 @@
     katib validate examples/random.yaml
     katib status results/random-example [-o json|yaml]
     katib trials results/random-example [-o json|yaml|csv]
+    katib submit examples/random.yaml [--kubeconfig K] [--context C] [-n NS] [--follow]
+    katib status random-example --cluster [-n NS] [-o json|yaml]
+    katib trials random-example --cluster [-n NS] [-o json|yaml|csv]
 
-Exit codes: 0 Succeeded (or valid), 1 Failed, 2 invalid experiment or usage (or it cannot run
-on the chosen backend), 130 interrupted by SIGINT, 143 by SIGTERM, 3 the filesystem refused
-(read-only or full disk, a path under a regular file: one line says which path; the results
-directory keeps its last consistent state, so fix it and run again).
+Exit codes: 0 Succeeded (or valid, or submitted), 1 Failed, 2 invalid experiment or usage (or
+it cannot run on the chosen backend), 130 interrupted by SIGINT, 143 by SIGTERM, 3 the
+filesystem refused (read-only or full disk, a path under a regular file: one line says which
+path; the results directory keeps its last consistent state, so fix it and run again), 4 the
+cluster could not be reached or refused a request (the kubeconfig, the API server's answer).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_FILESYSTEM = 3
+EXIT_CLUSTER = 4
 BEST_ROWS = 10
 #: Failed trials whose log tails are printed at the end of ``katib run``.
 FAILURE_DETAILS = 3
@@ -279,14 +284,30 @@ def _open(directory: str) -> tuple[Experiment, dict[str, Any], list[Any]]:
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     """Print an experiment's condition, counts and best trial."""
+    if args.cluster:
+        from katib.controller.kube import cli as kube_cli
+
+        return kube_cli.cluster_command(args, console, cmd_status)
     try:
         spec, status, trials = _open(args.dir)
     except (FileNotFoundError, InvalidArgument) as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_INVALID
+    return print_status(args, console, spec, status, trials, Path(args.dir))
+
+
+def print_status(
+    args: argparse.Namespace,
+    console: Console,
+    spec: Experiment,
+    status: dict[str, Any],
+    trials: list[Any],
+    results_dir: Path | None,
+) -> int:
+    """``katib status`` output for an experiment however it was read."""
     condition = status.get("condition", "Created")
     if args.output != "table":
-        document = report.status_document(spec, status, trials, Path(args.dir))
+        document = report.status_document(spec, status, trials, results_dir)
         sys.stdout.write(report.dump(document, args.output))
         return EXIT_FAILED if condition == rec.Condition.FAILED else EXIT_OK
     console.print(
@@ -305,23 +326,46 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_trials(args: argparse.Namespace, console: Console) -> int:
     """Print every trial of an experiment."""
+    if args.cluster:
+        from katib.controller.kube import cli as kube_cli
+
+        return kube_cli.cluster_command(args, console, cmd_trials)
     try:
         spec, _, trials = _open(args.dir)
     except (FileNotFoundError, InvalidArgument) as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_INVALID
+    return print_trials(args, console, spec, trials, Path(args.dir))
+
+
+def print_trials(
+    args: argparse.Namespace,
+    console: Console,
+    spec: Experiment,
+    trials: list[Any],
+    results_dir: Path | None,
+) -> int:
+    """``katib trials`` output for an experiment however it was read."""
     if args.output == "table":
         console.print(trials_table(spec, trials, by_best=args.best))
-        print_failures(console, Path(args.dir), trials)
+        if results_dir is not None:
+            print_failures(console, results_dir, trials)
         return EXIT_OK
     if args.best:
         trials = sorted(trials, key=lambda t: sort_key(spec, t))
     if args.output == "csv":
         sys.stdout.write(report.trials_csv(spec, trials))
     else:
-        document = report.trials_document(spec, trials, Path(args.dir))
+        document = report.trials_document(spec, trials, results_dir)
         sys.stdout.write(report.dump(document, args.output))
     return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace, console: Console) -> int:
+    """Send an Experiment to a cluster (``--follow``: and watch it to the end)."""
+    from katib.controller.kube import cli as kube_cli
+
+    return kube_cli.cmd_submit(args, console)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -370,16 +414,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this DB manager instead of an in-process one",
     )
     status = sub.add_parser("status", help="show an experiment's status")
-    status.add_argument("dir", help="results directory")
+    status.add_argument("dir", help="results directory (with --cluster: experiment name)")
     status.add_argument(
         "-o", "--output", choices=report.FORMATS, default="table", help="output format"
     )
     trials = sub.add_parser("trials", help="list an experiment's trials")
-    trials.add_argument("dir", help="results directory")
+    trials.add_argument("dir", help="results directory (with --cluster: experiment name)")
     trials.add_argument("--best", action="store_true", help="best first")
     trials.add_argument(
         "-o", "--output", choices=report.TRIAL_FORMATS, default="table", help="output format"
     )
+    from katib.controller.kube import cli as kube_cli
+
+    kube_cli.add_arguments(sub, status, trials)
     return parser
 
 
@@ -397,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate": cmd_validate,
         "status": cmd_status,
         "trials": cmd_trials,
+        "submit": cmd_submit,
     }
     try:
         return handlers[args.command](args, console)

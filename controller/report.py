@@ -88,8 +88,11 @@ def rfc3339(moment: datetime | str | None) -> str | None:
     return text.removesuffix("+00:00") + "Z"
 
 
-def trial_document(spec: Experiment, trial: TrialRecord, results_dir: Path) -> dict[str, Any]:
-    """One trial in the documented schema."""
+def trial_document(
+    spec: Experiment, trial: TrialRecord, results_dir: Path | None
+) -> dict[str, Any]:
+    """One trial in the documented schema (``logTail`` empty without a results directory:
+    an experiment read from a cluster)."""
     failed = trial.condition is TrialCondition.FAILED
     return {
         "name": trial.name,
@@ -106,12 +109,12 @@ def trial_document(spec: Experiment, trial: TrialRecord, results_dir: Path) -> d
         "startTime": rfc3339(trial.start_time),
         "completionTime": rfc3339(trial.completion_time),
         "exitCode": trial.exit_code,
-        "logTail": log_tail(results_dir, trial.name) if failed else [],
+        "logTail": log_tail(results_dir, trial.name) if failed and results_dir else [],
     }
 
 
 def trials_document(
-    spec: Experiment, trials: Sequence[TrialRecord], results_dir: Path
+    spec: Experiment, trials: Sequence[TrialRecord], results_dir: Path | None
 ) -> dict[str, Any]:
     """``katib trials -o json|yaml``."""
     return {
@@ -126,7 +129,7 @@ def status_document(
     spec: Experiment,
     status: Mapping[str, Any],
     trials: Sequence[TrialRecord],
-    results_dir: Path,
+    results_dir: Path | None,
 ) -> dict[str, Any]:
     """``katib status -o json|yaml``."""
     counts = rec.Counts.of(trials)

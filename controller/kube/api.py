@@ -1,7 +1,9 @@
 """One thin, typed layer over the Kubernetes REST API: plain dicts in, plain dicts out.
 
-Every request goes through the official client's ``ApiClient`` (its configuration, auth, TLS
-and urllib3 pool) with JSON bodies, unparsed responses, and one code path for core
+Every request goes through the official client's ``ApiClient.call_api`` (its configuration,
+auth, TLS and urllib3 pool; both the python-legacy client of kubernetes <= 36, called with
+``_preload_content=False``, and the OpenAPI Generator v7 client of kubernetes >= 37, whose
+``call_api`` never reads the body) with JSON bodies, unparsed responses, and one code path for core
 (``/api/v1/...``) and group (``/apis/<group>/<version>/...``) resources. Errors become the
 :class:`ApiError` hierarchy; 429, 5xx and connection failures are retried under a
 :class:`RetryPolicy`; every HTTP request is counted in :attr:`KubeApi.calls` as
@@ -26,7 +28,7 @@ from urllib.parse import quote
 
 import urllib3
 
-from katib.controller.kube.resources import Resource
+from katib.controller.kube.resources import PODS, Resource
 
 if TYPE_CHECKING:
     import kubernetes.client
@@ -162,11 +164,6 @@ class KubeApi:
     def __init__(
         self, api_client: kubernetes.client.ApiClient, *, retry: RetryPolicy | None = None
     ) -> None:
-        if not hasattr(api_client, "param_serialize"):
-            raise TypeError(
-                "api_client: needs kubernetes>=32 (ApiClient.param_serialize); "
-                f"got {type(api_client).__module__}"
-            )
         _leave_retries_to_us(api_client)
         self.api_client = api_client
         self.retry = retry or RetryPolicy()
@@ -336,7 +333,10 @@ class KubeApi:
         whether there is anything to write. On :class:`Conflict` the object is read again and
         ``mutate`` runs again, up to ``attempts`` times. Returns the object as written (or as
         read when nothing changed), ``None`` if it no longer exists."""
-        for attempt in range(attempts):
+        if attempts < 1:
+            raise ValueError(f"attempts: must be at least 1, got {attempts}")
+        attempt = 0
+        while True:
             obj = self.get(res, namespace, name)
             if obj is None:
                 return None
@@ -347,11 +347,11 @@ class KubeApi:
             except NotFound:
                 return None
             except Conflict:
-                if attempt == attempts - 1:
+                attempt += 1
+                if attempt == attempts:
                     raise
                 log.debug("status of %s %s/%s changed underneath; retrying", res, namespace, name)
                 time.sleep(self.retry.delay(attempt) / 10)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def watch(
         self,
@@ -385,8 +385,6 @@ class KubeApi:
         self, namespace: str, name: str, *, container: str | None = None, follow: bool = False
     ) -> Iterator[bytes]:
         """The pod's log as it arrives (until the container ends when ``follow``)."""
-        from katib.controller.kube.resources import PODS
-
         query = _query(container=container, follow="true" if follow else None)
         timeout = (CONNECT_TIMEOUT, None if follow else self.request_timeout)
         path = self.path(PODS, namespace, name, "log")
@@ -456,6 +454,9 @@ class KubeApi:
                 response = self._send(method, path, query, body, content_type, accept, timeout)
             except Unreachable as exc:
                 error: ApiError = exc
+            except _ErrorAnswer as answer:
+                retry_after = _retry_after(answer.headers.get("Retry-After"))
+                error = error_from(answer.status, answer.body)
             else:
                 if 200 <= response.status < 300:
                     return response
@@ -490,24 +491,53 @@ class KubeApi:
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
+        client = self.api_client
         try:
-            _, url, headers, data, _ = self.api_client.param_serialize(
-                method=method,
-                resource_path=path,
-                query_params=list(query) or None,
+            if hasattr(client, "param_serialize"):  # kubernetes >= 37 (OpenAPI Generator v7)
+                _, url, headers, data, _ = client.param_serialize(
+                    method=method,
+                    resource_path=path,
+                    query_params=list(query) or None,
+                    header_params=headers,
+                    body=body,
+                    auth_settings=["BearerToken"],
+                )
+                response = client.call_api(
+                    method, url, header_params=headers, body=data, _request_timeout=timeout
+                )
+                raw: urllib3.BaseHTTPResponse = response.response
+                return raw
+            call_legacy: Any = client.call_api  # the python-legacy client (kubernetes <= 36)
+            legacy: urllib3.BaseHTTPResponse = call_legacy(
+                path,
+                method,
+                query_params=list(query),
                 header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=timeout,
             )
-            response = self.api_client.call_api(
-                method, url, header_params=headers, body=data, _request_timeout=timeout
-            )
+            return legacy
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unreachable(0, "Unreachable", f"{method} {path}: {exc}") from exc
-        except ApiException as exc:  # TLS failures and other client-side refusals
+        except ApiException as exc:
+            if exc.status:  # the legacy client raises for non-2xx answers
+                body_text = exc.body if isinstance(exc.body, str | bytes) else ""
+                raise _ErrorAnswer(exc.status, exc.headers or {}, body_text) from exc
+            # TLS failures and other client-side refusals
             raise Unreachable(0, "Unreachable", f"{method} {path}: {exc.reason}") from exc
-        raw: urllib3.BaseHTTPResponse = response.response
-        return raw
+
+
+class _ErrorAnswer(Exception):
+    """A non-2xx answer that the client raised instead of returning (python-legacy clients)."""
+
+    def __init__(self, status: int, headers: Any, body: str | bytes) -> None:
+        super().__init__(status)
+        self.status = status
+        self.headers = headers
+        self.body = body.encode() if isinstance(body, str) else body
 
 
 class WatchStream(Iterator[tuple[str, dict[str, Any]]]):

@@ -10,7 +10,8 @@ wrapped around the primary container reports metrics to the DB service).
   ``katib.kubeflow.org/experiment``) and reads each one's outcome from the template's success
   and failure conditions, its exit code from the primary container's termination state, and
   whether the collector early-stopped it from the termination message; ``stop`` deletes the
-  run object (its pods with it); ``collect`` reads the observation from the DB service;
+  run object (its pods with it), as does the end of a run unless the template says
+  ``retain``; ``collect`` reads the observation from the DB service;
   ``recover`` deletes what a previous run left of a trial, so it runs afresh.
 * There is no Trial CR: run objects carry the experiment and trial labels instead of an owner
   reference (an owner that does not exist would have them garbage-collected at once).
@@ -105,6 +106,7 @@ class KubernetesBackend:
             self.spec, self.raw, trial.name, trial.assignments, trial.labels, rules=rules
         )
         body["metadata"].pop("ownerReferences", None)
+        body["metadata"]["uid"] = f"local-run-{trial.name}"  # placeholder, as for the experiment
         return body
 
     def recover(self, trial: TrialRecord) -> None:
@@ -190,8 +192,11 @@ class KubernetesBackend:
     # -- helpers -----------------------------------------------------------------------------
 
     def _ended(self, name: str, outcome: Outcome) -> Finished:
-        trial = self._running[name].trial
+        run = self._running[name]
+        trial = run.trial
         exit_code, early = self._termination(trial)
+        if not self.spec.trial_template.retain:  # as the operator does, unless retainRun
+            self.api.delete(run.res, self.namespace, name, propagation="Background")
         if exit_code is None:
             exit_code = 0 if outcome.succeeded else 1
         elif outcome.succeeded and not early:

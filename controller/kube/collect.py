@@ -36,18 +36,18 @@ are lost with an error on stderr; the exit status stays the command's.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import logging
 import os
-import queue
 import selectors
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -210,29 +210,41 @@ def parse(argv: Sequence[str]) -> Options:
     )
 
 
+#: Rows and bytes (names and values) in one report: under the 4 MiB gRPC message limit that
+#: Katib's own DB manager keeps.
+MAX_REPORT_ROWS = 10_000
+MAX_REPORT_BYTES = 2 << 20
+
+
 class Sender:
     """The observation log as :class:`TrialCollector` sees it, writing from a thread.
 
     ``report`` and ``delete`` queue the call and return at once; the thread makes them in
-    order through one :class:`DBClient`. A call that fails for good (the DB manager away for
-    longer than ``retry_for``) is logged and its rows are lost; later calls are still tried.
+    order through one :class:`DBClient`, merging reports queued meanwhile (while the DB is
+    slow, the next report carries everything since) and splitting them to at most
+    :data:`MAX_REPORT_ROWS` rows and :data:`MAX_REPORT_BYTES`. A call that fails for good
+    (the DB manager away for longer than ``retry_for``) is logged and its rows are lost;
+    later calls are still tried.
     """
 
     def __init__(self, address: str, timeout: float, retry_for: float) -> None:
         self.client = DBClient(address, timeout=timeout, retry_for=retry_for)
-        self.calls: queue.Queue[tuple[str, str, list[LogEntry]] | None] = queue.Queue()
         self.sent_rows = 0
         self.failed_rows = 0
+        self.reports = 0
+        self._ops: collections.deque[tuple[str, str, list[LogEntry]]] = collections.deque()
+        self._closed = False
+        self._changed = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="db-sender", daemon=True)
         self.thread.start()
 
     def report(self, trial_name: str, entries: Iterable[LogEntry]) -> None:
         """Queue rows for the DB."""
-        self.calls.put(("report", trial_name, list(entries)))
+        self._put(("report", trial_name, list(entries)))
 
     def delete(self, trial_name: str) -> None:
         """Queue the deletion of the trial's rows (a rewritten metrics file)."""
-        self.calls.put(("delete", trial_name, []))
+        self._put(("delete", trial_name, []))
 
     def entries(self, trial_name: str) -> list[LogEntry]:
         """Not needed by a collector that never folds pushed rows."""
@@ -244,30 +256,61 @@ class Sender:
 
     def close(self, timeout: float) -> bool:
         """Send what is queued (for up to ``timeout`` s); whether everything went."""
-        self.calls.put(None)
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
         self.thread.join(timeout)
         done = not self.thread.is_alive()
         if done:
             self.client.close()
         return done
 
+    def _put(self, op: tuple[str, str, list[LogEntry]]) -> None:
+        with self._changed:
+            self._ops.append(op)
+            self._changed.notify()
+
+    def _next(self) -> tuple[str, str, list[LogEntry]] | None:
+        with self._changed:
+            while not self._ops and not self._closed:
+                self._changed.wait()
+            if not self._ops:
+                return None
+            verb, trial, entries = self._ops.popleft()
+            while verb == "report" and self._ops and self._ops[0][:2] == (verb, trial):
+                entries = entries + self._ops.popleft()[2]
+            return verb, trial, entries
+
     def _run(self) -> None:
-        while True:
-            call = self.calls.get()
-            if call is None:
-                return
-            verb, trial, entries = call
-            try:
-                if verb == "delete":
-                    self.client.delete(trial)
-                else:
-                    self.client.report(trial, ((e.time, e.name, e.value) for e in entries))
-                    self.sent_rows += len(entries)
-            except Exception as exc:  # every failure of the call, whatever the client raised
-                self.failed_rows += len(entries)
-                logger.error(
-                    "katib-metrics-collector: lost a %s of trial %s: %s", verb, trial, exc
-                )
+        while (op := self._next()) is not None:
+            verb, trial, entries = op
+            for batch in [entries] if verb == "delete" else _batches(entries):
+                try:
+                    if verb == "delete":
+                        self.client.delete(trial)
+                    else:
+                        self.client.report(trial, ((e.time, e.name, e.value) for e in batch))
+                        self.sent_rows += len(batch)
+                        self.reports += 1
+                except Exception as exc:  # every failure of the call, whatever the client raised
+                    self.failed_rows += len(batch) if verb == "report" else 0
+                    logger.error("katib-metrics-collector: lost a %s of %s: %s", verb, trial, exc)
+
+
+def _batches(entries: list[LogEntry]) -> Iterator[list[LogEntry]]:
+    """``entries`` in reports of at most :data:`MAX_REPORT_ROWS` rows and
+    :data:`MAX_REPORT_BYTES` bytes (a row over the byte limit goes alone)."""
+    batch: list[LogEntry] = []
+    size = 0
+    for entry in entries:
+        row = len(entry.name) + len(entry.value) + 32
+        if batch and (len(batch) >= MAX_REPORT_ROWS or size + row > MAX_REPORT_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += row
+    if batch:
+        yield batch
 
 
 class Child:

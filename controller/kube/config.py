@@ -30,8 +30,9 @@ class OperatorConfig:
     workers: int = 4
     resync_seconds: float = 300.0
     #: How long a trial whose run succeeded waits for its objective to reach the DB before it
-    #: is MetricsUnavailable (Katib requeues after 1 s until the sidecar reports).
-    metrics_grace_seconds: float = 10.0
+    #: is MetricsUnavailable. The in-pod collector reports before the pod ends, so the rows
+    #: are normally there already (Katib requeues every 1 s until its sidecar reports).
+    metrics_grace_seconds: float = 3.0
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from katib.controller.kube.api import ApiError, Gone, KubeApi, WatchStream
+from katib.controller.kube.api import ApiError, Gone, KubeApi, RetryPolicy, WatchStream
 from katib.controller.kube.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,8 @@ class Informer:
         rng: random.Random | None = None,
     ) -> None:
         self.api = api
+        # No retries inside a request: the informer backs off itself, and stays stoppable.
+        self._api = api.with_options(retry=RetryPolicy(deadline=0.0))
         self.res = res
         self.namespace = namespace
         self.label_selector = label_selector
@@ -210,7 +212,7 @@ class Informer:
         self._close_stream()
 
     def _list(self) -> None:
-        items, version = self.api.list(
+        items, version = self._api.list(
             self.res, self.namespace, label_selector=self.label_selector
         )
         self.lists += 1
@@ -235,7 +237,7 @@ class Informer:
     def _watch(self, stop: threading.Event) -> None:
         # A randomised timeout, as client-go does, so many informers do not reconnect in step.
         timeout = int(self.watch_timeout * (1 + self._rng.random()))
-        stream = self.api.watch(
+        stream = self._api.watch(
             self.res,
             self.namespace,
             resource_version=self.resource_version,

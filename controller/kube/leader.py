@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -173,7 +174,7 @@ class LeaderElector:
         transitions = transitions if isinstance(transitions, int) and transitions >= 0 else 0
         new_spec = {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": max(1, round(self.lease_duration)),
+            "leaseDurationSeconds": max(1, math.ceil(self.lease_duration)),
             "acquireTime": spec.get("acquireTime") if holder == self.identity else wall,
             "renewTime": wall,
             "leaseTransitions": transitions if holder == self.identity else transitions + 1,
@@ -216,7 +217,7 @@ class LeaderElector:
             "metadata": {"name": self.name, "namespace": self.namespace},
             "spec": {
                 "holderIdentity": self.identity,
-                "leaseDurationSeconds": max(1, round(self.lease_duration)),
+                "leaseDurationSeconds": max(1, math.ceil(self.lease_duration)),
                 "acquireTime": wall,
                 "renewTime": wall,
                 "leaseTransitions": 0,

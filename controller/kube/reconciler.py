@@ -4,7 +4,8 @@ The decisions are :func:`katib.controller.reconcile.reconcile`'s, the same as a 
 this module reads the objects, asks the services, and writes what the decision says.
 
 **Experiment** (:meth:`Reconciler.experiment`): admission (an invalid Experiment is Failed with
-every problem in its message), then its Suggestion (same name, owned by it), whose status holds
+every problem in its message; a template from a ConfigMap is read and admitted as if it were
+inline), then its Suggestion (same name, owned by it), whose status holds
 every assignment the suggestion service returned, in order. The trial records are the Trials
 that exist plus the persisted assignments not made into Trials yet (queued, Created). A new
 batch of suggestions is written into the Suggestion's status *before* any Trial is made from
@@ -32,6 +33,7 @@ Errors propagate: the operator's work queue retries the key with exponential bac
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import secrets
 import string
@@ -42,6 +44,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import yaml
+
 from katib.api.errors import InvalidArgument, KatibError
 from katib.controller import reconcile as rec
 from katib.controller.earlystop import EarlyStopping
@@ -51,6 +55,7 @@ from katib.controller.kube.api import AlreadyExists, KubeApi
 from katib.controller.kube.conditions import run_outcome
 from katib.controller.kube.config import OperatorConfig
 from katib.controller.kube.resources import (
+    CONFIGMAPS,
     EVENTS,
     EXPERIMENTS,
     SUGGESTIONS,
@@ -187,7 +192,6 @@ class Reconciler:
         self.reads = reads or ApiReads(api)
         self.services = services or Services(config, lambda: False)
         self.clock = clock
-        self._lock = threading.Lock()
         #: Per experiment uid: completed-trial count at which the service answered short
         #: (``SuggestionState.waiting_at``). Kept in memory only: losing it costs one extra
         #: GetSuggestions call after a restart, never a trial.
@@ -202,11 +206,8 @@ class Reconciler:
         exp = self.api.get(EXPERIMENTS, namespace, name)
         if exp is None or exp["metadata"].get("deletionTimestamp"):
             return None
-        uid = str(exp["metadata"].get("uid", ""))
-        try:
-            spec = load_experiment(exp, check_algorithm=False)
-        except InvalidArgument as exc:
-            self._invalid(exp, exc.problems or [str(exc)])
+        spec = self._admit(exp)
+        if spec is None:
             return None
         if not (exp.get("status") or {}).get("conditions"):
             stamp = self.clock()
@@ -216,14 +217,16 @@ class Reconciler:
             )
             self.event(exp, "Normal", rec.Reason.CREATED, f"Experiment {name} is created")
         condition, reason, _ = ob.experiment_condition(exp)
-        suggestion = self._suggestion(exp, spec)
-        view = ob.read_suggestion(suggestion)
+        view = ob.read_suggestion(self._suggestion(exp, spec))
         existing = {t["metadata"]["name"]: t for t in self.reads.trials(namespace, name)}
         records = _records(view, existing)
         if condition in (rec.Condition.SUCCEEDED, rec.Condition.FAILED):
             ran = sum(1 for r in records if r.condition.completed)
             if not rec.can_restart(spec, condition, reason, ran):
-                self._stop_trials(spec, existing, records, condition)
+                # Done: stop what still runs, keep the counts current (a trial whose run had
+                # finished when the experiment did gets its result afterwards).
+                records = self._stop_trials(spec, existing, records, condition)
+                self._write_status(exp, _final(spec, exp, records), records)
                 return None
             stamp = self.clock()
             exp = (
@@ -231,34 +234,79 @@ class Reconciler:
                 or exp
             )
             self.event(exp, "Normal", rec.Reason.RESTARTING, "Experiment is restarting")
-        state = replace(view.state, waiting_at=self._waiting.get(uid))
-        while True:
-            decision = rec.reconcile(spec, _launch_view(records, existing), state)
-            if decision.completed:
-                records = self._stop_trials(spec, existing, records, decision.condition)
-                break
-            if decision.fetch_rules:
-                records, state = self._fetch_rules(
-                    spec, view, records, state, decision.fetch_rules
-                )
-                continue
-            if decision.request:
-                view, records, state, got = self._suggest(
-                    exp, spec, view, records, state, decision.request
-                )
-                if state.waiting_at is None:
-                    self._waiting.pop(uid, None)
-                else:
-                    self._waiting[uid] = state.waiting_at
-                if got or state.failed_message or state.exhausted:
-                    continue
-            break
+        decision, records = self._decide(exp, spec, view, records, existing)
         for trial_name in decision.start:
             if trial_name not in existing:
                 record = next(r for r in records if r.name == trial_name)
                 existing[trial_name] = self._create_trial(exp, spec, record)
         self._write_status(exp, decision, records)
         return None
+
+    def _admit(self, exp: dict[str, Any]) -> Experiment | None:
+        """The validated experiment; ``None`` (and the experiment Failed) if it is invalid."""
+        try:
+            spec = load_experiment(exp, check_algorithm=False)
+            if spec.trial_template.config_map is not None:
+                spec = self._inline_template(exp, spec.trial_template.config_map)
+        except InvalidArgument as exc:
+            self._invalid(exp, exc.problems or [str(exc)])
+            return None
+        return spec
+
+    def _decide(
+        self,
+        exp: Mapping[str, Any],
+        spec: Experiment,
+        view: ob.SuggestionView,
+        records: list[TrialRecord],
+        existing: Mapping[str, dict[str, Any]],
+    ) -> tuple[rec.Decision, list[TrialRecord]]:
+        """Reconcile until the decision needs nothing more from the services: rules fetched,
+        suggestions persisted; a completed experiment's running trials are stopped."""
+        uid = str(exp["metadata"].get("uid", ""))
+        state = replace(view.state, waiting_at=self._waiting.get(uid))
+        while True:
+            decision = rec.reconcile(spec, _launch_view(records, existing), state)
+            if decision.completed:
+                return decision, self._stop_trials(spec, existing, records, decision.condition)
+            if decision.fetch_rules:
+                records, state = self._fetch_rules(
+                    spec, view, records, state, decision.fetch_rules
+                )
+                continue
+            if not decision.request:
+                return decision, records
+            view, records, state, got = self._suggest(spec, view, records, state, decision.request)
+            if state.waiting_at is None:
+                self._waiting.pop(uid, None)
+            else:
+                self._waiting[uid] = state.waiting_at
+            if not (got or state.failed_message or state.exhausted):
+                return decision, records
+
+    def _inline_template(self, exp: Mapping[str, Any], source: Mapping[str, str]) -> Experiment:
+        """The experiment with its ConfigMap template inlined and admitted like an inline one
+        (``InvalidArgument`` naming ``spec.trialTemplate.configMap`` if it cannot be read)."""
+        at = "spec.trialTemplate.configMap"
+        namespace, name = source["configMapNamespace"], source["configMapName"]
+        config_map = self.api.get(CONFIGMAPS, namespace, name)
+        if config_map is None:
+            raise InvalidArgument(f"{at}: ConfigMap {namespace}/{name} does not exist")
+        text = (config_map.get("data") or {}).get(source["templatePath"])
+        if not isinstance(text, str):
+            raise InvalidArgument(
+                f"{at}.templatePath: ConfigMap {namespace}/{name} has no key "
+                f"{source['templatePath']!r}"
+            )
+        try:
+            trial_spec = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidArgument(f"{at}: the template is not YAML: {exc}") from None
+        inlined = copy.deepcopy(dict(exp))
+        template = inlined["spec"]["trialTemplate"]
+        del template["configMap"]
+        template["trialSpec"] = trial_spec
+        return load_experiment(inlined, check_algorithm=False)
 
     def _invalid(self, exp: dict[str, Any], problems: Sequence[str]) -> None:
         message = "Experiment is invalid: " + "; ".join(problems)
@@ -321,7 +369,6 @@ class Reconciler:
 
     def _suggest(
         self,
-        exp: Mapping[str, Any],
         spec: Experiment,
         view: ob.SuggestionView,
         records: list[TrialRecord],
@@ -492,6 +539,8 @@ class Reconciler:
             )
             return None
         run = self.reads.run_object(res, namespace, name)
+        if run is None and kind is TrialCondition.RUNNING:
+            run = self.api.get(res, namespace, name)  # the cache may not have it yet
         if kind.completed:
             going = run is None or (run.get("metadata") or {}).get("deletionTimestamp")
             if not going and not spec.get("retainRun"):
@@ -574,13 +623,17 @@ class Reconciler:
             return None
         value = _objective_value(observation, objective)
         if value is None or value == UNAVAILABLE:
+            # Nothing in the DB yet: the collector reports before the pod ends, so this is
+            # rare; look again for a while (Katib requeues until the sidecar reports). An
+            # "unavailable" row is final (a Push trial, or a collector that found none).
             push = _collector_kind(spec) is CollectorKind.PUSH
             first = self._awaiting_metrics.setdefault(uid, time.monotonic())
-            if not push and time.monotonic() - first < self.config.metrics_grace_seconds:
+            waited = time.monotonic() - first
+            if value is None and not push and waited < self.config.metrics_grace_seconds:
                 return METRICS_RETRY_SECONDS
             self._awaiting_metrics.pop(uid, None)
-            missing = LogEntry(None, objective.objective_metric_name, UNAVAILABLE)
             if value is None:
+                missing = LogEntry(None, objective.objective_metric_name, UNAVAILABLE)
                 db.report(name, [missing])
                 summary.add([missing])
             self._mark(
@@ -700,6 +753,26 @@ def _launch_view(records: Sequence[TrialRecord], existing: Mapping[str, Any]) ->
         else r
         for r in records
     ]
+
+
+def _final(
+    spec: Experiment, exp: Mapping[str, Any], records: Sequence[TrialRecord]
+) -> rec.Decision:
+    """The decision that a completed experiment stands by: its stored condition, with the
+    counts and best trial of ``records``."""
+    condition, reason, message = ob.experiment_condition(exp)
+    try:
+        why = rec.Reason(reason)
+    except ValueError:
+        why = (
+            rec.Reason.FAILED
+            if condition is rec.Condition.FAILED
+            else rec.Reason.MAX_TRIALS_REACHED
+        )
+    best = rec.best_trial(spec, records)
+    return rec.Decision(
+        condition, why, message, rec.Counts.of(records), best.name if best else None
+    )
 
 
 def _new_name(experiment: str, taken: set[str]) -> str:

@@ -28,7 +28,9 @@ The primary container is the container named ``primaryContainerName`` in the pri
 distributed kinds the replica whose role matches a ``primaryPodLabels`` value (``Master`` for
 ``training.kubeflow.org/job-role: master``, ``Launcher`` for an MPIJob's launcher), else the
 pod template whose own labels match them, else the first pod template that has the container.
-Only that container is wrapped, so one process reports the trial's metrics.
+A TrainJob's is ``spec.trainer`` (collecting on node 0 only); an Argo Workflow's is the
+``container`` of the template whose labels match ``primaryPodLabels`` (Argo runs it as
+``main``). Only that container is wrapped, so one process reports the trial's metrics.
 """
 
 from __future__ import annotations
@@ -133,7 +135,8 @@ def _fill(obj: Any, values: Mapping[str, str], escaped: Mapping[str, str]) -> An
         for key, value in obj.items():
             if key in _CONTAINER_LISTS and isinstance(value, list):
                 out[key] = [_fill_container(c, values, escaped) for c in value]
-            elif key == "trainer" and isinstance(value, Mapping):  # TrainJob's spec.trainer
+            elif key in ("trainer", "container") and isinstance(value, Mapping):
+                # TrainJob's spec.trainer; an Argo Workflow template's container
                 out[key] = _fill_container(value, values, escaped)
             else:
                 out[key] = _fill(value, values, escaped)
@@ -306,7 +309,7 @@ def rule_dict(rule: Rule) -> dict[str, Any]:
     return {
         "name": rule.name,
         "value": repr(rule.value),
-        "comparison": rule.comparison.name.lower(),  # Katib's ComparisonType: equal, less, greater
+        "comparison": rule.comparison.name.lower(),  # the CRD enum: equal, less, greater
         "startStep": rule.start_step,
     }
 
@@ -381,6 +384,9 @@ def run_object(
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
     meta["ownerReferences"] = [owner_reference(trial)]
     for template_meta in _pod_template_metadata(obj):
+        template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}
+    for _, template, _ in _workflow_containers(obj):
+        template_meta = template.setdefault("metadata", {})
         template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}
     env = [
         {"name": TRIAL_NAME_ENV, "value": _escape(trial_name)},
@@ -552,6 +558,19 @@ def _containers(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
     trainer = _trainer(obj)
     if trainer is not None:
         yield trainer
+    for _, _, container in _workflow_containers(obj):
+        yield container
+
+
+def _workflow_containers(
+    obj: Mapping[str, Any],
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """An Argo Workflow's container templates: (path, template, container)."""
+    spec = obj.get("spec")
+    templates = spec.get("templates") if isinstance(spec, dict) else None
+    for i, template in enumerate(templates if isinstance(templates, list) else []):
+        if isinstance(template, dict) and isinstance(template.get("container"), dict):
+            yield f".spec.templates[{i}].container", template, template["container"]
 
 
 def _trainer(obj: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -577,18 +596,47 @@ def primary_container(
         trainer = _trainer(obj)
         if trainer is not None:
             return ".spec.trainer", trainer, TRAINJOB_PRIMARY_ENV
-        return None
-    wanted = {str(v).lower() for v in pod_labels.values()}
-    for path, _template, container in candidates:  # the replica named by a label value
-        role = _replica_role(path)
-        if role is not None and role.lower() in wanted:
-            return path, container, None
+        return _workflow_primary(obj, name, pod_labels)
+    for wanted in _roles(pod_labels):  # the replica named by a label value
+        for path, _template, container in candidates:
+            role = _replica_role(path)
+            if role is not None and role.lower() == wanted:
+                return path, container, None
     for path, template, container in candidates:  # a template carrying the labels itself
         labels = (template.get("metadata") or {}).get("labels") or {}
         if pod_labels and all(labels.get(k) == v for k, v in pod_labels.items()):
             return path, container, None
     path, _template, container = candidates[0]
     return path, container, None
+
+
+def _workflow_primary(
+    obj: Mapping[str, Any], name: str, pod_labels: Mapping[str, str]
+) -> tuple[str, dict[str, Any], tuple[str, str] | None] | None:
+    """An Argo Workflow's primary container: in the template whose labels match
+    ``primaryPodLabels``; Argo names a template's container ``main`` in its pod."""
+    for path, template, container in _workflow_containers(obj):
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        if any(labels.get(k) != v for k, v in pod_labels.items()):
+            continue
+        if name in ("main", container.get("name")):
+            return path, container, None
+    return None
+
+
+#: The training operator labels the pods of a job's Chief (TFJob) or Launcher (MPIJob) replica
+#: ``job-role: master`` as it does a Master's, so Katib's default label names any of them.
+_ROLE_ALIASES = {"master": ("master", "chief", "launcher")}
+
+
+def _roles(pod_labels: Mapping[str, str]) -> list[str]:
+    """Replica roles (lower case) that ``primaryPodLabels`` values name, in preference order."""
+    roles: list[str] = []
+    for value in pod_labels.values():
+        for role in _ROLE_ALIASES.get(str(value).lower(), (str(value).lower(),)):
+            if role not in roles:
+                roles.append(role)
+    return roles
 
 
 def _replica_role(path: str) -> str | None:

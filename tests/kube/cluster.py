@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "manifests" / "base" / "crds"
 NAMESPACE = "kubeflow"
 #: The trial: loss = (x - 0.3)^2; ``mode`` fail exits 3, ``sleepN`` sleeps N s first,
-#: ``hang`` reports then sleeps a minute.
+#: ``silent`` reports nothing, ``hang`` reports then sleeps a minute, ``steps`` reports ten
+#: more times, 50 ms apart.
 PROGRAM = """
 import sys, time
 x = float(sys.argv[1])
@@ -37,11 +38,17 @@ mode = sys.argv[2] if len(sys.argv) > 2 else "ok"
 if mode == "fail":
     print("crashing", flush=True)
     sys.exit(3)
+if mode == "silent":
+    sys.exit(0)
 if mode.startswith("sleep"):
     time.sleep(float(mode[5:]))
 print(f"loss={(x - 0.3) ** 2:.6f}", flush=True)
 if mode == "hang":
     time.sleep(60)
+if mode == "steps":
+    for step in range(10):
+        time.sleep(0.05)
+        print(f"loss={(x - 0.3) ** 2:.6f}", flush=True)
 """
 
 
@@ -61,6 +68,8 @@ def experiment(
     goal: float | None = None,
     retain: bool = False,
     max_failed: int | None = None,
+    early_stopping: dict[str, Any] | None = None,
+    resume_policy: str | None = None,
 ) -> dict[str, Any]:
     """An Experiment whose trials run :data:`PROGRAM` as a Job."""
     params = parameters or [
@@ -97,6 +106,8 @@ def experiment(
                                 {
                                     "name": "training",
                                     "image": "python:3.12",
+                                    # relative: read from the simulated pod's directory
+                                    "terminationMessagePath": "termination-log",
                                     "command": [
                                         sys.executable,
                                         "-c",
@@ -114,6 +125,10 @@ def experiment(
     }
     if max_failed is not None:
         spec["maxFailedTrialCount"] = max_failed
+    if early_stopping is not None:
+        spec["earlyStopping"] = early_stopping
+    if resume_policy is not None:
+        spec["resumePolicy"] = resume_policy
     return {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Experiment",

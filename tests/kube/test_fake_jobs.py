@@ -310,3 +310,90 @@ def test_a_pytorchjob_fails_when_a_replica_fails(
     )
     running = [c for c in failed["status"]["conditions"] if c["type"] == "Running"]
     assert running[0]["status"] == "False"
+
+
+def test_deleting_a_running_pod_fails_the_job(
+    cluster: tuple[FakeApiServer, KubeApi, Path],
+) -> None:
+    _, api, _ = cluster
+    body = job("victim", "import time; print('up', flush=True); time.sleep(600)")
+    body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
+    api.create(JOBS, "default", body)
+    (pod,) = wait_for(
+        "a running pod",
+        lambda: [
+            p for p in pods_of(api, "victim") if (p.get("status") or {}).get("phase") == "Running"
+        ],
+    )
+    wait_for("output", lambda: b"".join(api.pod_log("default", pod["metadata"]["name"])))
+    api.delete(PODS, "default", pod["metadata"]["name"])
+    failed = wait_for(
+        "Failed",
+        lambda: (
+            condition(api.get(JOBS, "default", "victim"), "Failed")
+            and api.get(JOBS, "default", "victim")
+        ),
+    )
+    assert failed["status"]["failed"] == 1
+
+
+def test_env_from_config_maps_and_secrets(cluster: tuple[FakeApiServer, KubeApi, Path]) -> None:
+    from katib.controller.kube.resources import CONFIGMAPS
+
+    server, api, _ = cluster
+    secrets = server.store.kind_of(Resource("", "v1", "secrets", "Secret"))
+    api.create(CONFIGMAPS, "default", {"metadata": {"name": "cfg"}, "data": {"LR": "0.01"}})
+    server.store.create(
+        secrets, "default", {"metadata": {"name": "s"}, "data": {"token": "c2VjcmV0"}}
+    )
+    code = "import os; print(os.environ['CFG_LR'], os.environ['TOKEN'], os.environ['TRIAL'])"
+    body = job(
+        "envs",
+        code,
+        envFrom=[{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+        env=[
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}},
+            {
+                "name": "TRIAL",
+                "valueFrom": {
+                    "fieldRef": {"fieldPath": "metadata.labels['katib.kubeflow.org/trial']"}
+                },
+            },
+        ],
+    )
+    api.create(JOBS, "default", body)
+    wait_for("Complete", lambda: condition(api.get(JOBS, "default", "envs"), "Complete"))
+    (pod,) = pods_of(api, "envs")
+    assert b"".join(api.pod_log("default", pod["metadata"]["name"])) == b"0.01 secret envs\n"
+    missing = job(
+        "missing",
+        "pass",
+        env=[{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "nope"}}}],
+    )
+    api.create(JOBS, "default", missing)
+    wait_for("Failed", lambda: condition(api.get(JOBS, "default", "missing"), "Failed"))
+
+
+def test_a_trainjob_runs_its_nodes(cluster: tuple[FakeApiServer, KubeApi, Path]) -> None:
+    server, api, _ = cluster
+    trainjobs = Resource("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
+    server.register(trainjobs)
+    api.create(
+        trainjobs,
+        "default",
+        {
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "kind": "TrainJob",
+            "metadata": {"name": "tj"},
+            "spec": {
+                "trainer": {
+                    "numNodes": 2,
+                    "image": "x",
+                    "command": [sys.executable, "-c", "print('node')"],
+                }
+            },
+        },
+    )
+    wait_for("Complete", lambda: condition(api.get(trainjobs, "default", "tj"), "Complete"))
+    nodes = pods_of(api, "tj", "jobset.sigs.k8s.io/jobset-name")
+    assert sorted(p["metadata"]["name"] for p in nodes) == ["tj-node-0-0", "tj-node-0-1"]

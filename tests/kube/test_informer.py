@@ -3,6 +3,7 @@ stream ends, breaks or fails, relist on 410 Gone with the difference reported as
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import Any
 
 from katib.controller.kube.api import KubeApi, RetryPolicy
 from katib.controller.kube.informer import Informer, Store
-from katib.controller.kube.resources import TRIALS
+from katib.controller.kube.resources import CONFIGMAPS, TRIALS
 from tests.kube.loopback import LoopbackServer, Reply, Request, event_lines, status_body
 
 
@@ -230,3 +231,194 @@ def test_store_indexes_follow_label_changes() -> None:
     assert store.list("ns", {"exp": "x"}) == []
     assert len(store) == 2
     assert store.list("nowhere") == []
+
+
+# -- against the faithful fake API server ------------------------------------------------------
+
+
+def configmap(name: str, value: int, **labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "data": {"value": str(value)},
+    }
+
+
+def test_informer_tracks_the_fake_through_churn_drops_and_expiry() -> None:
+    """Random creates/updates/deletes with watch drops (clean and abrupt), server-side watch
+    timeouts and history compaction: the store ends equal to the server, replaying the events
+    reproduces it, and only compaction causes relists."""
+    from katib.controller.kube.fake.server import FakeApiServer
+
+    rng = random.Random(7)
+    replay: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def on_event(kind: str, obj: dict[str, Any]) -> None:
+        with lock:
+            name = obj["metadata"]["name"]
+            if kind == "DELETED":
+                replay.pop(name, None)
+            else:
+                replay[name] = obj["data"]["value"]
+
+    with FakeApiServer(bookmark_interval=0.05) as server:
+        api = KubeApi(server.api_client(), retry=RetryPolicy(base=0.01, cap=0.05, deadline=2))
+        informer = Informer(
+            api,
+            CONFIGMAPS,
+            "default",
+            on_event=on_event,
+            watch_timeout=1,
+            backoff_base=0.01,
+            backoff_cap=0.1,
+            rng=random.Random(1),
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=informer.run, args=(stop,))
+        thread.start()
+        expiries = 0
+        try:
+            assert informer.wait_synced(20)
+            names = [f"cm{i}" for i in range(12)]
+            for step in range(240):
+                name = rng.choice(names)
+                current = api.get(CONFIGMAPS, "default", name)
+                if current is None:
+                    api.create(CONFIGMAPS, "default", configmap(name, step, group=str(step % 3)))
+                elif rng.random() < 0.3:
+                    api.delete(CONFIGMAPS, "default", name)
+                else:
+                    current["data"] = {"value": str(step)}
+                    api.replace(CONFIGMAPS, "default", name, current)
+                if step % 40 == 13:
+                    server.faults.drop_watches()
+                elif step % 40 == 27:
+                    server.faults.drop_watches(abrupt=True)
+                elif step % 80 == 61:
+                    server.faults.expire()
+                    server.faults.drop_watches()  # resume from a compacted version: 410
+                    expiries += 1
+
+            def truth() -> dict[str, str]:
+                return {
+                    o["metadata"]["name"]: o["data"]["value"]
+                    for o in server.objects(CONFIGMAPS, "default")
+                }
+
+            def store() -> dict[str, str]:
+                return {o["metadata"]["name"]: o["data"]["value"] for o in informer.list()}
+
+            wait_for(lambda: store() == truth())
+            with lock:
+                assert replay == truth()
+        finally:
+            stop.set()
+            thread.join(10)
+        assert not thread.is_alive()
+    assert informer.lists <= 1 + expiries  # relists only after compaction, never after drops
+    assert informer.watches > 6  # it resumed after every drop
+
+
+def test_informer_relists_on_the_fake_when_its_version_was_compacted_away() -> None:
+    from katib.controller.kube.fake.server import FakeApiServer
+
+    events: list[tuple[str, str]] = []
+    with FakeApiServer(bookmark_interval=0.05) as server:
+        api = KubeApi(server.api_client(), retry=RetryPolicy(deadline=0))
+        api.create(CONFIGMAPS, "default", configmap("a", 1))
+        api.create(CONFIGMAPS, "default", configmap("b", 1))
+        informer = Informer(
+            api,
+            CONFIGMAPS,
+            "default",
+            backoff_base=0.05,
+            backoff_cap=0.1,
+            on_event=lambda t, o: events.append((t, o["metadata"]["name"])),
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=informer.run, args=(stop,))
+        thread.start()
+        try:
+            assert informer.wait_synced(20)
+            # Keep the informer from reconnecting while the cluster moves on and compacts.
+            server.faults.fail(verb="watch", plural="configmaps", status=503, times=10**6)
+            server.faults.drop_watches(abrupt=True)
+            wait_for(lambda: server.faults.fired > 0)
+            api.delete(CONFIGMAPS, "default", "a")
+            b = api.get(CONFIGMAPS, "default", "b")
+            assert b is not None
+            b["data"] = {"value": "2"}
+            api.replace(CONFIGMAPS, "default", "b", b)
+            api.create(CONFIGMAPS, "default", configmap("c", 1))
+            server.faults.expire()
+            server.faults.clear()
+            wait_for(lambda: informer.get("default", "c") is not None)
+        finally:
+            stop.set()
+            thread.join(10)
+        assert not thread.is_alive()
+    assert informer.lists == 2
+    assert events == [
+        ("ADDED", "a"),
+        ("ADDED", "b"),
+        ("DELETED", "a"),
+        ("MODIFIED", "b"),
+        ("ADDED", "c"),
+    ]
+
+
+def test_informer_with_a_label_selector_on_the_fake() -> None:
+    from katib.controller.kube.fake.server import FakeApiServer
+
+    with FakeApiServer(bookmark_interval=0.05) as server:
+        api = KubeApi(server.api_client())
+        api.create(CONFIGMAPS, "default", configmap("early", 1, app="katib"))
+        api.create(CONFIGMAPS, "default", configmap("other", 1, app="else"))
+        informer = Informer(api, CONFIGMAPS, label_selector="app=katib")
+        stop = threading.Event()
+        thread = threading.Thread(target=informer.run, args=(stop,))
+        thread.start()
+        try:
+            assert informer.wait_synced(20)
+            api.create(CONFIGMAPS, "default", configmap("late", 2, app="katib"))
+            api.create(CONFIGMAPS, "default", configmap("late-other", 2, app="else"))
+            wait_for(lambda: informer.get("default", "late") is not None)
+            api.delete(CONFIGMAPS, "default", "early")
+            wait_for(lambda: informer.get("default", "early") is None)
+            assert sorted(o["metadata"]["name"] for o in informer.list()) == ["late"]
+            assert informer.list("default", {"app": "katib"})[0]["metadata"]["name"] == "late"
+        finally:
+            stop.set()
+            thread.join(10)
+        assert not thread.is_alive()
+
+
+def test_an_outage_is_retried_with_back_off_and_stop_is_prompt() -> None:
+    attempts: list[float] = []
+
+    def answer(request: Request) -> Reply:
+        attempts.append(time.monotonic())
+        return Reply(503, status_body(503, "ServiceUnavailable"))
+
+    with LoopbackServer(answer) as server:
+        informer = Informer(
+            KubeApi(server.api_client()),
+            TRIALS,
+            backoff_base=0.05,
+            backoff_cap=0.2,
+            rng=random.Random(3),
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=informer.run, args=(stop,))
+        thread.start()
+        wait_for(lambda: len(attempts) >= 5)
+        stopped = time.monotonic()
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert time.monotonic() - stopped < 5  # not held by the API layer's own retries
+    assert not informer.has_synced()
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert all(gap >= 0.02 for gap in gaps[:4])  # the informer waits between attempts

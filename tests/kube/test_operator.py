@@ -8,13 +8,25 @@ manager are real processes on loopback.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from katib.controller.kube.fake.server import FakeApiServer
-from katib.controller.kube.resources import EXPERIMENTS, JOBS, PODS, SUGGESTIONS, TRIALS
+from katib.controller.kube.resources import (
+    CONFIGMAPS,
+    EVENTS,
+    EXPERIMENTS,
+    JOBS,
+    PODS,
+    SUGGESTIONS,
+    TRIALS,
+    resource_for,
+)
 from katib.db.client import DBClient
 from tests.kube.cluster import (
     NAMESPACE,
@@ -27,6 +39,7 @@ from tests.kube.cluster import (
     trial_state,
     wait_for,
 )
+from tests.processes import service_process
 
 
 def _loss(trial: dict[str, Any]) -> float:
@@ -72,6 +85,7 @@ def test_experiment_runs_to_max_trials_with_trials_as_jobs(
         trials = server.objects(TRIALS, NAMESPACE)
         kept_jobs = server.objects(JOBS, NAMESPACE)
         suggestion_obj = server.get(SUGGESTIONS, NAMESPACE, "random-run")
+        events = server.objects(EVENTS, NAMESPACE)
     status = exp["status"]
     assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
     assert len(trials) == 6
@@ -108,6 +122,11 @@ def test_experiment_runs_to_max_trials_with_trials_as_jobs(
     assert optimal["bestTrialName"] == best["metadata"]["name"]
     assert float(optimal["observation"]["metrics"][0]["latest"]) == round(_loss(best), 6)
     assert optimal["parameterAssignments"] == best["spec"]["parameterAssignments"]
+    reasons = [(e["involvedObject"]["kind"], e["reason"]) for e in events]
+    assert reasons.count(("Experiment", "ExperimentCreated")) == 1
+    assert reasons.count(("Experiment", "ExperimentMaxTrialsReached")) == 1
+    assert reasons.count(("Trial", "TrialCreated")) == 6
+    assert reasons.count(("Trial", "TrialSucceeded")) == 6
 
 
 def test_goal_reached_kills_the_trials_still_running(
@@ -202,3 +221,178 @@ def test_deleting_the_experiment_deletes_everything_it_made(
                 wait_for(lambda res=res: not server.objects(res, NAMESPACE), f"{res} to go")
         for trial in trials:
             assert client.get(trial["metadata"]["name"]) == []  # the finalizer's work
+
+
+def test_early_stopping_rules_reach_the_collector_and_stop_trials(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    params = [
+        {
+            "name": "x",
+            "parameterType": "discrete",
+            "feasibleSpace": {"list": ["0.3", "0.31", "0.9", "0.95", "0.99"]},
+        }
+    ]
+    body = experiment(
+        "es-run",
+        mode="steps",
+        algorithm="grid",
+        parameters=params,
+        max_trials=5,
+        parallel=1,
+        early_stopping={
+            "algorithmName": "medianstop",
+            "algorithmSettings": [
+                {"name": "min_trials_required", "value": "2"},
+                {"name": "start_step", "value": "2"},
+            ],
+        },
+    )
+    with (
+        service_process("katib.earlystopping.server") as (_, early),
+        fake_cluster(workdir) as server,
+    ):
+        api_for(server).create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db, earlystopping_address=early):
+            exp = wait_for(lambda: completed(server, "es-run"), "the experiment to end")
+        trials = server.objects(TRIALS, NAMESPACE)
+    by_x = {t["spec"]["parameterAssignments"][0]["value"]: t for t in trials}
+    assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+    states = {x: trial_state(t) for x, t in by_x.items()}
+    assert states == {
+        "0.3": "Succeeded",
+        "0.31": "Succeeded",
+        "0.9": "EarlyStopped",
+        "0.95": "EarlyStopped",
+        "0.99": "EarlyStopped",
+    }
+    for x in ("0.9", "0.95", "0.99"):
+        rules = by_x[x]["spec"]["earlyStoppingRules"]
+        # stop once loss is greater than the median (our service answers in the "any" form)
+        assert [(r["name"], r["comparison"]) for r in rules] == [("loss", "greater")]
+        semantics = by_x[x]["metadata"]["annotations"]
+        assert semantics["katib.kubeflow.org/early-stopping-semantics"] == "any"
+        assert condition(by_x[x], "EarlyStopped")["reason"] == "TrialEarlyStopped"
+    assert by_x["0.3"]["spec"]["earlyStoppingRules"] == []
+    assert exp["status"]["trialsEarlyStopped"] == 3
+
+
+def test_a_trial_without_its_objective_is_metrics_unavailable(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    body = experiment("silent-run", mode="silent", max_trials=2, parallel=2)
+    with fake_cluster(workdir) as server, DBClient(db) as client:
+        api_for(server).create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db, metrics_grace_seconds=0.2):
+            exp = wait_for(lambda: completed(server, "silent-run"), "the experiment to end")
+        trials = server.objects(TRIALS, NAMESPACE)
+        for trial in trials:
+            rows = client.get(trial["metadata"]["name"])
+            assert [(r.name, r.value) for r in rows] == [("loss", "unavailable")]
+    assert [trial_state(t) for t in trials] == ["MetricsUnavailable"] * 2
+    assert exp["status"]["trialMetricsUnavailable"] == 2
+    assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+    assert "currentOptimalTrial" not in exp["status"]
+
+
+def test_a_long_running_experiment_continues_when_max_trials_is_raised(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    body = experiment("resume-run", max_trials=2, parallel=2, resume_policy="LongRunning")
+    with fake_cluster(workdir) as server:
+        api = api_for(server)
+        api.create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db):
+            first = wait_for(lambda: completed(server, "resume-run"), "the first end")
+            assert first["status"]["trials"] == 2
+            api.patch(EXPERIMENTS, NAMESPACE, "resume-run", {"spec": {"maxTrialCount": 4}})
+            exp = wait_for(
+                lambda: (
+                    (e := completed(server, "resume-run")) and e["status"]["trials"] == 4 and e
+                ),
+                "the second end",
+            )
+        trials = server.objects(TRIALS, NAMESPACE)
+    assert [trial_state(t) for t in trials] == ["Succeeded"] * 4
+    assert condition(exp, "Restarting")["reason"] == "ExperimentRestarting"
+    assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+
+
+def test_a_configmap_template_is_read_and_an_unknown_algorithm_fails(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    inline = experiment("cm-run", max_trials=2, parallel=2)
+    template = inline["spec"]["trialTemplate"]
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "templates", "namespace": NAMESPACE},
+        "data": {"job.yaml": yaml.safe_dump(template.pop("trialSpec"))},
+    }
+    template["configMap"] = {
+        "configMapName": "templates",
+        "configMapNamespace": NAMESPACE,
+        "templatePath": "job.yaml",
+    }
+    missing = copy.deepcopy(inline)
+    missing["metadata"]["name"] = "cm-missing"
+    missing["spec"]["trialTemplate"]["configMap"]["templatePath"] = "other.yaml"
+    unknown = experiment("algo-run")
+    unknown["spec"]["algorithm"] = {"algorithmName": "no-such-algorithm"}
+    with fake_cluster(workdir) as server:
+        api = api_for(server)
+        api.create(CONFIGMAPS, NAMESPACE, config_map)
+        for body in (inline, missing, unknown):
+            api.create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db):
+            ran = wait_for(lambda: completed(server, "cm-run"), "the ConfigMap experiment")
+            no_key = wait_for(lambda: completed(server, "cm-missing"), "the missing template")
+            no_algo = wait_for(lambda: completed(server, "algo-run"), "the unknown algorithm")
+        trials = [
+            t
+            for t in server.objects(TRIALS, NAMESPACE)
+            if t["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "cm-run"
+        ]
+    assert condition(ran, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+    assert [trial_state(t) for t in trials] == ["Succeeded"] * 2
+    assert trials[0]["spec"]["runSpec"]["kind"] == "Job"
+    assert condition(no_key, "Failed")["message"] == (
+        "Experiment is invalid: spec.trialTemplate.configMap.templatePath: ConfigMap "
+        "kubeflow/templates has no key 'other.yaml'"
+    )
+    message = condition(no_algo, "Failed")["message"]
+    assert message.startswith("Suggestion has failed: ")
+    assert "no-such-algorithm" in message
+
+
+def test_trials_of_another_kind_run_as_unstructured_objects(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    body = experiment("pytorch-run", max_trials=2, parallel=2)
+    job = body["spec"]["trialTemplate"]["trialSpec"]
+    pod = job["spec"]["template"]
+    pod["spec"]["containers"][0]["name"] = "pytorch"
+    body["spec"]["trialTemplate"]["primaryContainerName"] = "pytorch"
+    body["spec"]["trialTemplate"]["trialSpec"] = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": pod}}},
+    }
+    pytorch = resource_for("kubeflow.org/v1", "PyTorchJob")
+    with fake_cluster(workdir) as server:
+        server.register(pytorch)
+        api_for(server).create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db):
+            exp = wait_for(lambda: completed(server, "pytorch-run"), "the experiment to end")
+        trials = server.objects(TRIALS, NAMESPACE)
+    assert condition(exp, "Succeeded")["reason"] == "ExperimentMaxTrialsReached"
+    assert [trial_state(t) for t in trials] == ["Succeeded"] * 2
+    for trial in trials:
+        assert trial["spec"]["primaryPodLabels"] == {"training.kubeflow.org/job-role": "master"}
+        (metric,) = trial["status"]["observation"]["metrics"]
+        assert float(metric["latest"]) == round(_loss(trial), 6)

@@ -127,7 +127,7 @@ def test_api_errors_and_conflicts_are_retried(services: tuple[str, str], workdir
 
 def test_dropped_and_expired_watches_are_resumed(services: tuple[str, str], workdir: Path) -> None:
     suggestion, db = services
-    body = experiment("watch-run", mode="sleep0.2", max_trials=6, parallel=2)
+    body = experiment("watch-run", mode="sleep0.2", max_trials=6, parallel=3)
     with fake_cluster(workdir) as server:
         api_for(server).create(EXPERIMENTS, NAMESPACE, body)
         # No resync to fall back on: progress depends on the watches coming back.
@@ -140,3 +140,23 @@ def test_dropped_and_expired_watches_are_resumed(services: tuple[str, str], work
             wait_for(lambda: completed(server, "watch-run"), "the experiment to end")
             assert operator.trials.lists >= 2  # relisted after 410 Gone
         _check_exactly_once(server, "watch-run", db, 6)
+
+
+def test_assignments_are_persisted_before_any_trial_is_made(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    body = experiment("order-run", max_trials=4, parallel=2)
+    with fake_cluster(workdir) as server:
+        api_for(server).create(EXPERIMENTS, NAMESPACE, body)
+        server.faults.fail(verb="create", plural="trials", status=403, probability=1.0)
+        with operator_thread(server, suggestion, db):
+            persisted = wait_for(lambda: _assignments(server, "order-run"), "assignments")
+            assert len(persisted) == 2
+            assert server.objects(TRIALS, NAMESPACE) == []
+            wait_for(lambda: server.faults.fired >= 3, "Trial creates retried with back-off")
+            server.faults.clear()
+            wait_for(lambda: completed(server, "order-run"), "the experiment to end")
+        _check_exactly_once(server, "order-run", db, 4)
+        # The Trials were made from the persisted assignments, not from a second request.
+        assert _assignments(server, "order-run")[:2] == persisted

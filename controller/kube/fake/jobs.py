@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -42,7 +43,7 @@ import signal
 import string
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,27 +349,30 @@ class SimulatedJobs:
                     break
             else:
                 containers = spec.get("containers") or []
-                self._set_pod_status(
+                running = {
+                    "phase": "Running",
+                    "startTime": started,
+                    "hostIP": "127.0.0.1",
+                    "podIP": "127.0.0.1",
+                    "containerStatuses": [
+                        {
+                            "name": c.get("name"),
+                            "ready": True,
+                            "restartCount": 0,
+                            "image": c.get("image", ""),
+                            "started": True,
+                            "state": {"running": {"startedAt": started}},
+                        }
+                        for c in containers
+                    ],
+                }
+                statuses = self._run_containers(
                     pod,
-                    {
-                        "phase": "Running",
-                        "startTime": started,
-                        "hostIP": "127.0.0.1",
-                        "podIP": "127.0.0.1",
-                        "containerStatuses": [
-                            {
-                                "name": c.get("name"),
-                                "ready": True,
-                                "restartCount": 0,
-                                "image": c.get("image", ""),
-                                "started": True,
-                                "state": {"running": {"startedAt": started}},
-                            }
-                            for c in containers
-                        ],
-                    },
+                    pod_obj,
+                    containers,
+                    directory,
+                    functools.partial(self._set_pod_status, pod, running),
                 )
-                statuses = self._run_containers(pod, pod_obj, containers, directory)
         finally:
             with self._lock:
                 self._pods.pop((pod.namespace, pod.name), None)
@@ -387,8 +391,14 @@ class SimulatedJobs:
         self._pod_finished(run, pod.name, ok)
 
     def _run_containers(
-        self, pod: _Pod, pod_obj: dict[str, Any], containers: list[dict[str, Any]], directory: Path
+        self,
+        pod: _Pod,
+        pod_obj: dict[str, Any],
+        containers: list[dict[str, Any]],
+        directory: Path,
+        on_started: Callable[[], None] | None = None,
     ) -> list[dict[str, Any]]:
+        """Run ``containers`` side by side to their end; ``on_started`` once all are up."""
         launched: list[tuple[dict[str, Any], subprocess.Popen[bytes] | None, str, str]] = []
         for container in containers:
             name = str(container.get("name", ""))
@@ -407,6 +417,7 @@ class SimulatedJobs:
                     )
                     pod.group = pod.group or process.pid
                     pod.processes.append(process)
+                    self.server.logs.append(pod.namespace, pod.name, name, b"")  # log exists
                 launched.append((container, process, started, ""))
             except (PodConfigError, OSError) as error:
                 launched.append((container, None, started, str(error)))
@@ -417,6 +428,8 @@ class SimulatedJobs:
             for c, p, _, _ in launched
             if p is not None
         ]
+        if on_started is not None:
+            on_started()
         for reader in readers:
             reader.start()
         statuses = []

@@ -165,6 +165,10 @@ class _HttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
     owner: FakeApiServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up is normal (a closed watch, a stopped test): log it quietly."""
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
 
 class FakeApiServer:
     """A Kubernetes API server on 127.0.0.1 for tests and simulations.
@@ -191,6 +195,10 @@ class FakeApiServer:
         self.bookmark_interval = bookmark_interval
         self.watch_timeout = watch_timeout
         self.requests: list[tuple[str, str, int]] = []
+        #: Seconds spent serving requests other than watches and followed logs (the fake's own
+        #: cost, so a benchmark can tell it from its client's).
+        self.busy_seconds = 0.0
+        self._busy_lock = threading.Lock()
         self.faults = FaultPlan(on_drop=self._drop_watches, on_expire=self.store.compact)
         self.url = ""
         self.stopping = False
@@ -284,6 +292,11 @@ class FakeApiServer:
             return clone(self.store.get(self.store.kind_of(res), namespace or "", name))
         except StatusError:
             return None
+
+    def add_busy(self, seconds: float) -> None:
+        """Account ``seconds`` of request serving to :attr:`busy_seconds`."""
+        with self._busy_lock:
+            self.busy_seconds += seconds
 
     def _drop_watches(self, abrupt: bool) -> None:
         with self.store.changed:
@@ -384,6 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(error.code, json.dumps(error.status()).encode(), headers=headers)
 
     def _start_stream(self, content_type: str) -> None:
+        self._streamed = True
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
@@ -466,6 +480,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         self._status = 500
+        self._streamed = False
+        began = time.perf_counter()
         try:
             try:
                 body = self._body()
@@ -491,6 +507,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             self.api.requests.append((method, url.path, self._status))
+            if not self._streamed:
+                self.api.add_busy(time.perf_counter() - began)
 
     def _discovery(self, parts: list[str]) -> bool:
         if parts == ["version"]:

@@ -9,34 +9,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from katib.controller.kube import collect
-from katib.db.client import DBClient
+from katib.controller.trials import LogEntry
 from katib.db.testing import free_port
-from tests.db.test_db_client_retry import _db_manager
-
-
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    server = _db_manager(tmp_path_factory.mktemp("db") / "obs.db", port)
-    address = f"127.0.0.1:{port}"
-    try:
-        with DBClient(address, timeout=10) as client:
-            client.wait_ready(timeout=60)
-        yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-
-
-def rows(address: str, trial: str) -> list[tuple[str, str]]:
-    with DBClient(address, timeout=10) as client:
-        return [(r.name, r.value) for r in client.get(trial)]
+from tests.controller.kube.conftest import rows
 
 
 def collector(
@@ -268,3 +248,26 @@ def test_db_manager_away_loses_rows_but_keeps_the_exit_code() -> None:
     done = run(argv)
     assert done.returncode == 5
     assert "1 rows could not be reported" in done.stderr
+
+
+def test_batches_respect_rows_and_bytes() -> None:
+    small = [LogEntry(None, "loss", str(i)) for i in range(25_000)]
+    assert [len(b) for b in collect._batches(small)] == [10_000, 10_000, 5_000]
+    big = [LogEntry(None, "blob", "x" * 60_000) for _ in range(100)]
+    batches = list(collect._batches(big))
+    assert sum(len(b) for b in batches) == 100
+    assert all(sum(len(e.value) for e in b) <= collect.MAX_REPORT_BYTES for b in batches)
+    assert len(batches) == 3
+
+
+def test_sender_delivers_everything_in_order(db: str) -> None:
+    sender = collect.Sender(db, timeout=10, retry_for=30)
+    for start in range(0, 12_000, 4_000):
+        sender.report(
+            "sender-1", [LogEntry(None, "step", str(i)) for i in range(start, start + 4_000)]
+        )
+    sender.delete("sender-1")
+    sender.report("sender-1", [LogEntry(None, "step", "after")])
+    assert sender.close(60)
+    assert sender.sent_rows == 12_001 and sender.failed_rows == 0
+    assert rows(db, "sender-1") == [("step", "after")]

@@ -95,13 +95,9 @@ PRIMARY = {
         None,
         ".spec.pytorchReplicaSpecs.Master.template.spec.containers[0]",
     ),
-    "TFJob": ("tensorflow", {"job-role": "chief"}, ".spec.tfReplicaSpecs.Chief"),
+    "TFJob": ("tensorflow", None, ".spec.tfReplicaSpecs.Chief"),  # job-role: master
     "XGBoostJob": ("xgboost", None, ".spec.xgbReplicaSpecs.Master.template.spec.containers[0]"),
-    "MPIJob": (
-        "launcher",
-        {"training.kubeflow.org/job-role": "launcher"},
-        ".spec.mpiReplicaSpecs.Launcher",
-    ),
+    "MPIJob": ("launcher", {"mpi-job-role": "launcher"}, ".spec.mpiReplicaSpecs.Launcher"),
     "TrainJob": ("node", None, ".spec.trainer"),
 }
 
@@ -346,6 +342,36 @@ def test_missing_assignment_names_the_parameter() -> None:
         render_trial(experiment_doc(), assignments=[("lr", "0.1")])
 
 
+def test_argo_workflow_wraps_the_labelled_template() -> None:
+    doc = experiment_doc()
+    steps = {"name": "prep", "container": {"image": "alpine", "command": ["true"]}}
+    train = {
+        "name": "train",
+        "metadata": {"labels": {"role": "train"}},
+        "container": {"image": "python", "command": ["python3", "t.py", "${trialParameters.lr}"]},
+    }
+    doc["spec"]["trialTemplate"].update(
+        primaryContainerName="main",
+        primaryPodLabels={"role": "train"},
+        successCondition='status.[@this].#(phase=="Succeeded")#',
+        failureCondition='status.[@this].#(phase=="Failed")#',
+        trialParameters=[{"name": "lr", "reference": "lr"}],
+        trialSpec={
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "spec": {"entrypoint": "prep", "templates": [steps, train]},
+        },
+    )
+    obj = render.run_object(render_trial(doc), db_address="db:1")
+    prep, wrapped = (t["container"] for t in obj["spec"]["templates"])
+    assert prep["command"] == ["true"]
+    assert wrapped["command"][0] == "katib-metrics-collector"
+    assert wrapped["command"][-3:] == ["python3", "t.py", "0.05"]
+    assert {e["name"] for e in prep["env"]} >= {"KATIB_TRIAL_NAME"}
+    labels = obj["spec"]["templates"][1]["metadata"]["labels"]
+    assert labels == {"role": "train", **obj["metadata"]["labels"]}
+
+
 HOSTILE = ["a'b\"c", "$(HOME)", "x\ny", "; rm -rf / #", "${trialParameters.lr}", "$$", "`id`"]
 
 
@@ -408,7 +434,6 @@ def test_collector_options_are_escaped() -> None:
 def test_katib_examples_render() -> None:
     """Every admissible example renders, or is refused naming the field a cluster run needs."""
     refused = {
-        "argo/argo-workflow.yaml": "spec.trialTemplate.primaryContainerName",
         "kubeflow-training-operator/tfjob-mnist-with-summaries.yaml": "spec.metricsCollectorSpec",
         "kubeflow-training-operator/xgboostjob-lightgbm.yaml": "spec.trialTemplate.trialSpec.spec",
         "metrics-collector/custom-metrics-collector.yaml": "spec.metricsCollectorSpec",
