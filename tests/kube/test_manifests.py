@@ -16,6 +16,8 @@ import io
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -455,6 +457,31 @@ def test_dockerfile_builds_the_images_the_manifests_name() -> None:
 
 
 # ---------------------------------------------------------------- the renderer itself
+
+
+def real_kustomize() -> list[str] | None:
+    """A command that runs the real kustomize, if this machine has one."""
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+@pytest.mark.parametrize("install", sorted(INSTALLS))
+def test_renderer_agrees_with_real_kustomize(install: str) -> None:
+    command = real_kustomize()
+    if command is None:
+        pytest.skip("neither kustomize nor kubectl is installed")
+    built = subprocess.run(
+        [*command, str(INSTALLS[install])], capture_output=True, text=True, timeout=60
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    real = {identity(o): o for o in yaml.safe_load_all(built.stdout) if o}
+    ours = {identity(o): o for o in RENDERED[install]}
+    assert sorted(real) == sorted(ours)
+    for key, obj in real.items():
+        assert ours[key] == obj, key
 
 
 def test_renderer_refuses_what_it_cannot_render(tmp_path: Path) -> None:
