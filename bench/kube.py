@@ -473,6 +473,7 @@ def format_result(result: KubeBenchResult) -> str:
             f"  API calls per trial: {verbs} "
             f"(total {sum(result.calls_per_trial.values()):.2f}; "
             f"{result.http_requests} HTTP requests in all)",
+            f"  the fake API server's own time: {result.server_ms_per_trial:.1f} ms per trial",
         ]
     )
 

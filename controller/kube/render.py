@@ -28,9 +28,11 @@ The primary container is the container named ``primaryContainerName`` in the pri
 distributed kinds the replica whose role matches a ``primaryPodLabels`` value (``Master`` for
 ``training.kubeflow.org/job-role: master``, ``Launcher`` for an MPIJob's launcher), else the
 pod template whose own labels match them, else the first pod template that has the container.
-A TrainJob's is ``spec.trainer`` (collecting on node 0 only); an Argo Workflow's is the
-``container`` of the template whose labels match ``primaryPodLabels`` (Argo runs it as
-``main``). Only that container is wrapped, so one process reports the trial's metrics.
+A TrainJob's is ``spec.trainer``, which every node runs: the collector sees the pod's labels
+through downward-API env vars and reports only where they match ``primaryPodLabels`` (node 0).
+An Argo Workflow's is the ``container`` of the template whose labels match
+``primaryPodLabels`` (Argo runs it as ``main``). Only that container is wrapped, so one
+process reports the trial's metrics.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ NAMESPACE_ENV = "KATIB_NAMESPACE"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 #: What the collector writes to the termination message file when its rules stopped the trial.
 EARLY_STOPPED_MESSAGE = "EarlyStopped"
-#: TrainJob nodes all run ``spec.trainer``; only node 0 (its Job completion index) collects.
-TRAINJOB_PRIMARY_ENV = ("JOB_COMPLETION_INDEX", "0")
+#: TrainJob nodes all run ``spec.trainer``; the collector reports only in the pod whose labels
+#: match ``primaryPodLabels`` (node 0), seen through env vars of this prefix (downward API).
+PRIMARY_LABEL_ENV = "KATIB_PRIMARY_POD_LABEL_"
 _WRAPPED = (CollectorKind.STDOUT, CollectorKind.FILE)
 _ENV_ONLY = (CollectorKind.PUSH, CollectorKind.NONE)
 _CONTAINER_LISTS = ("containers", "initContainers")
@@ -411,7 +414,16 @@ def run_object(
             "spec.trialTemplate.primaryContainerName",
             f"no container named {primary_name!r} in the {kind} template",
         )
-    path, container, primary_env = found
+    path, container, gated = found
+    primary_env: list[tuple[str, str]] = []
+    if gated:  # every node runs this container: only the primary pod's collector reports
+        for i, (key, value) in enumerate(sorted((spec.get("primaryPodLabels") or {}).items())):
+            var = f"{PRIMARY_LABEL_ENV}{i}"
+            field_path = f"metadata.labels['{key}']"
+            container["env"].append(
+                {"name": var, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
+            )
+            primary_env.append((var, str(value)))
     command = container.get("command")
     args = container.get("args") or []
     if not command:
@@ -473,7 +485,7 @@ def collector_args(
     rules: RuleSet,
     *,
     termination_log: str = DEFAULT_TERMINATION_LOG,
-    primary_env: tuple[str, str] | None = None,
+    primary_env: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """The collector's options (before ``--``) for a Trial's spec, ``$`` escaped."""
     objective = trial_spec.get("objective") or {}
@@ -512,8 +524,8 @@ def collector_args(
         out += ["--filter", str(pattern)]
     if rules.rules:
         out += ["--stop-rules", rules_json(rules)]
-    if primary_env is not None:
-        out += ["--primary-env", f"{primary_env[0]}={primary_env[1]}"]
+    for name, value in primary_env:
+        out += ["--primary-env", f"{name}={value}"]
     return [_escape(a) for a in out]
 
 
@@ -583,10 +595,10 @@ def _trainer(obj: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def primary_container(
     obj: dict[str, Any], name: str, pod_labels: Mapping[str, str]
-) -> tuple[str, dict[str, Any], tuple[str, str] | None] | None:
+) -> tuple[str, dict[str, Any], bool] | None:
     """The primary container of a run object (see the module docstring): its path under the
-    object, the container (to edit in place), and the env condition under which the collector
-    reports (TrainJob: node 0 only), or None."""
+    object, the container (to edit in place), and whether every pod runs it, so that the
+    collector must check ``primaryPodLabels`` itself (TrainJob), or None."""
     candidates = []
     for path, template in _pod_templates(obj.get("spec"), ".spec"):
         for i, container in enumerate(template["spec"].get("containers") or []):
@@ -595,24 +607,24 @@ def primary_container(
     if not candidates:
         trainer = _trainer(obj)
         if trainer is not None:
-            return ".spec.trainer", trainer, TRAINJOB_PRIMARY_ENV
+            return ".spec.trainer", trainer, True
         return _workflow_primary(obj, name, pod_labels)
     for wanted in _roles(pod_labels):  # the replica named by a label value
         for path, _template, container in candidates:
             role = _replica_role(path)
             if role is not None and role.lower() == wanted:
-                return path, container, None
+                return path, container, False
     for path, template, container in candidates:  # a template carrying the labels itself
         labels = (template.get("metadata") or {}).get("labels") or {}
         if pod_labels and all(labels.get(k) == v for k, v in pod_labels.items()):
-            return path, container, None
+            return path, container, False
     path, _template, container = candidates[0]
-    return path, container, None
+    return path, container, False
 
 
 def _workflow_primary(
     obj: Mapping[str, Any], name: str, pod_labels: Mapping[str, str]
-) -> tuple[str, dict[str, Any], tuple[str, str] | None] | None:
+) -> tuple[str, dict[str, Any], bool] | None:
     """An Argo Workflow's primary container: in the template whose labels match
     ``primaryPodLabels``; Argo names a template's container ``main`` in its pod."""
     for path, template, container in _workflow_containers(obj):
@@ -620,7 +632,7 @@ def _workflow_primary(
         if any(labels.get(k) != v for k, v in pod_labels.items()):
             continue
         if name in ("main", container.get("name")):
-            return path, container, None
+            return path, container, False
     return None
 
 

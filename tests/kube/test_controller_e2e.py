@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.resources import EXPERIMENTS, LEASES, TRIALS
 from tests.kube.cluster import NAMESPACE, api_for, completed, experiment, fake_cluster, wait_for
 
@@ -26,6 +27,11 @@ def http_status(port: int, path: str) -> int:
         return error.code
     except OSError:
         return 0
+
+
+def holder(server: FakeApiServer) -> str | None:
+    lease = server.get(LEASES, "default", "katib-controller")
+    return None if lease is None else str(lease["spec"].get("holderIdentity"))
 
 
 def test_katib_controller_runs_an_experiment_and_stops_on_sigterm(
@@ -91,8 +97,8 @@ def test_katib_controller_runs_an_experiment_and_stops_on_sigterm(
             assert port, "".join(lines)
             wait_for(lambda: http_status(port[0], "/readyz") == 200, "readiness", 60)
             assert http_status(port[0], "/healthz") == 200
-            lease = server.get(LEASES, "default", "katib-controller")
-            assert lease is not None and lease["spec"]["holderIdentity"] == "e2e"
+            wait_for(lambda: holder(server) == "e2e", "leadership", 60)
+            wait_for(lambda: http_status(port[0], "/readyz") == 200, "synced informers", 60)
             api_for(server).create(EXPERIMENTS, NAMESPACE, experiment("via-cli", max_trials=3))
             exp = wait_for(lambda: completed(server, "via-cli"), "the experiment to end")
             proc.send_signal(signal.SIGTERM)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from katib.controller.kube.api import KubeApi
-from katib.controller.kube.fake.jobs import SimulatedJobs, expand
+from katib.controller.kube.fake.jobs import SimulatedJobs
+from katib.controller.kube.fake.kubelet import expand
 from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.resources import JOBS, PODS, Resource
 

@@ -6,10 +6,9 @@ namespaced (``/namespaces/<ns>/<plural>[/<name>[/status|/log]]``) or not. Watche
 (``?watch=true``) and followed pod logs stream with chunked transfer encoding, each event
 flushed at once (Nagle is off). Errors are Kubernetes ``Status`` JSON.
 
-Patches: ``application/merge-patch+json`` (RFC 7386), ``application/json-patch+json`` (RFC 6902:
-add, remove, replace, test) and ``application/strategic-merge-patch+json``, which is taken as a
-merge patch (lists are replaced, not merged by key; the operator never relies on merge keys).
-Server-side apply is answered 415.
+Patches are applied by :mod:`~katib.controller.kube.fake.patches`; server-side apply is
+answered 415. Pod logs come from :class:`~katib.controller.kube.fake.logs.PodLogs`, which the
+simulated kubelet fills.
 """
 
 from __future__ import annotations
@@ -27,6 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 import kubernetes
 
 from katib.controller.kube.fake.faults import FaultPlan, reason_for
+from katib.controller.kube.fake.logs import PodLogs
+from katib.controller.kube.fake.patches import json_patch, merge_patch
 from katib.controller.kube.fake.selectors import SelectorError, field_selector, label_selector
 from katib.controller.kube.fake.store import Event, Kind, StatusError, Store, clone
 from katib.controller.kube.resources import Resource
@@ -53,111 +54,6 @@ _BUILTINS = (
     (CRDS, True),
 )
 _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge recursively, ``null`` deletes, else replace."""
-    if not isinstance(patch, dict):
-        return clone(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise StatusError(422, "Invalid", f"json patch: path {path!r} must start with '/'")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
-
-
-def json_patch(target: Any, operations: Any) -> Any:
-    """RFC 6902 JSON patch with the operations clients send: add, remove, replace, test."""
-    if not isinstance(operations, list):
-        raise StatusError(400, "BadRequest", "json patch: the body must be a list of operations")
-    doc = clone(target)
-    for number, op in enumerate(operations):
-        if not isinstance(op, dict) or "op" not in op or "path" not in op:
-            raise StatusError(422, "Invalid", f"json patch: operation {number} needs op and path")
-        parts = _pointer(op["path"])
-        if not parts:
-            raise StatusError(422, "Invalid", "json patch: the root cannot be patched")
-        parent: Any = doc
-        for part in parts[:-1]:
-            parent = parent[int(part)] if isinstance(parent, list) else parent.get(part)
-            if parent is None:
-                raise StatusError(422, "Invalid", f"json patch: path {op['path']!r} not found")
-        last = parts[-1]
-        kind = op["op"]
-        if isinstance(parent, list):
-            index = len(parent) if last == "-" else int(last)
-            if kind == "add":
-                parent.insert(index, op.get("value"))
-            elif kind == "remove":
-                parent.pop(index)
-            elif kind == "replace":
-                parent[index] = op.get("value")
-            elif kind == "test" and parent[index] != op.get("value"):
-                raise StatusError(422, "Invalid", f"json patch: test failed at {op['path']!r}")
-        elif isinstance(parent, dict):
-            if kind in ("remove", "replace", "test") and last not in parent:
-                raise StatusError(422, "Invalid", f"json patch: path {op['path']!r} not found")
-            if kind in ("add", "replace"):
-                parent[last] = op.get("value")
-            elif kind == "remove":
-                del parent[last]
-            elif kind == "test" and parent[last] != op.get("value"):
-                raise StatusError(422, "Invalid", f"json patch: test failed at {op['path']!r}")
-        else:
-            raise StatusError(422, "Invalid", f"json patch: path {op['path']!r} not found")
-        if kind not in ("add", "remove", "replace", "test"):
-            raise StatusError(422, "Invalid", f"json patch: unsupported op {kind!r}")
-    return doc
-
-
-class PodLogs:
-    """Each container's output, appended by the simulated kubelet and read by ``pods/log``."""
-
-    def __init__(self) -> None:
-        self.changed = threading.Condition()
-        self._data: dict[tuple[str, str, str], bytearray] = {}
-        self._done: set[tuple[str, str, str]] = set()
-
-    def append(self, namespace: str, pod: str, container: str, data: bytes) -> None:
-        with self.changed:
-            self._data.setdefault((namespace, pod, container), bytearray()).extend(data)
-            self.changed.notify_all()
-
-    def finish(self, namespace: str, pod: str, container: str) -> None:
-        """The container has exited: followers read to the end and stop."""
-        with self.changed:
-            self._data.setdefault((namespace, pod, container), bytearray())
-            self._done.add((namespace, pod, container))
-            self.changed.notify_all()
-
-    def forget(self, namespace: str, pod: str) -> None:
-        """The pod is gone: drop its logs and release followers."""
-        with self.changed:
-            for key in [k for k in self._data if k[:2] == (namespace, pod)]:
-                del self._data[key]
-                self._done.add(key)
-            self.changed.notify_all()
-
-    def read(
-        self, namespace: str, pod: str, container: str, offset: int
-    ) -> tuple[bytes, bool] | None:
-        """Bytes from ``offset`` and whether the log is complete; None if it never started."""
-        with self.changed:
-            key = (namespace, pod, container)
-            data = self._data.get(key)
-            if data is None:
-                return None if key not in self._done else (b"", True)
-            return bytes(data[offset:]), key in self._done
 
 
 class _HttpServer(ThreadingHTTPServer):

@@ -232,7 +232,7 @@ def test_run_object_wraps_the_primary_container_only(kind: str) -> None:
     containers = list(render._containers(obj))
     assert containers
     for c in containers:
-        env = {e["name"]: e["value"] for e in c["env"]}
+        env = {e["name"]: e.get("value") for e in c["env"]}
         assert env["KATIB_TRIAL_NAME"] == "exp-abc12"
         assert env["KATIB_DB_MANAGER_ADDRESS"] == "katib-db-manager.katib-system:6789"
         assert env["KATIB_NAMESPACE"] == NS
@@ -246,13 +246,26 @@ def test_run_object_wraps_the_primary_container_only(kind: str) -> None:
     options = command[1:split]
     assert command[split + 1 :] == ["python3", "train.py"]
     assert primary["args"] == ["--lr=0.05", "--opt=adam"]
-    opts = dict(zip(options[::2], options[1::2], strict=True))
+    opts = dict(zip(options[::2], options[1::2], strict=True))  # the last of repeated ones
     assert opts["--trial-name"] == "exp-abc12"
     assert opts["--metric-names"] == "accuracy,loss"
     assert opts["--objective-type"] == "maximize"
     assert opts["--kind"] == "StdOut"
     assert opts["--termination-log"] == "/dev/termination-log"
-    assert ("--primary-env" in opts) == (kind == "TrainJob")
+    gates = [options[i + 1] for i, o in enumerate(options) if o == "--primary-env"]
+    if kind == "TrainJob":  # every node runs the trainer: only node 0's collector reports
+        assert gates == [f"{render.PRIMARY_LABEL_ENV}0=0", f"{render.PRIMARY_LABEL_ENV}1=node"]
+        refs = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in primary["env"][3:]}
+        index, job = (
+            "batch.kubernetes.io/job-completion-index",
+            "jobset.sigs.k8s.io/replicatedjob-name",
+        )
+        assert refs == {
+            f"{render.PRIMARY_LABEL_ENV}0": f"metadata.labels['{index}']",
+            f"{render.PRIMARY_LABEL_ENV}1": f"metadata.labels['{job}']",
+        }
+    else:
+        assert gates == []
 
 
 def test_file_collector_options_and_stop_rules() -> None:
