@@ -484,6 +484,34 @@ def test_renderer_agrees_with_real_kustomize(install: str) -> None:
         assert ours[key] == obj, key
 
 
+def test_renderer_moves_binding_subjects_as_kustomize_does(tmp_path: Path) -> None:
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "b"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "r"},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": "ours", "namespace": "old"},
+            {"kind": "ServiceAccount", "name": "default", "namespace": "elsewhere"},
+            {"kind": "ServiceAccount", "name": "theirs", "namespace": "old"},
+            {"kind": "ServiceAccount", "name": "unset"},
+        ],
+    }
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ours"}}
+    account["metadata"]["namespace"] = "old"
+    (tmp_path / "objects.yaml").write_text(yaml.safe_dump_all([binding, account]))
+    (tmp_path / "kustomization.yaml").write_text("namespace: new\nresources: [objects.yaml]\n")
+    rendered = render(tmp_path)
+    subjects = rendered[0]["subjects"]
+    assert [s.get("namespace") for s in subjects] == ["new", "new", "old", None]
+    assert rendered[1]["metadata"]["namespace"] == "new"
+    command = real_kustomize()
+    if command is not None:
+        built = subprocess.run([*command, str(tmp_path)], capture_output=True, text=True)
+        real = {identity(o): o for o in yaml.safe_load_all(built.stdout) if o}
+        assert real == {identity(o): o for o in rendered}  # kustomize sorts by kind
+
+
 def test_renderer_refuses_what_it_cannot_render(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text("resources: []\nconfigMapGenerator: []\n")
     with pytest.raises(KustomizeError, match="configMapGenerator"):
