@@ -497,7 +497,7 @@ def test_renderer_moves_binding_subjects_as_kustomize_does(tmp_path: Path) -> No
             {"kind": "ServiceAccount", "name": "unset"},
         ],
     }
-    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ours"}}
+    account: Obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ours"}}
     account["metadata"]["namespace"] = "old"
     (tmp_path / "objects.yaml").write_text(yaml.safe_dump_all([binding, account]))
     (tmp_path / "kustomization.yaml").write_text("namespace: new\nresources: [objects.yaml]\n")
