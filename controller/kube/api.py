@@ -192,20 +192,25 @@ class KubeApi:
         import kubernetes.config
 
         configuration = kubernetes.client.Configuration()
+        in_cluster = (
+            kubeconfig is None
+            and context is None
+            and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        )
+        where = (
+            "in-cluster service account"
+            if in_cluster
+            else (f"kubeconfig {kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'}")
+        )
         try:
-            if (
-                kubeconfig is None
-                and context is None
-                and os.environ.get("KUBERNETES_SERVICE_HOST")
-            ):
+            if in_cluster:
                 kubernetes.config.load_incluster_config(client_configuration=configuration)
             else:
                 kubernetes.config.load_kube_config(
                     config_file=kubeconfig, context=context, client_configuration=configuration
                 )
         except (kubernetes.config.ConfigException, OSError, ValueError, TypeError) as exc:
-            where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-            raise KubeConfigError(f"kubeconfig {where}: {exc}") from exc
+            raise KubeConfigError(f"{where}: {exc}") from exc
         return cls(kubernetes.client.ApiClient(configuration))
 
     def close(self) -> None:

@@ -23,9 +23,12 @@ and the collector then:
   so the Job completes and the operator marks the Trial EarlyStopped from the container's
   termination message.
 
-With ``--primary-env NAME=VALUE`` the collector only collects when the environment variable
-``NAME`` equals ``VALUE`` (a TrainJob's nodes all run the trainer command; node 0 reports);
-elsewhere it replaces itself with the command.
+With ``--primary-env NAME=VALUE`` (repeatable) the collector only collects when every such
+environment variable has its value (a TrainJob's nodes all run the trainer command; the render
+passes the pod's labels in through the downward API, so only the pod matching
+``primaryPodLabels`` reports); elsewhere it replaces itself with the command.
+
+As a container's PID 1, the collector also reaps the processes the command orphans.
 
 Exit status: the command's own; ``128 + N`` when it was killed by signal ``N``; 0 after an
 early stop; 127 when the command does not exist and 126 when it cannot be executed (as a shell
@@ -103,7 +106,7 @@ class Options:
     grace_seconds: float
     db_timeout: float
     db_retry_for: float
-    primary_env: tuple[str, str] | None
+    primary_env: tuple[tuple[str, str], ...]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,7 +129,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", default=[], help="a metricsFormat regex")
     p.add_argument("--stop-rules", help='{"semantics": "any", "rules": [EarlyStoppingRule...]}')
     p.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG)
-    p.add_argument("--primary-env", help="NAME=VALUE: collect only where this env var matches")
+    p.add_argument(
+        "--primary-env",
+        action="append",
+        default=[],
+        help="NAME=VALUE: collect only where this env var matches (repeatable: all must)",
+    )
     p.add_argument("--grace-seconds", type=float, default=10.0, help="SIGTERM to SIGKILL")
     p.add_argument("--db-timeout", type=float, default=10.0, help="seconds per DB call")
     p.add_argument("--db-retry-for", type=float, default=60.0, help="seconds of DB retries")
@@ -164,12 +172,12 @@ def parse(argv: Sequence[str]) -> Options:
             )
         except ValueError as exc:  # json errors and RenderError
             p.error(f"--stop-rules: {exc}" if not isinstance(exc, RenderError) else str(exc))
-    primary_env = None
-    if args.primary_env:
-        name, eq, value = args.primary_env.partition("=")
+    primary_env = []
+    for item in args.primary_env:
+        name, eq, value = item.partition("=")
         if not eq or not name:
-            p.error("--primary-env must be NAME=VALUE")
-        primary_env = (name, value)
+            p.error(f"--primary-env must be NAME=VALUE, got {item!r}")
+        primary_env.append((name, value))
     for option in ("grace_seconds", "db_timeout", "db_retry_for"):
         if getattr(args, option) < 0:
             p.error(f"--{option.replace('_', '-')} must not be negative")
@@ -206,7 +214,7 @@ def parse(argv: Sequence[str]) -> Options:
         grace_seconds=args.grace_seconds,
         db_timeout=args.db_timeout,
         db_retry_for=args.db_retry_for,
-        primary_env=primary_env,
+        primary_env=tuple(primary_env),
     )
 
 
@@ -314,12 +322,12 @@ def _batches(entries: list[LogEntry]) -> Iterator[list[LogEntry]]:
 
 
 class Child:
-    """The trial's command in its own process group, its output read through pipes."""
+    """The trial's command in its own process group (stdin inherited), its output read
+    through pipes."""
 
     def __init__(self, command: Sequence[str]) -> None:
         self.proc = subprocess.Popen(
             list(command),
-            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -367,6 +375,7 @@ class _Lines:
         self.partial = b""
 
     def feed(self, chunk: bytes) -> bytes:
+        """The complete lines so far (with what was held back before)."""
         data = self.partial + chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0 and len(data) <= MAX_LINE_BYTES:
@@ -379,6 +388,7 @@ class _Lines:
         return data[:cut]
 
     def flush(self) -> bytes:
+        """The unterminated rest, as a line (the pipe has ended)."""
         rest, self.partial = self.partial, b""
         return rest + b"\n" if rest else b""
 
@@ -439,12 +449,16 @@ def _pump(child: Child, trial: TrialCollector, options: Options) -> bool:
         lines[stream.fileno()] = _Lines()
     early = False
     drain_until: float | None = None
-    while selector.get_map():
+    while True:
+        # Until the command exits (its pipes may close first: a metrics file is still tailed
+        # and rules still apply), then until its output ends or DRAIN_SECONDS have passed.
         if drain_until is None and proc.poll() is not None:
             drain_until = time.monotonic() + DRAIN_SECONDS
-        if drain_until is not None and time.monotonic() > drain_until:
+        if drain_until is not None and (not selector.get_map() or time.monotonic() > drain_until):
             break
-        for key, _ in selector.select(TICK_SECONDS):
+        if not selector.get_map():
+            time.sleep(TICK_SECONDS)
+        for key, _ in selector.select(TICK_SECONDS) if selector.get_map() else ():
             fd = key.fileobj
             assert isinstance(fd, int)
             try:
@@ -458,6 +472,8 @@ def _pump(child: Child, trial: TrialCollector, options: Options) -> bool:
             _write_all(key.data, chunk)
             trial.feed_output(lines[fd].feed(chunk))
         trial.tick()
+        if os.getpid() == 1:  # the container's init: orphans of the command come to us
+            reap_orphans(keep=proc.pid)
         if trial.early_stop and not early:
             early = True
             _mark_early_stopped(options.termination_log)
@@ -472,6 +488,35 @@ def _pump(child: Child, trial: TrialCollector, options: Options) -> bool:
     return early
 
 
+def reap_orphans(keep: int) -> int:
+    """Reap exited children other than ``keep`` (the command, which ``Popen`` waits for).
+
+    As a container's PID 1 the collector inherits every process the command orphans; without
+    this their zombies would pile up while the trial runs. Children are read from
+    ``/proc/self/task/*/children``, so the command's own exit status is never taken.
+    Returns how many were reaped.
+    """
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as handle:
+                pids.update(int(p) for p in handle.read().split())
+        except (OSError, ValueError):
+            continue
+    reaped = 0
+    for pid in pids - {keep}:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        reaped += done != 0
+    return reaped
+
+
 def _mark_early_stopped(path: Path) -> None:
     try:
         path.write_text(EARLY_STOPPED_MESSAGE)
@@ -483,15 +528,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``katib-metrics-collector``."""
     options = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if options.primary_env is not None:
-        name, value = options.primary_env
-        if os.environ.get(name) != value:  # not the primary node: just be the command
-            try:
-                os.execvp(options.command[0], list(options.command))
-            except FileNotFoundError:
-                return EXIT_NOT_FOUND
-            except OSError:
-                return EXIT_CANNOT_EXECUTE
+    if any(os.environ.get(name) != value for name, value in options.primary_env):
+        try:  # not the primary pod: just be the command
+            os.execvp(options.command[0], list(options.command))
+        except FileNotFoundError:
+            return EXIT_NOT_FOUND
+        except OSError:
+            return EXIT_CANNOT_EXECUTE
     return run(options)
 
 

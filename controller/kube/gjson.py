@@ -50,6 +50,8 @@ class _Missing:
 #: The result of a path that selects nothing (GJSON's non-existent result).
 MISSING: Any = _Missing()
 
+MAX_PATH_CHARS = 4096
+MAX_NESTING = 32
 _OPS = ("==", "!=", "<=", ">=", "!%", "<", ">", "%", "=")
 _MODIFIERS = ("this", "reverse", "flatten", "keys", "values")
 _NUMBER = re.compile(r"^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$")
@@ -96,6 +98,13 @@ def compile_path(path: str) -> tuple[Component, ...]:
     """Parse ``path`` once; :class:`PathError` if it uses unsupported syntax."""
     if not path:
         raise PathError("the path is empty")
+    if len(path) > MAX_PATH_CHARS:
+        raise PathError(f"the path is longer than {MAX_PATH_CHARS} characters")
+    depth = 0
+    for ch in path:  # a bound on the parser's recursion (quoted brackets count too: harmless)
+        depth += 1 if ch in "([" else -1 if ch in ")]" else 0
+        if depth > MAX_NESTING:
+            raise PathError(f"the path nests deeper than {MAX_NESTING} levels")
     parser = _Parser(path)
     components = parser.path(stop="")
     if parser.pos != len(path):

@@ -48,7 +48,8 @@ def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 class Store:
-    """Objects by ``(namespace, name)``, indexed by namespace and by label; thread-safe."""
+    """Objects by ``(namespace, name)``, indexed by namespace and by label; thread-safe.
+    ``list`` returns objects sorted by ``(namespace, name)``."""
 
     def __init__(self) -> None:
         self._objects: dict[Key, dict[str, Any]] = {}
@@ -70,9 +71,10 @@ class Store:
             for pair in (labels or {}).items():
                 candidates.append(self._by_label.get(pair, set()))
             if not candidates:
-                return list(self._objects.values())
-            candidates.sort(key=len)
-            keys = candidates[0].intersection(*candidates[1:])
+                keys: Iterable[Key] = self._objects
+            else:
+                candidates.sort(key=len)
+                keys = candidates[0].intersection(*candidates[1:])
             return [self._objects[key] for key in sorted(keys)]
 
     def all_keys(self) -> builtins.list[Key]:

@@ -119,18 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument(
         "--kubeconfig",
+        metavar="FILE",
         help="kubeconfig file (default: in-cluster service "
         "account, else $KUBECONFIG or ~/.kube/config)",
     )
-    cluster.add_argument("--context", help="kubeconfig context (default: the current one)")
+    cluster.add_argument(
+        "--context", metavar="NAME", help="kubeconfig context (default: the current one)"
+    )
     cluster.add_argument(
         "--namespace",
+        metavar="NAMESPACE",
         type=_checked(_DNS_LABEL, "namespace"),
         help="watch only this namespace (default: all namespaces)",
     )
     services = parser.add_argument_group("services")
     services.add_argument(
         "--suggestion-address",
+        metavar="ADDR",
         type=_address,
         help="suggestion service (default: katib-suggestion.katib-system:6789)",
     )
@@ -144,27 +149,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     services.add_argument(
         "--earlystopping-address",
+        metavar="ADDR",
         type=_address,
         help="early-stopping service (default: katib-earlystopping.katib-system:6788)",
     )
     services.add_argument(
         "--db-manager-address",
+        metavar="ADDR",
         type=_address,
         help="DB manager service (default: katib-db-manager.katib-system:6789)",
     )
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument(
-        "--workers", type=_int_in(1, 256), default=4, help="reconcile workers (default: 4)"
+        "--workers",
+        metavar="N",
+        type=_int_in(1, 256),
+        default=4,
+        help="reconcile workers (default: 4)",
     )
     runtime.add_argument(
         "--health-port",
+        metavar="PORT",
         type=_int_in(0, 65535),
         default=8081,
         help="port of /healthz and /readyz (default: 8081; 0: any free port)",
     )
-    runtime.add_argument("--health-host", default="0.0.0.0", help="address to serve health on")
+    runtime.add_argument(
+        "--health-host", metavar="HOST", default="0.0.0.0", help="address to serve health on"
+    )
     runtime.add_argument(
         "--startup-timeout",
+        metavar="SECONDS",
         type=_positive,
         default=30.0,
         help="seconds to wait for the API server at start (default: 30)",
@@ -180,31 +195,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the operator only while holding the Lease (default: on)",
     )
     election.add_argument(
-        "--lease-name", default="katib-controller", type=_checked(_DNS_SUBDOMAIN, "lease name")
+        "--lease-name",
+        metavar="NAME",
+        default="katib-controller",
+        type=_checked(_DNS_SUBDOMAIN, "lease name"),
     )
     election.add_argument(
         "--lease-namespace",
+        metavar="NAMESPACE",
         type=_checked(_DNS_LABEL, "namespace"),
         help="default: $POD_NAMESPACE, the service account's namespace, "
         "--namespace, else 'default'",
     )
     election.add_argument(
-        "--identity", help="this replica's name in the Lease (default: HOSTNAME_PID)"
+        "--identity",
+        metavar="NAME",
+        help="this replica's name in the Lease (default: HOSTNAME_PID)",
     )
     election.add_argument(
         "--lease-duration",
+        metavar="SECONDS",
         type=_positive,
         default=15.0,
         help="seconds a standby waits after the last renewal (default: 15)",
     )
     election.add_argument(
         "--renew-deadline",
+        metavar="SECONDS",
         type=_positive,
         default=10.0,
         help="seconds the leader keeps acting without renewing (default: 10)",
     )
     election.add_argument(
         "--retry-period",
+        metavar="SECONDS",
         type=_positive,
         default=2.0,
         help="seconds between Lease attempts (default: 2)",

@@ -28,19 +28,23 @@ The primary container is the container named ``primaryContainerName`` in the pri
 distributed kinds the replica whose role matches a ``primaryPodLabels`` value (``Master`` for
 ``training.kubeflow.org/job-role: master``, ``Launcher`` for an MPIJob's launcher), else the
 pod template whose own labels match them, else the first pod template that has the container.
-A TrainJob's is ``spec.trainer`` (collecting on node 0 only); an Argo Workflow's is the
-``container`` of the template whose labels match ``primaryPodLabels`` (Argo runs it as
-``main``). Only that container is wrapped, so one process reports the trial's metrics.
+A TrainJob's is ``spec.trainer``, which every node runs: the collector sees the pod's labels
+through downward-API env vars and reports only where they match ``primaryPodLabels`` (node 0).
+An Argo Workflow's is the ``container`` of the template whose labels match
+``primaryPodLabels`` (Argo runs it as ``main``). Only that container is wrapped, so one
+process reports the trial's metrics.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from katib.controller import template as tpl
+from katib.controller.kube import podspec
 from katib.controller.spec import (
     API_VERSION,
     CollectorKind,
@@ -49,7 +53,7 @@ from katib.controller.spec import (
     MetricsCollectorSpec,
     Objective,
 )
-from katib.earlystopping.rules import Rule, RuleSet, Semantics
+from katib.earlystopping.rules import Comparison, Rule, RuleSet, Semantics
 
 TRIAL_KIND = "Trial"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
@@ -60,11 +64,11 @@ NAMESPACE_ENV = "KATIB_NAMESPACE"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 #: What the collector writes to the termination message file when its rules stopped the trial.
 EARLY_STOPPED_MESSAGE = "EarlyStopped"
-#: TrainJob nodes all run ``spec.trainer``; only node 0 (its Job completion index) collects.
-TRAINJOB_PRIMARY_ENV = ("JOB_COMPLETION_INDEX", "0")
+#: TrainJob nodes all run ``spec.trainer``; the collector reports only in the pod whose labels
+#: match ``primaryPodLabels`` (node 0), seen through env vars of this prefix (downward API).
+PRIMARY_LABEL_ENV = "KATIB_PRIMARY_POD_LABEL_"
 _WRAPPED = (CollectorKind.STDOUT, CollectorKind.FILE)
 _ENV_ONLY = (CollectorKind.PUSH, CollectorKind.NONE)
-_CONTAINER_LISTS = ("containers", "initContainers")
 
 
 class RenderError(ValueError):
@@ -101,9 +105,7 @@ def trial_run_spec(
             "is empty; a configMap template must be read and passed as trial_spec",
         )
     if trial_spec is not None:
-        from dataclasses import replace
-
-        template = replace(template, trial_spec=dict(trial_spec))
+        template = dataclasses.replace(template, trial_spec=dict(trial_spec))
     known = dict(assignments)
     for param in template.trial_parameters:
         if not tpl.is_meta(param.reference) and param.reference not in known:
@@ -133,7 +135,7 @@ def _fill(obj: Any, values: Mapping[str, str], escaped: Mapping[str, str]) -> An
     if isinstance(obj, Mapping):
         out: dict[str, Any] = {}
         for key, value in obj.items():
-            if key in _CONTAINER_LISTS and isinstance(value, list):
+            if key in podspec.CONTAINER_LISTS and isinstance(value, list):
                 out[key] = [_fill_container(c, values, escaped) for c in value]
             elif key in ("trainer", "container") and isinstance(value, Mapping):
                 # TrainJob's spec.trainer; an Argo Workflow template's container
@@ -328,8 +330,6 @@ def rules_from_trial(trial: Mapping[str, Any]) -> RuleSet:
 
 def parse_rules(items: Any, semantics: Any, where: str, semantics_where: str) -> RuleSet:
     """Rules written as :func:`rule_dict` does; :class:`RenderError` naming the bad field."""
-    from katib.earlystopping.rules import Comparison
-
     if not isinstance(items, list):
         raise RenderError(where, "must be a list of rules")
     rules = []
@@ -383,9 +383,9 @@ def run_object(
     meta["namespace"] = namespace
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
     meta["ownerReferences"] = [owner_reference(trial)]
-    for template_meta in _pod_template_metadata(obj):
+    for template_meta in podspec.pod_template_metadata(obj):
         template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}
-    for _, template, _ in _workflow_containers(obj):
+    for _, template, _ in podspec.workflow_containers(obj):
         template_meta = template.setdefault("metadata", {})
         template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}
     env = [
@@ -393,7 +393,7 @@ def run_object(
         {"name": DB_ADDRESS_ENV, "value": _escape(db_address)},
         {"name": NAMESPACE_ENV, "value": _escape(namespace)},
     ]
-    for container in _containers(obj):
+    for container in podspec.containers(obj):
         own = [e for e in container.get("env") or [] if e.get("name") not in _OUR_ENV]
         container["env"] = [dict(e) for e in env] + own
     kind_name = _collector_kind(spec)
@@ -405,13 +405,22 @@ def run_object(
             f"{kind_name} collectors are not supported on Kubernetes; use StdOut, File or Push",
         )
     primary_name = str(spec.get("primaryContainerName") or "")
-    found = primary_container(obj, primary_name, spec.get("primaryPodLabels") or {})
+    found = podspec.primary_container(obj, primary_name, spec.get("primaryPodLabels") or {})
     if found is None:
         raise RenderError(
             "spec.trialTemplate.primaryContainerName",
             f"no container named {primary_name!r} in the {kind} template",
         )
-    path, container, primary_env = found
+    path, container, gated = found
+    primary_env: list[tuple[str, str]] = []
+    if gated:  # every node runs this container: only the primary pod's collector reports
+        for i, (key, value) in enumerate(sorted((spec.get("primaryPodLabels") or {}).items())):
+            var = f"{PRIMARY_LABEL_ENV}{i}"
+            field_path = f"metadata.labels['{key}']"
+            container["env"].append(
+                {"name": var, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
+            )
+            primary_env.append((var, str(value)))
     command = container.get("command")
     args = container.get("args") or []
     if not command:
@@ -473,7 +482,7 @@ def collector_args(
     rules: RuleSet,
     *,
     termination_log: str = DEFAULT_TERMINATION_LOG,
-    primary_env: tuple[str, str] | None = None,
+    primary_env: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """The collector's options (before ``--``) for a Trial's spec, ``$`` escaped."""
     objective = trial_spec.get("objective") or {}
@@ -512,8 +521,8 @@ def collector_args(
         out += ["--filter", str(pattern)]
     if rules.rules:
         out += ["--stop-rules", rules_json(rules)]
-    if primary_env is not None:
-        out += ["--primary-env", f"{primary_env[0]}={primary_env[1]}"]
+    for name, value in primary_env:
+        out += ["--primary-env", f"{name}={value}"]
     return [_escape(a) for a in out]
 
 
@@ -523,126 +532,3 @@ def rules_json(rules: RuleSet) -> str:
         {"semantics": rules.semantics.value, "rules": [rule_dict(r) for r in rules.rules]},
         separators=(",", ":"),
     )
-
-
-# -- finding pod templates and the primary container ----------------------------------------
-
-
-def _pod_templates(obj: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every pod template (a mapping whose ``spec`` has a ``containers`` list) with its path."""
-    if isinstance(obj, dict):
-        inner = obj.get("spec")
-        if isinstance(inner, dict) and isinstance(inner.get("containers"), list):
-            yield path, obj
-        for key, value in obj.items():
-            yield from _pod_templates(value, f"{path}.{key}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from _pod_templates(value, f"{path}[{i}]")
-
-
-def _pod_template_metadata(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for _, template in _pod_templates(obj.get("spec")):
-        meta = template.get("metadata")
-        if not isinstance(meta, dict):
-            meta = template["metadata"] = {}
-        yield meta
-
-
-def _containers(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for _, template in _pod_templates(obj.get("spec")):
-        for key in _CONTAINER_LISTS:
-            for container in template["spec"].get(key) or []:
-                if isinstance(container, dict):
-                    yield container
-    trainer = _trainer(obj)
-    if trainer is not None:
-        yield trainer
-    for _, _, container in _workflow_containers(obj):
-        yield container
-
-
-def _workflow_containers(
-    obj: Mapping[str, Any],
-) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """An Argo Workflow's container templates: (path, template, container)."""
-    spec = obj.get("spec")
-    templates = spec.get("templates") if isinstance(spec, dict) else None
-    for i, template in enumerate(templates if isinstance(templates, list) else []):
-        if isinstance(template, dict) and isinstance(template.get("container"), dict):
-            yield f".spec.templates[{i}].container", template, template["container"]
-
-
-def _trainer(obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    spec = obj.get("spec")
-    trainer = spec.get("trainer") if isinstance(spec, dict) else None
-    if obj.get("kind") == "TrainJob" and isinstance(trainer, dict):
-        return trainer
-    return None
-
-
-def primary_container(
-    obj: dict[str, Any], name: str, pod_labels: Mapping[str, str]
-) -> tuple[str, dict[str, Any], tuple[str, str] | None] | None:
-    """The primary container of a run object (see the module docstring): its path under the
-    object, the container (to edit in place), and the env condition under which the collector
-    reports (TrainJob: node 0 only), or None."""
-    candidates = []
-    for path, template in _pod_templates(obj.get("spec"), ".spec"):
-        for i, container in enumerate(template["spec"].get("containers") or []):
-            if isinstance(container, dict) and container.get("name") == name:
-                candidates.append((f"{path}.spec.containers[{i}]", template, container))
-    if not candidates:
-        trainer = _trainer(obj)
-        if trainer is not None:
-            return ".spec.trainer", trainer, TRAINJOB_PRIMARY_ENV
-        return _workflow_primary(obj, name, pod_labels)
-    for wanted in _roles(pod_labels):  # the replica named by a label value
-        for path, _template, container in candidates:
-            role = _replica_role(path)
-            if role is not None and role.lower() == wanted:
-                return path, container, None
-    for path, template, container in candidates:  # a template carrying the labels itself
-        labels = (template.get("metadata") or {}).get("labels") or {}
-        if pod_labels and all(labels.get(k) == v for k, v in pod_labels.items()):
-            return path, container, None
-    path, _template, container = candidates[0]
-    return path, container, None
-
-
-def _workflow_primary(
-    obj: Mapping[str, Any], name: str, pod_labels: Mapping[str, str]
-) -> tuple[str, dict[str, Any], tuple[str, str] | None] | None:
-    """An Argo Workflow's primary container: in the template whose labels match
-    ``primaryPodLabels``; Argo names a template's container ``main`` in its pod."""
-    for path, template, container in _workflow_containers(obj):
-        labels = (template.get("metadata") or {}).get("labels") or {}
-        if any(labels.get(k) != v for k, v in pod_labels.items()):
-            continue
-        if name in ("main", container.get("name")):
-            return path, container, None
-    return None
-
-
-#: The training operator labels the pods of a job's Chief (TFJob) or Launcher (MPIJob) replica
-#: ``job-role: master`` as it does a Master's, so Katib's default label names any of them.
-_ROLE_ALIASES = {"master": ("master", "chief", "launcher")}
-
-
-def _roles(pod_labels: Mapping[str, str]) -> list[str]:
-    """Replica roles (lower case) that ``primaryPodLabels`` values name, in preference order."""
-    roles: list[str] = []
-    for value in pod_labels.values():
-        for role in _ROLE_ALIASES.get(str(value).lower(), (str(value).lower(),)):
-            if role not in roles:
-                roles.append(role)
-    return roles
-
-
-def _replica_role(path: str) -> str | None:
-    """``Master`` for ``.spec.pytorchReplicaSpecs.Master.template.spec...``."""
-    parts = path.split(".")
-    for i, part in enumerate(parts[:-1]):
-        if part.endswith("ReplicaSpecs"):
-            return parts[i + 1]
-    return None

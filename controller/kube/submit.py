@@ -114,7 +114,7 @@ def submit(
     api: KubeApi, raw: Mapping[str, Any], namespace: str | None = None
 ) -> tuple[dict[str, Any], bool]:
     """Create the Experiment CR, or update the fields Katib lets change; (object, created)."""
-    admit(raw)
+    spec = admit(raw)
     ns = namespace_of(raw, namespace)
     body = copy.deepcopy(dict(raw))
     body.pop("status", None)
@@ -127,7 +127,7 @@ def submit(
         existing = api.get(EXPERIMENTS, ns, name)
         if existing is None:
             return api.create(EXPERIMENTS, ns, body), True
-        _check_update(existing.get("spec") or {}, body.get("spec") or {})
+        _check_update(existing, spec)
         update = copy.deepcopy(existing)
         for key in MUTABLE_SPEC:
             if key in body["spec"]:
@@ -144,28 +144,43 @@ def submit(
     raise InvalidArgument(f"experiment {ns}/{name} kept changing while being updated; try again")
 
 
-def _check_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    changed = sorted(
-        key
-        for key in set(old) | set(new)
-        if key not in MUTABLE_SPEC and _normal(old.get(key)) != _normal(new.get(key))
-    )
+#: Experiment fields compared on an update, by the spec field a user writes.
+_SPEC_FIELDS = {
+    "objective": "objective",
+    "algorithm": "algorithm",
+    "parameters": "parameters",
+    "trial_template": "trialTemplate",
+    "resume_policy": "resumePolicy",
+    "metrics_collector": "metricsCollectorSpec",
+    "early_stopping": "earlyStopping",
+    "nas_config": "nasConfig",
+}
+
+
+def _check_update(existing: Mapping[str, Any], new: Experiment) -> None:
+    """Refuse changes Katib refuses, comparing both after defaulting, so that what a webhook
+    filled in on the stored object (strategies, conditions) is not taken for a change."""
+    try:
+        old = load_experiment(
+            {k: v for k, v in existing.items() if k != "status"}, check_algorithm=False
+        )
+    except InvalidArgument as exc:
+        raise InvalidArgument(
+            [f"the stored experiment is not valid ({exc}); delete it first"]
+        ) from None
+    changed = [
+        spec_field
+        for attr, spec_field in _SPEC_FIELDS.items()
+        if getattr(old, attr) != getattr(new, attr)
+    ]
     if changed:
-        problems = [
-            f"spec.{key}: cannot change on an existing experiment (only "
-            f"{', '.join(MUTABLE_SPEC)} can); delete it first or use another name"
-            for key in changed
-        ]
-        raise InvalidArgument(problems)
-
-
-def _normal(value: Any) -> Any:
-    """Values as the API server echoes them (it may drop empty fields), for comparison."""
-    if isinstance(value, Mapping):
-        return {k: _normal(v) for k, v in value.items() if v not in (None, [], {}, "")}
-    if isinstance(value, list):
-        return [_normal(v) for v in value]
-    return value
+        raise InvalidArgument(
+            [
+                f"spec.{key}: cannot change on an existing experiment (only "
+                f"{', '.join(MUTABLE_SPEC)} can); delete it first or use another name"
+                for key in changed
+            ]
+        )
 
 
 # -- reading the cluster ------------------------------------------------------------------
@@ -260,7 +275,9 @@ def read(
     there is no such experiment."""
     experiment = api.get(EXPERIMENTS, namespace, name)
     if experiment is None:
-        raise InvalidArgument(f"experiment {name!r} not found in namespace {namespace!r}")
+        raise InvalidArgument(
+            f"experiment {name!r} not found in namespace {namespace!r} (another: -n NAMESPACE)"
+        )
     raw = {k: v for k, v in experiment.items() if k != "status"}
     spec = load_experiment(raw, check_algorithm=False)
     items, _ = api.list(TRIALS, namespace, label_selector=f"{render.EXPERIMENT_LABEL}={name}")

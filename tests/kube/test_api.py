@@ -458,3 +458,28 @@ def test_with_options_shares_the_call_counter() -> None:
         api.get(EXPERIMENTS, "ns", "e1")
         assert api.calls[("get", "experiments")] == 2
         assert quick.request_timeout == 2.0 and api.request_timeout == 30.0
+
+
+def test_from_config_picks_the_context_and_reports_bad_ones(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from katib.controller.kube.api import KubeConfigError
+
+    config = tmp_path / "config"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        "clusters: [{name: a, cluster: {server: 'http://127.0.0.1:1111'}},\n"
+        "           {name: b, cluster: {server: 'http://127.0.0.1:2222'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: ca, context: {cluster: a, user: u}},\n"
+        "           {name: cb, context: {cluster: b, user: u}}]\n"
+        "current-context: ca\n"
+    )
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")  # a kubeconfig given wins
+    assert KubeApi.from_config(str(config)).api_client.configuration.host.endswith(":1111")
+    chosen = KubeApi.from_config(str(config), "cb")
+    assert chosen.api_client.configuration.host.endswith(":2222")
+    with pytest.raises(KubeConfigError, match="nope"):
+        KubeApi.from_config(str(config), "nope")
+    with pytest.raises(KubeConfigError, match="missing"):
+        KubeApi.from_config(str(tmp_path / "missing"))

@@ -193,9 +193,10 @@ def test_sigterm_stops_the_operator_then_releases_and_a_standby_takes_over(
     one = ControllerProcess(config, "one")
     two = None
     try:
-        wait_for(lambda: http_status(one.port, "/readyz") == 200)
-        assert http_status(one.port, "/healthz") == 200
-        assert state(server, "one") == "running" and holder(server) == "one"
+        wait_for(lambda: http_status(one.port, "/readyz") == 200)  # standby or leader
+        wait_for(lambda: state(server, "one") == "running")  # it leads (no one else runs)
+        assert holder(server) == "one"
+        assert http_status(one.port, "/readyz") == 200 and http_status(one.port, "/healthz") == 200
         two = ControllerProcess(config, "two")
         wait_for(lambda: http_status(two.port, "/readyz") == 200)  # a ready standby
         assert state(server, "two") is None  # it does not act
@@ -237,9 +238,9 @@ def controller(server: FakeApiServer, *argv: str) -> tuple[Controller, StandInOp
             "--lease-namespace",
             "default",
             "--lease-duration",
-            "3",
+            "4",
             "--renew-deadline",
-            "1",
+            "2",
             "--retry-period",
             "0.1",
             *argv,

@@ -395,3 +395,28 @@ def test_trials_of_another_kind_run_as_unstructured_objects(
         assert trial["spec"]["primaryPodLabels"] == {"training.kubeflow.org/job-role": "master"}
         (metric,) = trial["status"]["observation"]["metrics"]
         assert float(metric["latest"]) == round(_loss(trial), 6)
+
+
+def test_a_kind_the_cluster_does_not_serve_fails_the_trial(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    body = experiment("tf-run", max_trials=2, parallel=1, max_failed=1)
+    job = body["spec"]["trialTemplate"]["trialSpec"]
+    job["spec"]["template"]["spec"]["containers"][0]["name"] = "tensorflow"
+    body["spec"]["trialTemplate"]["primaryContainerName"] = "tensorflow"
+    body["spec"]["trialTemplate"]["trialSpec"] = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "TFJob",  # no training operator in this cluster
+        "spec": {
+            "tfReplicaSpecs": {"Chief": {"replicas": 1, "template": job["spec"]["template"]}}
+        },
+    }
+    with fake_cluster(workdir) as server:
+        api_for(server).create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db):
+            exp = wait_for(lambda: completed(server, "tf-run"), "the experiment to end")
+        (trial,) = server.objects(TRIALS, NAMESPACE)
+    assert condition(exp, "Failed")["reason"] == "ExperimentFailed"
+    failed = condition(trial, "Failed")
+    assert failed["message"].startswith("cannot create the trial's TFJob: ")

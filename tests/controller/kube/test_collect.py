@@ -223,9 +223,11 @@ def test_non_primary_node_only_runs_the_command(db: str, tmp_path: Path) -> None
         "node-1",
         "--primary-env",
         "JOB_COMPLETION_INDEX=0",
+        "--primary-env",
+        "ROLE=node",
         script="print('loss=0.5'); raise SystemExit(4)",
     )
-    env = {**os.environ, "JOB_COMPLETION_INDEX": "1"}
+    env = {**os.environ, "JOB_COMPLETION_INDEX": "1", "ROLE": "node"}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 4 and done.stdout == "loss=0.5\n"
     assert rows(db, "node-1") == []
@@ -271,3 +273,59 @@ def test_sender_delivers_everything_in_order(db: str) -> None:
     assert sender.close(60)
     assert sender.sent_rows == 12_001 and sender.failed_rows == 0
     assert rows(db, "sender-1") == [("step", "after")]
+
+
+def test_file_rules_apply_after_the_command_closes_its_output(db: str, tmp_path: Path) -> None:
+    """A command that closes stdout and stderr and goes on writing its metrics file is still
+    tailed, and its rules still stop it."""
+    path, log = tmp_path / "metrics.log", tmp_path / "termination-log"
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        os.close(1); os.close(2)
+        for v in (0.9, 0.8, 0.7):
+            with open({str(path)!r}, "a") as f:
+                f.write(f"loss={{v}}\\n")
+            time.sleep(0.2)
+        time.sleep(600)
+        """
+    )
+    rules = {"rules": [{"name": "loss", "value": "0.5", "comparison": "greater", "startStep": 2}]}
+    argv = collector(
+        db,
+        "closed-1",
+        "--kind",
+        "File",
+        "--file-path",
+        str(path),
+        "--stop-rules",
+        json.dumps(rules),
+        "--termination-log",
+        str(log),
+        script=script,
+    )
+    done = run(argv)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text() == "EarlyStopped"
+    assert ("loss", "0.9") in rows(db, "closed-1")
+
+
+def test_reap_orphans_spares_the_command() -> None:
+    command = subprocess.Popen(["true"])
+    orphan = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 30
+    while not all(_zombie(p.pid) for p in (command, orphan)):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert collect.reap_orphans(keep=command.pid) >= 1
+    assert not os.path.exists(f"/proc/{orphan.pid}")  # reaped
+    assert command.wait(timeout=10) == 0  # its status still ours to read
+    orphan.returncode = 0  # already reaped: nothing for Popen to wait for
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False

@@ -64,6 +64,13 @@ def test_paths(path: str, want: Any) -> None:
     assert gjson.get(JOB, path) == want
 
 
+def test_hostile_paths_are_refused_not_recursed() -> None:
+    with pytest.raises(gjson.PathError, match="nests deeper"):
+        gjson.compile_path("a." + "#(" * 200 + "x" + ")" * 200)
+    with pytest.raises(gjson.PathError, match="longer than"):
+        gjson.compile_path("a." * 5000)
+
+
 @pytest.mark.parametrize(
     "path",
     ["", "a..b", "a.", 'a.#(x=="y"', "a.{b,c}", "a.@unknown", "a.#(x==y)", "a.b(c)", "a\\"],

@@ -21,7 +21,8 @@ from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.resources import EXPERIMENTS, JOBS, TRIALS, resource_for
 from katib.controller.validation import load_experiment
 from katib.earlystopping.rules import Comparison, Rule, RuleSet
-from tests.controller.kube.conftest import rows
+from tests.controller.kube import test_render
+from tests.controller.kube.conftest import register_katib, rows
 
 NS = "default"
 COLLECTOR = (sys.executable, "-m", "katib.controller.kube.collect")
@@ -39,7 +40,9 @@ if sys.argv[2] == "slow":
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[FakeApiServer, KubeApi]]:
     server = FakeApiServer()
-    for res in (EXPERIMENTS, TRIALS, resource_for("kubeflow.org/v1", "PyTorchJob")):
+    kinds = [("kubeflow.org/v1", "PyTorchJob"), ("trainer.kubeflow.org/v1alpha1", "TrainJob")]
+    register_katib(server)
+    for res in (resource_for(v, k) for v, k in kinds):
         server.register(res)
     with server:
         api = KubeApi(server.api_client())
@@ -58,6 +61,13 @@ def experiment(kind: str, mode: str, **spec: Any) -> dict[str, Any]:
     pod = {"spec": {"containers": [main], "restartPolicy": "Never"}}
     if kind == "Job":
         trial_spec = {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": pod}}
+    elif kind == "TrainJob":
+        trainer = {k: main[k] for k in ("image", "command")}
+        trial_spec = {
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "kind": "TrainJob",
+            "spec": {"runtimeRef": {"name": "torch"}, "trainer": {**trainer, "numNodes": 2}},
+        }
     else:
         worker = {"spec": {"containers": [dict(main, command=["true"])]}}
         trial_spec = {
@@ -123,12 +133,16 @@ def wait_outcome(api: KubeApi, trial: dict[str, Any], obj: dict[str, Any]) -> Ou
 
 
 def primary_pod(server: FakeApiServer) -> dict[str, Any]:
-    pods = [p for p in server.objects(PODS, NS) if "worker" not in p["metadata"]["name"].lower()]
+    pods = [  # not a PyTorchJob's worker, not a TrainJob's node 1
+        p
+        for p in server.objects(PODS, NS)
+        if "worker" not in p["metadata"]["name"] and not p["metadata"]["name"].endswith("-1")
+    ]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
     return pods[0]
 
 
-@pytest.mark.parametrize("kind", ["Job", "PyTorchJob"])
+@pytest.mark.parametrize("kind", ["Job", "PyTorchJob", "TrainJob"])
 def test_trial_runs_and_reports(
     cluster: tuple[FakeApiServer, KubeApi], db: str, kind: str
 ) -> None:
@@ -142,8 +156,10 @@ def test_trial_runs_and_reports(
     name = trial["metadata"]["name"]
     assert rows(db, name) == [("loss", "0.9"), ("loss", "0.8"), ("loss", "0.7")]
     pod = primary_pod(server)
-    assert pod["metadata"]["labels"]["katib.kubeflow.org/trial"] == name
-    log = b"".join(api.pod_log(NS, pod["metadata"]["name"], container="training")).decode()
+    if kind != "TrainJob":  # a TrainJob has no pod template to label; JobSet labels its pods
+        assert pod["metadata"]["labels"]["katib.kubeflow.org/trial"] == name
+    container = "node" if kind == "TrainJob" else "training"
+    log = b"".join(api.pod_log(NS, pod["metadata"]["name"], container=container)).decode()
     assert f"arg: {hostile!r}" in log
     if kind == "Job":
         assert server.get(JOBS, NS, name) is not None
@@ -161,3 +177,25 @@ def test_early_stopped_trial_completes_with_the_message(
     statuses = primary_pod(server)["status"]["containerStatuses"]
     assert statuses[0]["state"]["terminated"]["message"] == "EarlyStopped"
     assert ("loss", "0.9") in rows(db, "run-early")
+
+
+@pytest.mark.parametrize("kind", sorted(test_render.TEMPLATES))
+def test_trial_objects_fit_the_trial_crd(tmp_path: Path, kind: str) -> None:
+    """What render writes is what the API server keeps: nothing refused, nothing pruned."""
+    server = FakeApiServer(namespaces=("default", test_render.NS))
+    if not register_katib(server):
+        pytest.skip("the CRD manifests are not in this checkout")
+    doc = test_render.experiment_doc(kind, earlyStopping={"algorithmName": "medianstop"})
+    del doc["metadata"]["uid"]
+    with server:
+        api = KubeApi(server.api_client())
+        exp = api.create(EXPERIMENTS, test_render.NS, doc)
+        spec = load_experiment(exp, check_algorithm=False)
+        rules = RuleSet((Rule("accuracy", 0.25, Comparison.LESS, 2),))
+        assignments = [("lr", "0.05"), ("optimizer", "adam")]
+        body = render.trial_object(spec, exp, "t-1", assignments, {"x": "y"}, rules=rules)
+        created = api.create(TRIALS, test_render.NS, body)
+        api.close()
+    assert created["spec"] == body["spec"]
+    for key in ("labels", "annotations", "ownerReferences"):
+        assert created["metadata"][key] == body["metadata"][key]

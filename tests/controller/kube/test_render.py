@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from katib.controller.kube import render
+from katib.controller.kube import podspec, render
 from katib.controller.template import expand_k8s_vars
 from katib.controller.validation import load_experiment
 from katib.earlystopping.rules import Comparison, Rule, RuleSet, Semantics
@@ -224,15 +224,15 @@ def test_run_object_wraps_the_primary_container_only(kind: str) -> None:
     assert obj["metadata"]["ownerReferences"][0]["kind"] == "Trial"
     assert obj["metadata"]["ownerReferences"][0]["uid"] == "trial-uid"
     wrapped = []
-    for path, template in render._pod_templates(obj["spec"], ".spec"):
+    for path, template in podspec.pod_templates(obj["spec"], ".spec"):
         assert template["metadata"]["labels"]["katib.kubeflow.org/trial"] == "exp-abc12"
         for i, c in enumerate(template["spec"]["containers"]):
             if c.get("command", [""])[0] == "katib-metrics-collector":
                 wrapped.append(f"{path}.spec.containers[{i}]")
-    containers = list(render._containers(obj))
+    containers = list(podspec.containers(obj))
     assert containers
     for c in containers:
-        env = {e["name"]: e["value"] for e in c["env"]}
+        env = {e["name"]: e.get("value") for e in c["env"]}
         assert env["KATIB_TRIAL_NAME"] == "exp-abc12"
         assert env["KATIB_DB_MANAGER_ADDRESS"] == "katib-db-manager.katib-system:6789"
         assert env["KATIB_NAMESPACE"] == NS
@@ -246,13 +246,26 @@ def test_run_object_wraps_the_primary_container_only(kind: str) -> None:
     options = command[1:split]
     assert command[split + 1 :] == ["python3", "train.py"]
     assert primary["args"] == ["--lr=0.05", "--opt=adam"]
-    opts = dict(zip(options[::2], options[1::2], strict=True))
+    opts = dict(zip(options[::2], options[1::2], strict=True))  # the last of repeated ones
     assert opts["--trial-name"] == "exp-abc12"
     assert opts["--metric-names"] == "accuracy,loss"
     assert opts["--objective-type"] == "maximize"
     assert opts["--kind"] == "StdOut"
     assert opts["--termination-log"] == "/dev/termination-log"
-    assert ("--primary-env" in opts) == (kind == "TrainJob")
+    gates = [options[i + 1] for i, o in enumerate(options) if o == "--primary-env"]
+    if kind == "TrainJob":  # every node runs the trainer: only node 0's collector reports
+        assert gates == [f"{render.PRIMARY_LABEL_ENV}0=0", f"{render.PRIMARY_LABEL_ENV}1=node"]
+        refs = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in primary["env"][3:]}
+        index, job = (
+            "batch.kubernetes.io/job-completion-index",
+            "jobset.sigs.k8s.io/replicatedjob-name",
+        )
+        assert refs == {
+            f"{render.PRIMARY_LABEL_ENV}0": f"metadata.labels['{index}']",
+            f"{render.PRIMARY_LABEL_ENV}1": f"metadata.labels['{job}']",
+        }
+    else:
+        assert gates == []
 
 
 def test_file_collector_options_and_stop_rules() -> None:

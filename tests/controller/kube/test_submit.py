@@ -15,11 +15,15 @@ from typing import Any
 import pytest
 import yaml
 
+from katib.api.errors import InvalidArgument
 from katib.controller import cli
+from katib.controller.kube import submit
 from katib.controller.kube.api import KubeApi
 from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.resources import EXPERIMENTS, TRIALS
 from tests.controller.experiments import container, experiment
+from tests.controller.kube import katib_examples
+from tests.controller.kube.conftest import register_katib
 
 NS = "kubeflow"
 
@@ -27,8 +31,7 @@ NS = "kubeflow"
 @pytest.fixture
 def server() -> Iterator[FakeApiServer]:
     fake = FakeApiServer(namespaces=("default", NS))
-    fake.register(EXPERIMENTS)
-    fake.register(TRIALS)
+    register_katib(fake)
     with fake:
         yield fake
 
@@ -98,10 +101,28 @@ def test_namespace_flag_wins(
 
 
 def test_resubmit_updates_counts_and_refuses_other_changes(
-    server: FakeApiServer, kubeconfig: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: FakeApiServer,
+    api: KubeApi,
+    kubeconfig: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     doc = experiment("train.py", name="sub-2", max_trials=4)
     assert katib(capsys, "submit", write(tmp_path, doc), "--kubeconfig", kubeconfig)[0] == 0
+    defaults = {  # what Katib's mutating webhook writes into a stored experiment
+        "objective": {
+            "metricStrategies": [
+                {"name": "loss", "value": "min"},
+                {"name": "accuracy", "value": "min"},
+            ]
+        },
+        "trialTemplate": {
+            "successCondition": 'status.conditions.#(type=="Complete")#|#(status=="True")#',
+            "failureCondition": 'status.conditions.#(type=="Failed")#|#(status=="True")#',
+        },
+        "resumePolicy": "Never",
+    }
+    api.patch(EXPERIMENTS, NS, "sub-2", {"spec": defaults})
     doc["spec"]["maxTrialCount"] = 9
     code, out = katib(capsys, "submit", write(tmp_path, doc), "--kubeconfig", kubeconfig)
     assert code == 0, out
@@ -345,3 +366,28 @@ def test_trials_of_another_experiment_with_the_same_name_are_left_out(
     )
     assert code == 0, out
     assert [t["name"] for t in json.loads(out)["trials"]] == ["own-1-a"]
+
+
+@pytest.mark.skipif(not katib_examples.available(), reason="Katib's examples are not present")
+def test_katib_examples_pass_cluster_admission() -> None:
+    """Every example Katib admits is admitted for a cluster run, but for those that need what
+    the in-pod collector cannot do (each refused naming the field)."""
+    refused = {
+        "kubeflow-training-operator/tfjob-mnist-with-summaries.yaml": "spec.metricsCollectorSpec",
+        "kubeflow-training-operator/xgboostjob-lightgbm.yaml": "spec.trialTemplate.trialSpec.spec",
+        "metrics-collector/custom-metrics-collector.yaml": "spec.metricsCollectorSpec",
+    }
+    katib_rejects = ("hp-tuning/simple-pbt.yaml", "tekton/pipeline-run.yaml")
+    admitted = 0
+    for rel, doc in katib_examples.experiments():
+        if rel in katib_rejects:
+            continue
+        try:
+            submit.admit(doc)
+        except InvalidArgument as exc:
+            assert rel in refused, (rel, exc.problems)
+            assert any(p.startswith(refused[rel]) for p in exc.problems), (rel, exc.problems)
+            continue
+        assert rel not in refused, rel
+        admitted += 1
+    assert admitted >= 25
