@@ -40,9 +40,13 @@ RUN groupadd --gid 1000 katib \
         --shell /usr/sbin/nologin katib
 COPY --from=build /opt/katib/venv /opt/katib/venv
 COPY examples /opt/katib/examples
+# Caches go to /tmp: the manifests mount an emptyDir there and make the root file system
+# read-only.
 ENV PATH=/opt/katib/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    XDG_CACHE_HOME=/tmp/.cache \
+    MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /home/katib
 # Numeric, so that Kubernetes can check runAsNonRoot without a user database.
 USER 1000:1000

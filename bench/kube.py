@@ -307,7 +307,7 @@ class KubeBenchResult:
     calls_per_trial: dict[str, float]
     calls_by_resource: dict[str, int] = field(default_factory=dict)
     http_requests: int = 0
-    server_ms_per_trial: float = 0.0  # the fake API server's own time serving requests
+    server_ms_per_trial: float = 0.0  # wall time in the fake server's handlers, GIL waits too
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -473,6 +473,8 @@ def format_result(result: KubeBenchResult) -> str:
             f"  API calls per trial: {verbs} "
             f"(total {sum(result.calls_per_trial.values()):.2f}; "
             f"{result.http_requests} HTTP requests in all)",
+            f"  wall time in the fake API server's handlers (GIL waits included): "
+            f"{result.server_ms_per_trial:.1f} ms per trial",
         ]
     )
 

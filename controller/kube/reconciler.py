@@ -25,14 +25,14 @@ for up to ``metrics_grace_seconds`` (the collector may still be reporting), then
 MetricsUnavailable. The finalizer ``clean-metrics-in-db`` deletes the observation log when the
 Trial is deleted. A completed trial's run object is deleted unless ``retainRun``.
 
-Every status write goes through :meth:`KubeApi.update_status` (read, change, write; again on a
-conflict) with a change function that never moves a completed trial or experiment back.
+Every status write is a change function applied to the copy just read and written with its
+``resourceVersion``; on a conflict :meth:`KubeApi.update_status` reads, changes and writes again
+(bounded). The change functions that never moves a completed trial or experiment back.
 Errors propagate: the operator's work queue retries the key with exponential back-off.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import secrets
@@ -40,6 +40,7 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -51,7 +52,7 @@ from katib.controller import reconcile as rec
 from katib.controller.earlystop import EarlyStopping
 from katib.controller.kube import objects as ob
 from katib.controller.kube import render
-from katib.controller.kube.api import AlreadyExists, KubeApi
+from katib.controller.kube.api import AlreadyExists, Conflict, Invalid, KubeApi, NotFound
 from katib.controller.kube.conditions import run_outcome
 from katib.controller.kube.config import OperatorConfig
 from katib.controller.kube.resources import (
@@ -82,6 +83,8 @@ logger = logging.getLogger(__name__)
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 #: How soon a trial whose run kind has no watch is looked at again (seconds).
 RUN_POLL_SECONDS = 2.0
+#: Trials an experiment pass creates at once.
+CREATE_CONCURRENCY = 4
 #: How soon a succeeded trial without its objective is looked at again (seconds).
 METRICS_RETRY_SECONDS = 0.5
 
@@ -235,10 +238,13 @@ class Reconciler:
             )
             self.event(exp, "Normal", rec.Reason.RESTARTING, "Experiment is restarting")
         decision, records = self._decide(exp, spec, view, records, existing)
-        for trial_name in decision.start:
-            if trial_name not in existing:
-                record = next(r for r in records if r.name == trial_name)
-                existing[trial_name] = self._create_trial(exp, spec, record)
+        by_name = {r.name: r for r in records}
+        to_make = [by_name[n] for n in decision.start if n not in existing]
+        if to_make:  # a few at a time: a large batch is not made one round trip after another
+            with ThreadPoolExecutor(min(CREATE_CONCURRENCY, len(to_make))) as pool:
+                made = pool.map(lambda r: self._create_trial(exp, spec, r), to_make)
+                for record, trial in zip(to_make, made, strict=True):
+                    existing[record.name] = trial
         self._write_status(exp, decision, records)
         return None
 
@@ -331,8 +337,7 @@ class Reconciler:
             obj["status"] = new
             return True
 
-        meta = exp["metadata"]
-        return self.api.update_status(EXPERIMENTS, meta.get("namespace"), meta["name"], mutate)
+        return self._update_status(EXPERIMENTS, exp, mutate)
 
     def _write_status(
         self, exp: Mapping[str, Any], decision: rec.Decision, records: Sequence[TrialRecord]
@@ -587,9 +592,19 @@ class Reconciler:
                 stamp,
             )
             return None
-        # AlreadyExists: made by an earlier pass whose answer was lost, or not cached yet
-        with contextlib.suppress(AlreadyExists):
+        try:
             self.api.create(res, namespace, body)
+        except AlreadyExists:
+            pass  # made by an earlier pass whose answer was lost, or not cached yet
+        except (NotFound, Invalid) as exc:  # no such kind here, or the cluster refuses it
+            self._mark(
+                trial,
+                TrialCondition.FAILED,
+                "TrialFailed",
+                f"cannot create the trial's {res.kind}: {exc.message or exc}",
+                stamp,
+            )
+            return None
         self._mark(trial, TrialCondition.RUNNING, "TrialRunning", "Trial is running", stamp)
         return RUN_POLL_SECONDS if res.plural != "jobs" else None
 
@@ -599,7 +614,12 @@ class Reconciler:
         meta = trial["metadata"]
         name, uid = meta["name"], str(meta.get("uid"))
         spec = trial.get("spec") or {}
-        objective = load_objective(spec.get("objective"), "Trial.spec.objective")
+        try:
+            objective = load_objective(spec.get("objective"), "Trial.spec.objective")
+        except InvalidArgument as exc:
+            message = "; ".join(getattr(exc, "problems", None) or [str(exc)])
+            self._mark(trial, TrialCondition.FAILED, "TrialFailed", message, self.clock())
+            return None
         summary = ObservationSummary(objective)
         db = self.services.db
         summary.add(db.entries(name))
@@ -677,11 +697,27 @@ class Reconciler:
             changed.append(True)
             return True
 
-        meta = trial["metadata"]
-        written = self.api.update_status(TRIALS, meta["namespace"], meta["name"], mutate)
+        written = self._update_status(TRIALS, trial, mutate)
         if written is not None and changed and kind.completed:
             level = "Normal" if kind is TrialCondition.SUCCEEDED else "Warning"
             self.event(written, level, reason, message)
+
+    def _update_status(
+        self, res: Resource, obj: Mapping[str, Any], mutate: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any] | None:
+        """``mutate`` a copy of ``obj`` and write its status; if ``obj`` was stale (a
+        conflict), read, change and write again. ``None`` if the object is gone."""
+        meta = obj["metadata"]
+        namespace, name = meta.get("namespace"), meta["name"]
+        first = copy.deepcopy(dict(obj))
+        if not mutate(first):
+            return dict(obj)
+        try:
+            return self.api.replace_status(res, namespace, name, first)
+        except Conflict:
+            return self.api.update_status(res, namespace, name, mutate)
+        except NotFound:
+            return None
 
     # -- events --------------------------------------------------------------------------------
 

@@ -155,6 +155,23 @@ def fake_cluster(workdir: Path) -> Iterator[FakeApiServer]:
             yield server
 
 
+def write_kubeconfig(path: Path, url: str) -> Path:
+    """A kubeconfig whose current context is the fake server at ``url`` (no auth)."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": url}}],
+                "users": [{"name": "me", "user": {}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    return path
+
+
 def api_for(server: FakeApiServer) -> KubeApi:
     """A client of the fake server."""
     return KubeApi(server.api_client())

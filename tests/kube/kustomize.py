@@ -97,8 +97,13 @@ def _render(directory: Path, stack: tuple[Path, ...]) -> list[Obj]:
     for entry in kustomization.get("patches", []):
         objects = _apply_patch(objects, entry, directory)
     if "namespace" in kustomization:
+        accounts = {
+            (o["metadata"]["name"], o["metadata"].get("namespace", ""))
+            for o in objects
+            if o["kind"] == "ServiceAccount"
+        }
         for obj in objects:
-            set_namespace(obj, kustomization["namespace"])
+            set_namespace(obj, kustomization["namespace"], accounts)
     for image in kustomization.get("images", []):
         for obj in objects:
             set_image(obj, image)
@@ -234,13 +239,21 @@ def _strip_directives(value: Any) -> Any:
 # ---------------------------------------------------------------- transformers
 
 
-def set_namespace(obj: Obj, namespace: str) -> None:
-    """Put a namespaced object into ``namespace``, as kustomize's namespace field does."""
+def set_namespace(obj: Obj, namespace: str, accounts: set[tuple[str, str]]) -> None:
+    """Put a namespaced object into ``namespace``, as kustomize's namespace field does.
+
+    A binding's ServiceAccount subject moves along when it names a ServiceAccount of this
+    kustomization (``accounts``: (name, namespace) before the move) or the name ``default``;
+    other subjects are left alone (kustomize 5's ``setRoleBindingSubjects: defaultOnly``).
+    """
     if obj["kind"] not in CLUSTER_SCOPED:
         obj["metadata"]["namespace"] = namespace
     if obj["kind"] in ("RoleBinding", "ClusterRoleBinding"):
         for subject in obj.get("subjects", []):
-            if subject.get("kind") == "ServiceAccount":
+            if subject.get("kind") != "ServiceAccount":
+                continue
+            key = (subject.get("name"), subject.get("namespace", ""))
+            if subject.get("name") == "default" or key in accounts:
                 subject["namespace"] = namespace
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from katib.controller.kube.api import KubeApi
-from katib.controller.kube.fake.jobs import SimulatedJobs, expand
+from katib.controller.kube.fake.jobs import SimulatedJobs
+from katib.controller.kube.fake.kubelet import expand
 from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.resources import JOBS, PODS, Resource
 
@@ -397,3 +398,24 @@ def test_a_trainjob_runs_its_nodes(cluster: tuple[FakeApiServer, KubeApi, Path])
     wait_for("Complete", lambda: condition(api.get(trainjobs, "default", "tj"), "Complete"))
     nodes = pods_of(api, "tj", "jobset.sigs.k8s.io/jobset-name")
     assert sorted(p["metadata"]["name"] for p in nodes) == ["tj-node-0-0", "tj-node-0-1"]
+
+
+def test_stopping_the_simulator_kills_pods_without_failing_their_jobs(tmp_path: Path) -> None:
+    with FakeApiServer() as server:
+        api = KubeApi(server.api_client())
+        jobs = SimulatedJobs(server, workdir=tmp_path)
+        jobs.start()
+        api.create(JOBS, "default", job("long", "import time; time.sleep(600)"))
+        wait_for(
+            "a running pod",
+            lambda: [
+                p
+                for p in pods_of(api, "long")
+                if (p.get("status") or {}).get("phase") == "Running"
+            ],
+        )
+        began = time.monotonic()
+        jobs.stop()
+        assert time.monotonic() - began < 20
+        status = (api.get(JOBS, "default", "long") or {}).get("status") or {}
+        assert not condition({"status": status}, "Failed") and not status.get("failed")

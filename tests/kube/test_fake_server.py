@@ -645,3 +645,158 @@ def test_kubeapi_not_found_is_none(server: FakeApiServer) -> None:
     assert api.delete(TRIALS, "default", "none") is False
     with pytest.raises(NotFound):
         api.replace(TRIALS, "default", "none", trial("none"))
+
+
+def test_followed_log_through_the_official_watch_helper(server: FakeApiServer) -> None:
+    core = kubernetes.client.CoreV1Api(server.api_client())
+    core.create_namespaced_pod(
+        "default",
+        {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main", "image": "i"}]}},
+    )
+    server.logs.append("default", "p", "main", b"epoch 1\n")
+
+    def finish_later() -> None:
+        deadline = time.monotonic() + 10
+        while server.open_streams == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.logs.append("default", "p", "main", b"epoch 2\n")
+        server.logs.finish("default", "p", "main")
+
+    threading.Thread(target=finish_later, daemon=True).start()
+    lines = list(
+        kubernetes.watch.Watch().stream(
+            core.read_namespaced_pod_log, "p", "default", container="main", follow=True
+        )
+    )
+    assert lines == ["epoch 1", "epoch 2"]
+
+
+def test_abrupt_watch_drop_breaks_the_connection(server: FakeApiServer) -> None:
+    from katib.controller.kube.api import Unreachable
+
+    api = KubeApi(server.api_client(), retry=RetryPolicy(base=0.01, cap=0.02, deadline=1))
+    _, rv = api.list(TRIALS, "default")
+    outcome: list[BaseException | None] = []
+
+    def follow() -> None:
+        try:
+            list(api.watch(TRIALS, "default", resource_version=rv, timeout_seconds=60))
+            outcome.append(None)
+        except Unreachable as exc:
+            outcome.append(exc)
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while server.open_watches == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.faults.drop_watches(abrupt=True)
+    watcher.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], Unreachable)
+
+
+def test_generate_name_and_bad_names(custom: kubernetes.client.CustomObjectsApi) -> None:
+    made = create(custom, dict(trial(""), metadata={"generateName": "t-"}))
+    assert made["metadata"]["name"].startswith("t-") and len(made["metadata"]["name"]) == 7
+    bad = error_of(create, custom, trial("Not_Valid"))
+    assert bad.status == 422 and '"field": "metadata.name"' in bad.body
+    nameless = error_of(create, custom, dict(trial(""), metadata={}))
+    assert nameless.status == 422
+    elsewhere = dict(trial("t9"), metadata={"name": "t9", "namespace": "kube-system"})
+    assert error_of(create, custom, elsewhere).status == 400
+
+
+def test_lists_page_with_limit_and_continue(server: FakeApiServer) -> None:
+    core = kubernetes.client.CoreV1Api(server.api_client())
+    for i in range(5):
+        core.create_namespaced_config_map("default", {"metadata": {"name": f"c{i}"}})
+    first = core.list_namespaced_config_map("default", limit=2)
+    assert [c.metadata.name for c in first.items] == ["c0", "c1"]
+    assert first.metadata.remaining_item_count == 3
+    second = core.list_namespaced_config_map(
+        "default", limit=2, _continue=first.metadata._continue
+    )
+    assert [c.metadata.name for c in second.items] == ["c2", "c3"]
+    assert second.metadata.resource_version == first.metadata.resource_version
+    last = core.list_namespaced_config_map("default", limit=2, _continue=second.metadata._continue)
+    assert [c.metadata.name for c in last.items] == ["c4"] and not last.metadata._continue
+    core.create_namespaced_config_map("default", {"metadata": {"name": "c5"}})
+    server.faults.expire()  # the first page's resourceVersion is compacted away now
+    with pytest.raises(ApiException) as info:
+        core.list_namespaced_config_map("default", limit=2, _continue=first.metadata._continue)
+    assert info.value.status == 410
+    with pytest.raises(ApiException) as bad:
+        core.list_namespaced_config_map("default", _continue="garbage")
+    assert bad.value.status == 400
+
+
+def test_discovery_serves_the_dynamic_client(server: FakeApiServer) -> None:
+    from kubernetes.dynamic import DynamicClient
+
+    dynamic = DynamicClient(server.api_client())
+    trials = dynamic.resources.get(api_version="kubeflow.org/v1beta1", kind="Trial")
+    trials.create(body=trial("t1"), namespace="default")
+    listed = trials.get(namespace="default")
+    assert [item.metadata.name for item in listed.items] == ["t1"]
+    pods = dynamic.resources.get(api_version="v1", kind="Pod")
+    assert pods.namespaced and pods.subresources["status"]
+
+
+def test_dry_run_admits_without_storing(
+    server: FakeApiServer, custom: kubernetes.client.CustomObjectsApi
+) -> None:
+    checked = custom.create_namespaced_custom_object(
+        GROUP, VERSION, "default", "trials", trial("t1", unknown=1), dry_run="All"
+    )
+    assert checked["metadata"]["uid"] and "unknown" not in checked["spec"]
+    assert server.get(TRIALS, "default", "t1") is None
+    bad = trial("t1", parallelTrialCount=0)
+    assert (
+        error_of(
+            custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            "default",
+            "trials",
+            bad,
+            dry_run="All",
+        ).status
+        == 422
+    )
+    made = create(custom, trial("t1"))
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        "default",
+        "trials",
+        "t1",
+        {"spec": {"parallelTrialCount": 4}},
+        dry_run="All",
+    )
+    custom.delete_namespaced_custom_object(
+        GROUP, VERSION, "default", "trials", "t1", dry_run="All"
+    )
+    assert server.get(TRIALS, "default", "t1") == made
+
+
+def test_streaming_list_ends_its_initial_events_with_a_marked_bookmark(
+    server: FakeApiServer, custom: kubernetes.client.CustomObjectsApi
+) -> None:
+    create(custom, trial("t1"))
+    create(custom, trial("t2"))
+    connection = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=10)
+    path = "/apis/kubeflow.org/v1beta1/namespaces/default/trials?watch=true&timeoutSeconds=1"
+    connection.request(
+        "GET",
+        path + "&sendInitialEvents=true&allowWatchBookmarks=true"
+        "&resourceVersionMatch=NotOlderThan",
+    )
+    events = [json.loads(line) for line in connection.getresponse().read().splitlines()]
+    kinds = [(e["type"], e["object"]["metadata"].get("name")) for e in events]
+    assert kinds[:3] == [("ADDED", "t1"), ("ADDED", "t2"), ("BOOKMARK", None)]
+    assert events[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    connection.request("GET", path + "&sendInitialEvents=true")
+    refused = connection.getresponse()
+    assert refused.status == 422
+    refused.read()
+    connection.close()

@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
+import json
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 
 Obj = dict[str, Any]
 
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
 INSTALLS = {
     "default": MANIFESTS,
     "mysql": MANIFESTS / "overlays" / "mysql",
@@ -111,6 +115,8 @@ def test_default_install_contents() -> None:
         ("StatefulSet", "katib-system", "katib-postgres"),
         ("Service", "katib-system", "katib-postgres"),
         ("Secret", "katib-system", "katib-postgres-secrets"),
+        ("NetworkPolicy", "katib-system", "katib-postgres"),
+        ("PodDisruptionBudget", "katib-system", "katib-controller"),
     }
     assert names("default") == expected
 
@@ -118,6 +124,7 @@ def test_default_install_contents() -> None:
 def test_mysql_overlay_swaps_the_database() -> None:
     swapped = names("mysql")
     assert not {n for n in swapped if "postgres" in n[2]}
+    assert ("NetworkPolicy", "katib-system", "katib-mysql") in swapped
     assert {
         ("StatefulSet", "katib-system", "katib-mysql"),
         ("Service", "katib-system", "katib-mysql"),
@@ -162,6 +169,38 @@ def test_workload_selectors_match_their_templates(install: str) -> None:
             assert service["spec"].get("clusterIP") == "None", (
                 "a StatefulSet needs a headless Service"
             )
+
+
+def selected_by(install: str, namespace: str, match: dict[str, str]) -> list[Obj]:
+    return [
+        w
+        for w in workloads(install)
+        if w["metadata"]["namespace"] == namespace and match.items() <= pod_labels(w).items()
+    ]
+
+
+@pytest.mark.parametrize("install", sorted(INSTALLS))
+def test_network_policies_and_budgets_select_real_pods(install: str) -> None:
+    for policy in objects(install, "NetworkPolicy"):
+        namespace = policy["metadata"]["namespace"]
+        (target,) = selected_by(install, namespace, policy["spec"]["podSelector"]["matchLabels"])
+        declared = {p["containerPort"] for c in containers(target) for p in c.get("ports", [])}
+        for rule in policy["spec"]["ingress"]:
+            for peer in rule["from"]:
+                assert selected_by(install, namespace, peer["podSelector"]["matchLabels"])
+            assert {p["port"] for p in rule["ports"]} <= declared, identity(policy)
+    for budget in objects(install, "PodDisruptionBudget"):
+        namespace = budget["metadata"]["namespace"]
+        (target,) = selected_by(install, namespace, budget["spec"]["selector"]["matchLabels"])
+        assert target["spec"]["replicas"] > budget["spec"]["maxUnavailable"], identity(budget)
+    databases = [w for w in workloads(install) if w["kind"] == "StatefulSet"]
+    guarded = {
+        identity(w)
+        for w in databases
+        for policy in objects(install, "NetworkPolicy")
+        if policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels(w).items()
+    }
+    assert guarded == {identity(w) for w in databases}, "every database has a NetworkPolicy"
 
 
 def probes(container: Obj) -> Iterator[tuple[str, Obj]]:
@@ -259,6 +298,8 @@ def _command_lines() -> list[tuple[str, list[str]]]:
     for entry in config["runtime"]["suggestions"]:
         if "command" in entry:
             lines.append((f"katib-config:{entry['algorithmName']}", entry["command"]))
+    for number, cmd in enumerate(re.findall(r"^CMD (\[.*\])$", DOCKERFILE, re.MULTILINE)):
+        lines.append((f"Dockerfile:CMD{number}", json.loads(cmd)))
     return lines
 
 
@@ -416,6 +457,59 @@ def test_dockerfile_builds_the_images_the_manifests_name() -> None:
 
 
 # ---------------------------------------------------------------- the renderer itself
+
+
+def real_kustomize() -> list[str] | None:
+    """A command that runs the real kustomize, if this machine has one."""
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+@pytest.mark.parametrize("install", sorted(INSTALLS))
+def test_renderer_agrees_with_real_kustomize(install: str) -> None:
+    command = real_kustomize()
+    if command is None:
+        pytest.skip("neither kustomize nor kubectl is installed")
+    built = subprocess.run(
+        [*command, str(INSTALLS[install])], capture_output=True, text=True, timeout=60
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    real = {identity(o): o for o in yaml.safe_load_all(built.stdout) if o}
+    ours = {identity(o): o for o in RENDERED[install]}
+    assert sorted(real) == sorted(ours)
+    for key, obj in real.items():
+        assert ours[key] == obj, key
+
+
+def test_renderer_moves_binding_subjects_as_kustomize_does(tmp_path: Path) -> None:
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "b"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "r"},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": "ours", "namespace": "old"},
+            {"kind": "ServiceAccount", "name": "default", "namespace": "elsewhere"},
+            {"kind": "ServiceAccount", "name": "theirs", "namespace": "old"},
+            {"kind": "ServiceAccount", "name": "unset"},
+        ],
+    }
+    account: Obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ours"}}
+    account["metadata"]["namespace"] = "old"
+    (tmp_path / "objects.yaml").write_text(yaml.safe_dump_all([binding, account]))
+    (tmp_path / "kustomization.yaml").write_text("namespace: new\nresources: [objects.yaml]\n")
+    rendered = render(tmp_path)
+    subjects = rendered[0]["subjects"]
+    assert [s.get("namespace") for s in subjects] == ["new", "new", "old", None]
+    assert rendered[1]["metadata"]["namespace"] == "new"
+    command = real_kustomize()
+    if command is not None:
+        built = subprocess.run([*command, str(tmp_path)], capture_output=True, text=True)
+        real = {identity(o): o for o in yaml.safe_load_all(built.stdout) if o}
+        assert real == {identity(o): o for o in rendered}  # kustomize sorts by kind
 
 
 def test_renderer_refuses_what_it_cannot_render(tmp_path: Path) -> None:

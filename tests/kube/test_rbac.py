@@ -21,6 +21,7 @@ then checks both directions against the rendered ClusterRole and leader-election
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -91,7 +92,7 @@ def rendered_rbac() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
 
 def grants(role: dict[str, Any]) -> set[Grant]:
     """Every (verb, group, resource) a Role or ClusterRole allows (no wildcards allowed)."""
-    result = set()
+    result: set[Grant] = set()
     for rule in role["rules"]:
         for part in ("verbs", "apiGroups", "resources"):
             assert "*" not in rule[part], f"wildcard in {part}: least privilege lists them"
@@ -234,7 +235,7 @@ def experiment_of(trial: dict[str, Any]) -> str:
 def exercise(server: Any, client: KubeApi) -> None:
     """Run both experiments to the end, then delete one and wait for its trials to go."""
     for name in ("rbac-es", "rbac-pytorch"):
-        wait_for(lambda name=name: completed(server, name), f"{name} to end", 120)
+        wait_for(functools.partial(completed, server, name), f"{name} to end", 120)
     trials = server.objects(TRIALS, NAMESPACE)
     assert {experiment_of(t) for t in trials} == {"rbac-es", "rbac-pytorch"}
     es_trials = [t for t in trials if experiment_of(t) == "rbac-es"]

@@ -6,14 +6,14 @@ namespaced (``/namespaces/<ns>/<plural>[/<name>[/status|/log]]``) or not. Watche
 (``?watch=true``) and followed pod logs stream with chunked transfer encoding, each event
 flushed at once (Nagle is off). Errors are Kubernetes ``Status`` JSON.
 
-Patches: ``application/merge-patch+json`` (RFC 7386), ``application/json-patch+json`` (RFC 6902:
-add, remove, replace, test) and ``application/strategic-merge-patch+json``, which is taken as a
-merge patch (lists are replaced, not merged by key; the operator never relies on merge keys).
-Server-side apply is answered 415.
+Patches are applied by :mod:`~katib.controller.kube.fake.patches`; server-side apply is
+answered 415. Pod logs come from :class:`~katib.controller.kube.fake.logs.PodLogs`, which the
+simulated kubelet fills.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -27,6 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 import kubernetes
 
 from katib.controller.kube.fake.faults import FaultPlan, reason_for
+from katib.controller.kube.fake.logs import PodLogs
+from katib.controller.kube.fake.patches import json_patch, merge_patch
 from katib.controller.kube.fake.selectors import SelectorError, field_selector, label_selector
 from katib.controller.kube.fake.store import Event, Kind, StatusError, Store, clone
 from katib.controller.kube.resources import Resource
@@ -53,111 +55,6 @@ _BUILTINS = (
     (CRDS, True),
 )
 _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge recursively, ``null`` deletes, else replace."""
-    if not isinstance(patch, dict):
-        return clone(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise StatusError(422, "Invalid", f"json patch: path {path!r} must start with '/'")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
-
-
-def json_patch(target: Any, operations: Any) -> Any:
-    """RFC 6902 JSON patch with the operations clients send: add, remove, replace, test."""
-    if not isinstance(operations, list):
-        raise StatusError(400, "BadRequest", "json patch: the body must be a list of operations")
-    doc = clone(target)
-    for number, op in enumerate(operations):
-        if not isinstance(op, dict) or "op" not in op or "path" not in op:
-            raise StatusError(422, "Invalid", f"json patch: operation {number} needs op and path")
-        parts = _pointer(op["path"])
-        if not parts:
-            raise StatusError(422, "Invalid", "json patch: the root cannot be patched")
-        parent: Any = doc
-        for part in parts[:-1]:
-            parent = parent[int(part)] if isinstance(parent, list) else parent.get(part)
-            if parent is None:
-                raise StatusError(422, "Invalid", f"json patch: path {op['path']!r} not found")
-        last = parts[-1]
-        kind = op["op"]
-        if isinstance(parent, list):
-            index = len(parent) if last == "-" else int(last)
-            if kind == "add":
-                parent.insert(index, op.get("value"))
-            elif kind == "remove":
-                parent.pop(index)
-            elif kind == "replace":
-                parent[index] = op.get("value")
-            elif kind == "test" and parent[index] != op.get("value"):
-                raise StatusError(422, "Invalid", f"json patch: test failed at {op['path']!r}")
-        elif isinstance(parent, dict):
-            if kind in ("remove", "replace", "test") and last not in parent:
-                raise StatusError(422, "Invalid", f"json patch: path {op['path']!r} not found")
-            if kind in ("add", "replace"):
-                parent[last] = op.get("value")
-            elif kind == "remove":
-                del parent[last]
-            elif kind == "test" and parent[last] != op.get("value"):
-                raise StatusError(422, "Invalid", f"json patch: test failed at {op['path']!r}")
-        else:
-            raise StatusError(422, "Invalid", f"json patch: path {op['path']!r} not found")
-        if kind not in ("add", "remove", "replace", "test"):
-            raise StatusError(422, "Invalid", f"json patch: unsupported op {kind!r}")
-    return doc
-
-
-class PodLogs:
-    """Each container's output, appended by the simulated kubelet and read by ``pods/log``."""
-
-    def __init__(self) -> None:
-        self.changed = threading.Condition()
-        self._data: dict[tuple[str, str, str], bytearray] = {}
-        self._done: set[tuple[str, str, str]] = set()
-
-    def append(self, namespace: str, pod: str, container: str, data: bytes) -> None:
-        with self.changed:
-            self._data.setdefault((namespace, pod, container), bytearray()).extend(data)
-            self.changed.notify_all()
-
-    def finish(self, namespace: str, pod: str, container: str) -> None:
-        """The container has exited: followers read to the end and stop."""
-        with self.changed:
-            self._data.setdefault((namespace, pod, container), bytearray())
-            self._done.add((namespace, pod, container))
-            self.changed.notify_all()
-
-    def forget(self, namespace: str, pod: str) -> None:
-        """The pod is gone: drop its logs and release followers."""
-        with self.changed:
-            for key in [k for k in self._data if k[:2] == (namespace, pod)]:
-                del self._data[key]
-                self._done.add(key)
-            self.changed.notify_all()
-
-    def read(
-        self, namespace: str, pod: str, container: str, offset: int
-    ) -> tuple[bytes, bool] | None:
-        """Bytes from ``offset`` and whether the log is complete; None if it never started."""
-        with self.changed:
-            key = (namespace, pod, container)
-            data = self._data.get(key)
-            if data is None:
-                return None if key not in self._done else (b"", True)
-            return bytes(data[offset:]), key in self._done
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -205,6 +102,7 @@ class FakeApiServer:
         self.drops = 0  # bumped by drop_watches; open watches compare it
         self.abrupt = False
         self.open_watches = 0  # watch streams being served now
+        self.open_streams = 0  # followed pod logs being served now
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         for resource, status in _BUILTINS:
@@ -511,6 +409,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.api.add_busy(time.perf_counter() - began)
 
     def _discovery(self, parts: list[str]) -> bool:
+        """``/version``, ``/api``, ``/apis`` and the per-version resource lists, enough for
+        discovery clients (``kubernetes.dynamic.DynamicClient``, kubectl)."""
+        kinds = list(self.api.store.kinds.values())
         if parts == ["version"]:
             self._json(
                 200,
@@ -524,28 +425,16 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts == ["api"]:
             self._json(200, {"kind": "APIVersions", "versions": ["v1"]})
         elif parts == ["apis"]:
-            groups = sorted(
-                {
-                    (k.resource.group, k.resource.version)
-                    for k in self.api.store.kinds.values()
-                    if k.resource.group
-                }
-            )
-            self._json(
-                200,
-                {
-                    "kind": "APIGroupList",
-                    "apiVersion": "v1",
-                    "groups": [
-                        {
-                            "name": g,
-                            "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
-                            "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v},
-                        }
-                        for g, v in groups
-                    ],
-                },
-            )
+            self._json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": _groups(kinds)})
+        elif len(parts) == 2 and parts[0] == "api":
+            self._json(200, _resource_list(kinds, "", parts[1]))
+        elif len(parts) == 3 and parts[0] == "apis":
+            listed = _resource_list(kinds, parts[1], parts[2])
+            if not listed["resources"]:
+                raise StatusError(
+                    404, "NotFound", "the server could not find the requested resource"
+                )
+            self._json(200, listed)
         else:
             return False
         return True
@@ -565,11 +454,17 @@ class _Handler(BaseHTTPRequestHandler):
         return _VERBS[method]
 
     def _serve(self, verb: str, route: _Route, query: dict[str, str], body: Any) -> None:
-        store, kind = self.api.store, route.kind
+        store, kind, name = self.api.store, route.kind, route.name or ""
+        dry = query.get("dryRun")
+        if dry not in (None, "All"):
+            raise StatusError(
+                400, "BadRequest", f'dryRun: Unsupported value: "{dry}": supported values: "All"'
+            )
+        dry_run = dry == "All"
         if verb == "get" and route.sub == "log":
             self._pod_log(route, query)
         elif verb == "get":
-            self._json(200, store.get(kind, route.namespace, route.name or ""))
+            self._json(200, store.get(kind, route.namespace, name))
         elif verb == "list":
             self._list(route, query)
         elif verb == "watch":
@@ -577,17 +472,25 @@ class _Handler(BaseHTTPRequestHandler):
         elif verb == "create":
             if not isinstance(body, dict):
                 raise StatusError(400, "BadRequest", "create needs a JSON object body")
-            self._json(201, store.create(kind, route.namespace, body))
+            self._json(201, store.create(kind, route.namespace, body, dry_run=dry_run))
         elif verb == "update":
             self._json(
                 200,
-                store.update(kind, route.namespace, route.name or "", body, subresource=route.sub),
+                store.update(
+                    kind, route.namespace, name, body, subresource=route.sub, dry_run=dry_run
+                ),
             )
         elif verb == "patch":
-            apply = self._patcher(body)
             self._json(
                 200,
-                store.patch(kind, route.namespace, route.name or "", apply, subresource=route.sub),
+                store.patch(
+                    kind,
+                    route.namespace,
+                    name,
+                    self._patcher(body),
+                    subresource=route.sub,
+                    dry_run=dry_run,
+                ),
             )
         elif verb == "delete":
             options = body if isinstance(body, dict) else {}
@@ -597,19 +500,20 @@ class _Handler(BaseHTTPRequestHandler):
                 store.delete(
                     kind,
                     route.namespace,
-                    route.name or "",
+                    name,
                     propagation=propagation,
                     preconditions=options.get("preconditions"),
+                    dry_run=dry_run,
                 ),
             )
         else:  # deletecollection
-            items = self._matching(route, query)
-            for obj in items:
+            for obj in self._matching(route, query):
                 store.delete(
                     kind,
                     obj["metadata"].get("namespace", ""),
                     obj["metadata"]["name"],
                     propagation=(body or {}).get("propagationPolicy"),
+                    dry_run=dry_run,
                 )
             self._json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
 
@@ -644,6 +548,9 @@ class _Handler(BaseHTTPRequestHandler):
         return items
 
     def _list(self, route: _Route, query: dict[str, str]) -> None:
+        """A list, paged by ``limit``/``continue`` when asked: pages follow (namespace, name)
+        order and report the first page's resourceVersion (objects changed between pages show
+        their newer state: the real server's snapshot consistency is not kept)."""
         labels = label_selector(query.get("labelSelector"))
         fields = field_selector(query.get("fieldSelector"), route.kind.resource.plural)
         items, rv = self.api.store.select(
@@ -651,13 +558,37 @@ class _Handler(BaseHTTPRequestHandler):
             None if route.all_namespaces else route.namespace,
             lambda obj: labels(obj["metadata"].get("labels") or {}) and fields(obj),
         )
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if query.get("continue"):
+            rv, after = _continue_token(query["continue"])
+            if rv < self.api.store.floor:
+                raise StatusError(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old "
+                    "to display a consistent list result. You can start a new list "
+                    "without the continue parameter.",
+                )
+            meta["resourceVersion"] = str(rv)
+            items = [o for o in items if _position(o) > after]
+        limit = query.get("limit") or "0"
+        if not limit.isdigit():
+            raise StatusError(400, "BadRequest", f"limit: invalid value {limit!r}")
+        if 0 < int(limit) < len(items):
+            rest = len(items) - int(limit)
+            items = items[: int(limit)]
+            token = json.dumps(
+                {"rv": int(meta["resourceVersion"]), "after": list(_position(items[-1]))}
+            )
+            meta["continue"] = base64.urlsafe_b64encode(token.encode()).decode()
+            meta["remainingItemCount"] = rest
         resource = route.kind.resource
         self._json(
             200,
             {
                 "kind": f"{resource.kind}List",
                 "apiVersion": resource.api_version,
-                "metadata": {"resourceVersion": str(rv)},
+                "metadata": meta,
                 "items": items,
             },
         )
@@ -684,19 +615,30 @@ class _Handler(BaseHTTPRequestHandler):
         start = query.get("resourceVersion") or "0"
         if not start.isdigit():
             raise StatusError(400, "BadRequest", f"resourceVersion: invalid value {start!r}")
+        streaming_list = query.get("sendInitialEvents") == "true"
+        if streaming_list:  # a list streamed as events, ended by a marked bookmark
+            if not bookmarks or query.get("resourceVersionMatch") != "NotOlderThan":
+                raise StatusError(
+                    422,
+                    "Invalid",
+                    "sendInitialEvents: Forbidden: requires "
+                    "allowWatchBookmarks=true and resourceVersionMatch=NotOlderThan",
+                )
+            start = "0"
         drops = api.drops
         self._start_stream("application/json")
         with store.changed:
             api.open_watches += 1
         try:
-            self._stream_events(route, kind, namespace, visible, start, bookmarks, deadline, drops)
+            self._stream_events(
+                kind, namespace, visible, start, bookmarks, deadline, drops, streaming_list
+            )
         finally:
             with store.changed:
                 api.open_watches -= 1
 
     def _stream_events(
         self,
-        route: _Route,
         kind: Kind,
         namespace: str | None,
         visible: Any,
@@ -704,6 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
         bookmarks: bool,
         deadline: float,
         drops: int,
+        streaming_list: bool = False,
     ) -> None:
         api, store = self.api, self.api.store
         with store.changed:
@@ -713,6 +656,8 @@ class _Handler(BaseHTTPRequestHandler):
                 initial, cursor = [], int(start)
         for obj in initial:
             self._event("ADDED", obj)
+        if streaming_list:
+            self._bookmark(kind, cursor, {"k8s.io/initial-events-end": "true"})
         self.wfile.flush()
         last_bookmark = time.monotonic()
         while True:
@@ -751,13 +696,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _event(self, type_: str, obj: dict[str, Any]) -> None:
         self._chunk(b'{"type":"%s","object":%s}\n' % (type_.encode(), json.dumps(obj).encode()))
 
-    def _bookmark(self, kind: Kind, rv: int) -> None:
+    def _bookmark(self, kind: Kind, rv: int, annotations: dict[str, str] | None = None) -> None:
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if annotations:
+            meta["annotations"] = annotations
         self._event(
             "BOOKMARK",
             {
                 "kind": kind.resource.kind,
                 "apiVersion": kind.resource.api_version,
-                "metadata": {"resourceVersion": str(rv)},
+                "metadata": meta,
             },
         )
 
@@ -813,21 +761,110 @@ class _Handler(BaseHTTPRequestHandler):
         self._start_stream("text/plain")
         self._chunk(_tail(data, query.get("tailLines")))
         self.wfile.flush()
-        offset = len(data)
+        with self.api.logs.changed:
+            self.api.open_streams += 1
+        try:
+            self._follow_log(route.namespace, name, container, len(data))
+        finally:
+            with self.api.logs.changed:
+                self.api.open_streams -= 1
+        self._end_stream()
+
+    def _follow_log(self, namespace: str, name: str, container: str, offset: int) -> None:
         logs = self.api.logs
         while not self.api.stopping:
             with logs.changed:
-                chunk = logs.read(route.namespace, name, container, offset)
+                chunk = logs.read(namespace, name, container, offset)
                 if chunk is not None and not chunk[0] and not chunk[1]:
                     logs.changed.wait(1.0)
                     continue
             if chunk is None:
-                break
+                return
             self._chunk(chunk[0])
             offset += len(chunk[0])
             if chunk[1]:
-                break
-        self._end_stream()
+                return
+
+
+def _versions(kind: Kind) -> list[str]:
+    return sorted(kind.versions or {kind.resource.version})
+
+
+def _groups(kinds: list[Kind]) -> list[dict[str, Any]]:
+    by_group: dict[str, set[str]] = {}
+    preferred: dict[str, str] = {}
+    for kind in kinds:
+        if kind.resource.group:
+            by_group.setdefault(kind.resource.group, set()).update(_versions(kind))
+            preferred.setdefault(kind.resource.group, kind.resource.version)
+    return [
+        {
+            "name": group,
+            "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in sorted(versions)],
+            "preferredVersion": {
+                "groupVersion": f"{group}/{preferred[group]}",
+                "version": preferred[group],
+            },
+        }
+        for group, versions in sorted(by_group.items())
+    ]
+
+
+def _resource_list(kinds: list[Kind], group: str, version: str) -> dict[str, Any]:
+    verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    resources: list[dict[str, Any]] = []
+    for kind in kinds:
+        res = kind.resource
+        if res.group != group or version not in _versions(kind):
+            continue
+        resources.append(
+            {
+                "name": res.plural,
+                "singularName": res.kind.lower(),
+                "namespaced": res.namespaced,
+                "kind": res.kind,
+                "verbs": verbs,
+            }
+        )
+        if kind.status_subresource:
+            resources.append(
+                {
+                    "name": f"{res.plural}/status",
+                    "singularName": "",
+                    "namespaced": res.namespaced,
+                    "kind": res.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+        if res.plural == "pods":
+            resources.append(
+                {
+                    "name": "pods/log",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "Pod",
+                    "verbs": ["get"],
+                }
+            )
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }
+
+
+def _position(obj: dict[str, Any]) -> tuple[str, str]:
+    return (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+
+def _continue_token(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, name = doc["after"]
+        return int(doc["rv"]), (str(namespace), str(name))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StatusError(400, "BadRequest", f"continue: invalid token ({exc})") from exc
 
 
 def _tail(data: bytes, tail_lines: str | None) -> bytes:

@@ -10,7 +10,15 @@ nothing is a no-op (no new resourceVersion, no event); a stale resourceVersion i
 Conflict; with a status subresource the main write ignores ``status`` and a status write ignores
 everything else; deletion of an object with finalizers sets ``deletionTimestamp`` and waits for
 them to be removed; ownerReferences garbage collection with Background, Foreground and Orphan
-propagation, cascading; deleting a namespace deletes its contents.
+propagation, cascading; deleting a namespace deletes its contents; a ``batch/v1`` Job deleted
+without a propagation policy orphans its pods, as the real default does; a PUT without a
+resourceVersion is refused for custom resources and unconditional for built-in ones.
+
+Where it is simpler than the real server, knowingly: garbage collection runs synchronously
+inside the deleting request (an orphan whose owners are all gone goes at once, even at
+creation); objects without finalizers vanish at once (pods have no graceful-termination phase:
+the simulated kubelet kills them after the fact); one stored version per kind (no conversion);
+paged lists (``limit``/``continue``) are not snapshot-consistent across pages.
 """
 
 from __future__ import annotations
@@ -335,8 +343,11 @@ class Store:
                 [(v.field, v.reason, v.message) for v in violations],
             )
 
-    def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST: a new object named by ``metadata.name`` or ``generateName``."""
+    def create(
+        self, kind: Kind, namespace: str, body: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """POST: a new object named by ``metadata.name`` or ``generateName``; ``dry_run``
+        admits it and returns it without storing it."""
         obj = clone(body)
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
             raise StatusError(400, "BadRequest", "the body must be a JSON object with metadata")
@@ -412,6 +423,8 @@ class Store:
             if kind.key == ("", "namespaces"):
                 obj["status"] = {"phase": "Active"}
             self._admit(kind, obj)
+            if dry_run:
+                return obj
             stored = self._write(kind, obj, None)
             for hook in self.on_created:
                 hook(kind, stored)
@@ -429,6 +442,7 @@ class Store:
         *,
         subresource: str | None = None,
         require_version: bool | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """PUT on the object (``subresource`` None) or its ``status``."""
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
@@ -517,6 +531,8 @@ class Store:
                 new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
             if _same(old, new):
                 return old
+            if dry_run:
+                return new
             stored = self._write(kind, new, old)
             if stored["metadata"].get("deletionTimestamp") and not stored["metadata"].get(
                 "finalizers"
@@ -532,6 +548,7 @@ class Store:
         apply: Callable[[dict[str, Any]], dict[str, Any]],
         *,
         subresource: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """PATCH: ``apply`` turns a copy of the current object into the wanted one; the write is
         conditional only when the patch itself set ``metadata.resourceVersion``."""
@@ -546,7 +563,9 @@ class Store:
                 raise StatusError(422, "Invalid", "metadata: must be an object")
             if not meta.get("resourceVersion"):
                 meta["resourceVersion"] = current_rv
-            return self.update(kind, namespace, name, wanted, subresource=subresource)
+            return self.update(
+                kind, namespace, name, wanted, subresource=subresource, dry_run=dry_run
+            )
 
     # ----------------------------------------------------------------- deletion & GC
 
@@ -558,6 +577,7 @@ class Store:
         *,
         propagation: str | None = None,
         preconditions: dict[str, Any] | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """DELETE: returns the object's last state (with deletionTimestamp while finalizers or
         foreground deletion hold it)."""
@@ -583,7 +603,7 @@ class Store:
                     f'"{propagation}": supported values: "Background", '
                     '"Foreground", "Orphan"',
                 )
-            if obj["metadata"].get("deletionTimestamp"):
+            if obj["metadata"].get("deletionTimestamp") or dry_run:
                 return obj
             return self._remove_or_finalize(kind, obj, propagation)
 
