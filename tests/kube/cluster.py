@@ -149,10 +149,16 @@ def fake_cluster(workdir: Path) -> Iterator[FakeApiServer]:
     else:
         for res in (EXPERIMENTS, TRIALS, SUGGESTIONS):
             server.register(res)
-    with server:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with SimulatedJobs(server, workdir=workdir, env=env):
-            yield server
+    with server, SimulatedJobs(server, workdir=workdir, env=pod_env()):
+        yield server
+
+
+def pod_env() -> dict[str, str]:
+    """The environment of simulated pods: ours, with this interpreter's scripts first on PATH,
+    as in our image, where ``katib-metrics-collector`` is on PATH (the tests may run from a
+    venv that is not activated)."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return dict(os.environ, PYTHONUNBUFFERED="1", PATH=path)
 
 
 def write_kubeconfig(path: Path, url: str) -> Path:

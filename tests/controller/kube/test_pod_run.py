@@ -4,7 +4,6 @@ Job's conditions and the termination message says EarlyStopped."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from katib.controller.validation import load_experiment
 from katib.earlystopping.rules import Comparison, Rule, RuleSet
 from tests.controller.kube import test_render
 from tests.controller.kube.conftest import register_katib, rows
+from tests.kube.cluster import pod_env
 
 NS = "default"
 COLLECTOR = (sys.executable, "-m", "katib.controller.kube.collect")
@@ -46,7 +46,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[FakeApiServer, KubeApi]]:
         server.register(res)
     with server:
         api = KubeApi(server.api_client())
-        with SimulatedJobs(server, workdir=tmp_path / "pods", env=dict(os.environ)):
+        with SimulatedJobs(server, workdir=tmp_path / "pods", env=pod_env()):
             yield server, api
         api.close()
 
