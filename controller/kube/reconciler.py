@@ -545,7 +545,10 @@ class Reconciler:
             return None
         run = self.reads.run_object(res, namespace, name)
         if run is None and kind is TrialCondition.RUNNING:
-            run = self.api.get(res, namespace, name)  # the cache may not have it yet
+            # The cache may not have it yet: ask the server (a list by name needs no verb
+            # beyond the informer's).
+            found, _ = self.api.list(res, namespace, field_selector=f"metadata.name={name}")
+            run = found[0] if found else None
         if kind.completed:
             going = run is None or (run.get("metadata") or {}).get("deletionTimestamp")
             if not going and not spec.get("retainRun"):

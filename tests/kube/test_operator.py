@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
+from katib.controller.kube.config import OperatorConfig
 from katib.controller.kube.fake.server import FakeApiServer
+from katib.controller.kube.reconciler import ApiReads, Reconciler
 from katib.controller.kube.resources import (
     CONFIGMAPS,
     EVENTS,
@@ -25,6 +27,7 @@ from katib.controller.kube.resources import (
     PODS,
     SUGGESTIONS,
     TRIALS,
+    Resource,
     resource_for,
 )
 from katib.db.client import DBClient
@@ -420,3 +423,37 @@ def test_a_kind_the_cluster_does_not_serve_fails_the_trial(
     assert condition(exp, "Failed")["reason"] == "ExperimentFailed"
     failed = condition(trial, "Failed")
     assert failed["message"].startswith("cannot create the trial's TFJob: ")
+
+
+class _ColdCache(ApiReads):
+    """Reads from a cache that has not seen any run object yet."""
+
+    def run_object(self, res: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
+
+def test_a_run_object_missing_from_the_cache_is_looked_up_not_called_deleted(
+    services: tuple[str, str], workdir: Path
+) -> None:
+    suggestion, db = services
+    body = experiment("cold-run", mode="hang", max_trials=1, parallel=1)
+    with fake_cluster(workdir) as server:
+        api = api_for(server)
+        api.create(EXPERIMENTS, NAMESPACE, body)
+        with operator_thread(server, suggestion, db):
+            (trial,) = wait_for(
+                lambda: [
+                    t for t in server.objects(TRIALS, NAMESPACE) if trial_state(t) == "Running"
+                ],
+                "a running trial",
+            )
+            name = trial["metadata"]["name"]
+            config = OperatorConfig(suggestion_address=suggestion, db_address=db)
+            cold = Reconciler(api, config, reads=_ColdCache(api))
+            assert cold.trial(NAMESPACE, name) is None
+            assert trial_state(server.get(TRIALS, NAMESPACE, name)) == "Running"
+            api.delete(JOBS, NAMESPACE, name)  # now it is really gone
+            assert cold.trial(NAMESPACE, name) is None
+            gone = condition(server.get(TRIALS, NAMESPACE, name), "Failed")
+            assert gone is not None and "was deleted while it ran" in gone["message"]
+            cold.services.close()
