@@ -42,7 +42,7 @@ from katib.bench import multifidelity_peers
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo, SuggestResult
 from katib.suggestion.history import History
-from katib.suggestion.multifidelity import PARENT_LABEL
+from katib.suggestion.multifidelity import PARENT_LABEL, SAMPLERS
 from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
 
 R = 27
@@ -58,6 +58,8 @@ MULTI_FIDELITY = {
     "asha": {},
 }
 FULL_BUDGET = ("random", "tpe")
+#: Ours whose new configurations come from the ``sampler`` setting.
+SAMPLED = ("hyperband", "asha")
 
 
 def final_loss(p: dict[str, Any]) -> float:
@@ -79,13 +81,22 @@ def observed(p: dict[str, Any], epochs: float, rng: np.random.Generator) -> floa
     return learning_curve(p, epochs) + float(rng.normal(0, 0.005))
 
 
+def split_method(method: str) -> tuple[str, str | None]:
+    """``hyperband+random`` -> ``("hyperband", "random")``; ``asha`` -> ``("asha", None)``."""
+    name, _, sampler = method.partition("+")
+    return name, sampler or None
+
+
 def build(method: str, seed: int) -> Any:
-    """The algorithm, built as the service builds it."""
+    """The algorithm, built as the service builds it; ``name+sampler`` sets the ``sampler``."""
+    method, sampler = split_method(method)
     cls = registry.get(method)
     pairs = [("random_state", str(seed))]
     if method in MULTI_FIDELITY:
         pairs += [("resource_name", "epochs"), ("r_l", str(R)), ("eta", "3")]
         pairs += list(MULTI_FIDELITY[method].items())
+    if sampler is not None:
+        pairs.append(("sampler", sampler))
     settings = parse_settings(cls.settings_class, pairs, method)
     info = ExperimentInfo(f"bench-{seed}", SPACE)
     if method in FULL_BUDGET:  # the resource is fixed at R for full-budget methods
@@ -166,7 +177,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         action="append",
-        help="repeatable; default: ours, random, tpe and Optuna's pruners (when installed)",
+        help="repeatable; default: ours, random, tpe and Optuna's pruners (when installed); "
+        "hyperband+SAMPLER or asha+SAMPLER sets the sampler of new configurations "
+        "(random, tpe, multivariate-tpe)",
     )
     parser.add_argument(
         "--resume-promoted",
@@ -174,6 +187,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="charge a promoted trial of ours only the epochs beyond its parent's (an ablation)",
     )
     parser.add_argument("--out", type=Path, help="write the anytime plot to this PNG")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also print one-sided Mann-Whitney U p-values of each of ours against each peer",
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -189,8 +207,13 @@ def _methods(requested: list[str] | None) -> list[str]:
     known = [*MULTI_FIDELITY, *FULL_BUDGET, *multifidelity_peers.PEERS]
     if requested:
         for method in requested:
-            if method not in known:
+            name, sampler = split_method(method)
+            if name not in known or (sampler is not None and name not in SAMPLED):
                 raise ValueError(f"--method: unknown method {method!r}; known: {', '.join(known)}")
+            if sampler is not None and sampler not in SAMPLERS:
+                raise ValueError(
+                    f"--method {method!r}: unknown sampler; known: {', '.join(SAMPLERS)}"
+                )
         return requested
     if importlib.util.find_spec("optuna") is None:
         print("note: optuna is not installed; its pruner peers are skipped")
@@ -212,6 +235,7 @@ def command(args: argparse.Namespace) -> int:
     print("| method | " + " | ".join(f"{int(m // R)}R" for m in marks) + " | time/run |")
     print("|---|" + "---|" * (len(marks) + 1))
     plotted: dict[str, np.ndarray] = {}
+    at_marks: dict[str, np.ndarray] = {}
     for method in methods:
         start = time.perf_counter()
         curves = [
@@ -221,11 +245,13 @@ def command(args: argparse.Namespace) -> int:
         elapsed = (time.perf_counter() - start) / args.seeds
         plotted[method] = np.array([on_grid(c, grid) for c in curves])
         cells = []
-        for mark in marks:
-            values = np.array([regret_at(c, mark) for c in curves])
+        at_marks[method] = np.array([[regret_at(c, mark) for c in curves] for mark in marks])
+        for values in at_marks[method]:
             q1, q2, q3 = np.quantile(values, [0.25, 0.5, 0.75])
             cells.append(f"{q2:.3g} [{q1:.2g}, {q3:.2g}]")
         print(f"| {method} | " + " | ".join(cells) + f" | {elapsed:.1f} s |", flush=True)
+    if args.compare:
+        print_comparison(at_marks, marks)
     if args.out is not None:
         from katib.bench.plots import plot_anytime
 
@@ -241,6 +267,28 @@ def command(args: argparse.Namespace) -> int:
         )
         print(f"wrote {args.out}")
     return 0
+
+
+def print_comparison(at_marks: dict[str, np.ndarray], marks: list[float]) -> None:
+    """For each of ours against each peer present, at each mark: one-sided Mann-Whitney U
+    p-values that ours is lower (better) and that ours is higher (worse), over the seeds."""
+    from scipy.stats import mannwhitneyu
+
+    ours = [m for m in at_marks if m not in multifidelity_peers.PEERS]
+    peers = [m for m in at_marks if m in multifidelity_peers.PEERS]
+    if not peers:
+        return
+    print("\none-sided Mann-Whitney U over seeds: p(ours better) / p(ours worse)")
+    print("| ours | peer | " + " | ".join(f"{int(m // R)}R" for m in marks) + " |")
+    print("|---|---|" + "---|" * len(marks))
+    for mine in ours:
+        for peer in peers:
+            cells = []
+            for a, b in zip(at_marks[mine], at_marks[peer], strict=True):
+                better = mannwhitneyu(a, b, alternative="less").pvalue
+                worse = mannwhitneyu(a, b, alternative="greater").pvalue
+                cells.append(f"{better:.2g} / {worse:.2g}")
+            print(f"| {mine} | {peer} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:
