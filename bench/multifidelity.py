@@ -1,7 +1,8 @@
 """Multi-fidelity search against random search at equal total resource, in-process.
 
-    katib-bench multifidelity [--seeds 10] [--budget 60] [--batch 4]
-        [--method hyperband --method optuna:hyperband ...] [--out anytime.png]
+    katib-bench multifidelity [--seeds 10] [--budget 60] [--batch 4] [--resume-promoted]
+        [--method hyperband --method asha+random --method optuna:hyperband ...]
+        [--compare] [--out anytime.png]
 
 The problem is a synthetic learning curve over four continuous parameters and a resource
 ``epochs`` (``R = r_l = 27``, ``eta = 3``). The loss after ``r`` epochs is
@@ -23,6 +24,12 @@ spent, at ``B = 10R, 20R, ... , budget * R``. Optuna's ``HyperbandPruner`` and
 ``SuccessiveHalvingPruner`` with TPE run on the same curve with the same accounting (a pruned
 trial costs the epochs it ran; :mod:`katib.bench.multifidelity_peers`). ``--out`` writes the
 anytime plot: median regret with the quartile band against resource spent.
+
+``hyperband+SAMPLER`` and ``asha+SAMPLER`` set the ``sampler`` setting (``random``, ``tpe``,
+``multivariate-tpe``; without a suffix, the algorithm's default). ``--resume-promoted`` charges
+a promoted trial of ours only the epochs beyond its parent's, as a trial that resumes from its
+parent's checkpoint (``KATIB_PARENT_CHECKPOINT_DIR``) costs. ``--compare`` prints one-sided
+Mann-Whitney U p-values of each of ours against each peer at every mark.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import argparse
 import importlib.util
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +277,7 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_comparison(at_marks: dict[str, np.ndarray], marks: list[float]) -> None:
+def print_comparison(at_marks: dict[str, np.ndarray], marks: Sequence[float]) -> None:
     """For each of ours against each peer present, at each mark: one-sided Mann-Whitney U
     p-values that ours is lower (better) and that ours is higher (worse), over the seeds."""
     from scipy.stats import mannwhitneyu
