@@ -105,7 +105,7 @@ def build(method: str, seed: int) -> Any:
         pairs += list(MULTI_FIDELITY[method].items())
     if sampler is not None:
         pairs.append(("sampler", sampler))
-    settings = parse_settings(cls.settings_class, pairs, method)
+    settings: Any = parse_settings(cls.settings_class, pairs, method)
     info = ExperimentInfo(f"bench-{seed}", SPACE)
     if method in FULL_BUDGET:  # the resource is fixed at R for full-budget methods
         fixed = tuple(p for p in SPACE.params if p.name != "epochs")
