@@ -1,7 +1,8 @@
 """Multi-fidelity search against random search at equal total resource, in-process.
 
-    katib-bench multifidelity [--seeds 10] [--budget 60] [--batch 4]
-        [--method hyperband --method optuna:hyperband ...] [--out anytime.png]
+    katib-bench multifidelity [--seeds 10] [--budget 60] [--batch 4] [--resume-promoted]
+        [--method hyperband --method asha+random --method optuna:hyperband ...]
+        [--compare] [--out anytime.png]
 
 The problem is a synthetic learning curve over four continuous parameters and a resource
 ``epochs`` (``R = r_l = 27``, ``eta = 3``). The loss after ``r`` epochs is
@@ -23,6 +24,12 @@ spent, at ``B = 10R, 20R, ... , budget * R``. Optuna's ``HyperbandPruner`` and
 ``SuccessiveHalvingPruner`` with TPE run on the same curve with the same accounting (a pruned
 trial costs the epochs it ran; :mod:`katib.bench.multifidelity_peers`). ``--out`` writes the
 anytime plot: median regret with the quartile band against resource spent.
+
+``hyperband+SAMPLER`` and ``asha+SAMPLER`` set the ``sampler`` setting (``random``, ``tpe``,
+``multivariate-tpe``; without a suffix, the algorithm's default). ``--resume-promoted`` charges
+a promoted trial of ours only the epochs beyond its parent's, as a trial that resumes from its
+parent's checkpoint (``KATIB_PARENT_CHECKPOINT_DIR``) costs. ``--compare`` prints one-sided
+Mann-Whitney U p-values of each of ours against each peer at every mark.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import argparse
 import importlib.util
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +50,7 @@ from katib.bench import multifidelity_peers
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo, SuggestResult
 from katib.suggestion.history import History
-from katib.suggestion.multifidelity import PARENT_LABEL
+from katib.suggestion.multifidelity import PARENT_LABEL, SAMPLERS
 from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
 
 R = 27
@@ -58,6 +66,8 @@ MULTI_FIDELITY = {
     "asha": {},
 }
 FULL_BUDGET = ("random", "tpe")
+#: Ours whose new configurations come from the ``sampler`` setting.
+SAMPLED = ("hyperband", "asha")
 
 
 def final_loss(p: dict[str, Any]) -> float:
@@ -79,14 +89,23 @@ def observed(p: dict[str, Any], epochs: float, rng: np.random.Generator) -> floa
     return learning_curve(p, epochs) + float(rng.normal(0, 0.005))
 
 
+def split_method(method: str) -> tuple[str, str | None]:
+    """``hyperband+random`` -> ``("hyperband", "random")``; ``asha`` -> ``("asha", None)``."""
+    name, _, sampler = method.partition("+")
+    return name, sampler or None
+
+
 def build(method: str, seed: int) -> Any:
-    """The algorithm, built as the service builds it."""
+    """The algorithm, built as the service builds it; ``name+sampler`` sets the ``sampler``."""
+    method, sampler = split_method(method)
     cls = registry.get(method)
     pairs = [("random_state", str(seed))]
     if method in MULTI_FIDELITY:
         pairs += [("resource_name", "epochs"), ("r_l", str(R)), ("eta", "3")]
         pairs += list(MULTI_FIDELITY[method].items())
-    settings = parse_settings(cls.settings_class, pairs, method)
+    if sampler is not None:
+        pairs.append(("sampler", sampler))
+    settings: Any = parse_settings(cls.settings_class, pairs, method)
     info = ExperimentInfo(f"bench-{seed}", SPACE)
     if method in FULL_BUDGET:  # the resource is fixed at R for full-budget methods
         fixed = tuple(p for p in SPACE.params if p.name != "epochs")
@@ -166,7 +185,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         action="append",
-        help="repeatable; default: ours, random, tpe and Optuna's pruners (when installed)",
+        help="repeatable; default: ours, random, tpe and Optuna's pruners (when installed); "
+        "hyperband+SAMPLER or asha+SAMPLER sets the sampler of new configurations "
+        "(random, tpe, multivariate-tpe)",
     )
     parser.add_argument(
         "--resume-promoted",
@@ -174,6 +195,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="charge a promoted trial of ours only the epochs beyond its parent's (an ablation)",
     )
     parser.add_argument("--out", type=Path, help="write the anytime plot to this PNG")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also print one-sided Mann-Whitney U p-values of each of ours against each peer",
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -189,8 +215,13 @@ def _methods(requested: list[str] | None) -> list[str]:
     known = [*MULTI_FIDELITY, *FULL_BUDGET, *multifidelity_peers.PEERS]
     if requested:
         for method in requested:
-            if method not in known:
+            name, sampler = split_method(method)
+            if name not in known or (sampler is not None and name not in SAMPLED):
                 raise ValueError(f"--method: unknown method {method!r}; known: {', '.join(known)}")
+            if sampler is not None and sampler not in SAMPLERS:
+                raise ValueError(
+                    f"--method {method!r}: unknown sampler; known: {', '.join(SAMPLERS)}"
+                )
         return requested
     if importlib.util.find_spec("optuna") is None:
         print("note: optuna is not installed; its pruner peers are skipped")
@@ -212,6 +243,7 @@ def command(args: argparse.Namespace) -> int:
     print("| method | " + " | ".join(f"{int(m // R)}R" for m in marks) + " | time/run |")
     print("|---|" + "---|" * (len(marks) + 1))
     plotted: dict[str, np.ndarray] = {}
+    at_marks: dict[str, np.ndarray] = {}
     for method in methods:
         start = time.perf_counter()
         curves = [
@@ -221,11 +253,13 @@ def command(args: argparse.Namespace) -> int:
         elapsed = (time.perf_counter() - start) / args.seeds
         plotted[method] = np.array([on_grid(c, grid) for c in curves])
         cells = []
-        for mark in marks:
-            values = np.array([regret_at(c, mark) for c in curves])
+        at_marks[method] = np.array([[regret_at(c, mark) for c in curves] for mark in marks])
+        for values in at_marks[method]:
             q1, q2, q3 = np.quantile(values, [0.25, 0.5, 0.75])
             cells.append(f"{q2:.3g} [{q1:.2g}, {q3:.2g}]")
         print(f"| {method} | " + " | ".join(cells) + f" | {elapsed:.1f} s |", flush=True)
+    if args.compare:
+        print_comparison(at_marks, marks)
     if args.out is not None:
         from katib.bench.plots import plot_anytime
 
@@ -241,6 +275,28 @@ def command(args: argparse.Namespace) -> int:
         )
         print(f"wrote {args.out}")
     return 0
+
+
+def print_comparison(at_marks: dict[str, np.ndarray], marks: Sequence[float]) -> None:
+    """For each of ours against each peer present, at each mark: one-sided Mann-Whitney U
+    p-values that ours is lower (better) and that ours is higher (worse), over the seeds."""
+    from scipy.stats import mannwhitneyu
+
+    ours = [m for m in at_marks if m not in multifidelity_peers.PEERS]
+    peers = [m for m in at_marks if m in multifidelity_peers.PEERS]
+    if not peers:
+        return
+    print("\none-sided Mann-Whitney U over seeds: p(ours better) / p(ours worse)")
+    print("| ours | peer | " + " | ".join(f"{int(m // R)}R" for m in marks) + " |")
+    print("|---|---|" + "---|" * len(marks))
+    for mine in ours:
+        for peer in peers:
+            cells = []
+            for a, b in zip(at_marks[mine], at_marks[peer], strict=True):
+                better = mannwhitneyu(a, b, alternative="less").pvalue
+                worse = mannwhitneyu(a, b, alternative="greater").pvalue
+                cells.append(f"{better:.2g} / {worse:.2g}")
+            print(f"| {mine} | {peer} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:

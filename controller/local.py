@@ -2,12 +2,13 @@
 
 The primary container's ``command + args`` run as an argv list (the image is ignored; nothing
 goes through a shell unless the command itself is ``sh -c``), in the trial's own directory
-``<results>/trials/<name>/`` with output in ``trial.log`` there. Each trial gets its own session
-(process group), so stopping a trial stops its children too and a Ctrl-C in the terminal reaches
-only the controller. On Linux each trial process also gets SIGTERM when the controller dies
-(``PR_SET_PDEATHSIG``), so a SIGKILLed controller leaves no trial running; children the trial
-started are not signalled then, and are killed when the experiment is resumed
-(:meth:`LocalBackend.recover`, :func:`kill_leftover`).
+``<results>/trials/<name>/`` with output in ``trial.log`` there; a multi-fidelity trial also
+gets a checkpoint directory and its parent's (:mod:`katib.controller.checkpoints`). Each trial
+gets its own session (process group), so stopping a trial stops its children too and a Ctrl-C
+in the terminal reaches only the controller. On Linux each trial process also gets SIGTERM
+when the controller dies (``PR_SET_PDEATHSIG``), so a SIGKILLed controller leaves no trial
+running; children the trial started are not signalled then, and are killed when the experiment
+is resumed (:meth:`LocalBackend.recover`, :func:`kill_leftover`).
 
 Metrics go through the shared :class:`~katib.controller.collector.TrialCollector`: the output
 pipe feeds a StdOut collector, the metrics file a File collector (tailed on every poll). When a
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-from katib.controller import template
+from katib.controller import checkpoints, template
 from katib.controller.backend import Capabilities, Finished
 from katib.controller.collector import Collector, TrialCollector
 from katib.controller.spec import CollectorKind, Experiment, TrialTemplate
@@ -139,6 +140,9 @@ class LocalBackend:
             self.spec.trial_template, trial.assignment_dict(), trial.name, self.spec.namespace
         )
         env = dict(self.base_env, KATIB_TRIAL_NAME=trial.name)
+        for name in checkpoints.ENV_VARS:  # never inherited from the controller's own env
+            env.pop(name, None)
+        env.update(checkpoints.checkpoint_env(self.results_dir, trial.name, dict(trial.labels)))
         metrics_file, rewrite = self._metrics_file(workdir)
         argv, env = template.render_command(self.command, values, env, rewrite)
         log_fd = os.open(workdir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -27,7 +27,14 @@ _META_PLAIN = ("Name", "Namespace", "Kind", "APIVersion")
 _K8S_VAR = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 #: Variables the controller defines for every trial, which ``$(VAR)`` may name besides the
 #: container's own env (Katib injects ``KATIB_TRIAL_NAME`` into the container the same way).
-CONTROLLER_VARS = ("KATIB_TRIAL_NAME", "KATIB_EXPERIMENT_DIR", "KATIB_DB_MANAGER_ADDRESS")
+CONTROLLER_VARS = (
+    "KATIB_TRIAL_NAME",
+    "KATIB_EXPERIMENT_DIR",
+    "KATIB_DB_MANAGER_ADDRESS",
+    "KATIB_TRIAL_CHECKPOINT_DIR",
+    "KATIB_PARENT_TRIAL_NAME",
+    "KATIB_PARENT_CHECKPOINT_DIR",
+)
 
 _KUBEFLOW_JOBS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob")
 

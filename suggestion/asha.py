@@ -30,7 +30,6 @@ from katib.suggestion.base import (
     ExperimentInfo,
     Suggestion,
     SuggestResult,
-    draw_distinct,
 )
 from katib.suggestion.history import History, TrialState
 from katib.suggestion.space import Point, SearchSpace
@@ -46,6 +45,7 @@ class ASHASettings(mf.ResourceSettings):
     min_early_stopping_rate: int = setting(
         0, ge=0, doc="s: skip the s lowest rungs (bottom rung min_resource * eta**s)"
     )
+    sampler: str = mf.sampler_setting()
 
 
 class ASHA(Algorithm):
@@ -148,11 +148,20 @@ class ASHA(Algorithm):
         return None
 
     def _new_configs(self, history: History, value: int | float, count: int) -> list[Point]:
-        """``count`` new configurations at the bottom rung, not run there before."""
+        """``count`` new configurations at the bottom rung, not run there before, drawn as the
+        ``sampler`` setting says (:func:`~katib.suggestion.multifidelity.new_configs`)."""
         if count <= 0:
             return []
-        space = mf.config_space(self.space, self.resource)
         rng = np.random.default_rng([self.stable_seed, len(history)])
-        same = mf.at_resource(history, self.resource, value)
-        configs = draw_distinct(space, rng, lambda n: space.sample(rng, n), count, same)
-        return [mf.with_resource(c, self.resource, value) for c in configs]
+        spec = self.space[self.resource]
+        values = [float(mf.resource_value(spec, r)) for r in self.rungs()]
+        return mf.new_configs(
+            self.experiment,
+            self.resource,
+            self.settings.sampler,
+            history,
+            values,
+            value,
+            count,
+            rng,
+        )

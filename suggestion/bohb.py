@@ -31,7 +31,7 @@ from katib.suggestion import multifidelity as mf
 from katib.suggestion import parzen
 from katib.suggestion.base import Suggestion, draw_distinct
 from katib.suggestion.history import History, Trial, TrialState
-from katib.suggestion.hyperband import Bracket, Hyperband, HyperbandSettings
+from katib.suggestion.hyperband import Bracket, BracketSettings, Hyperband
 from katib.suggestion.space import Point, SearchSpace
 
 #: Weight of the prior kernel in ``l`` and ``g``, relative to one observation.
@@ -39,7 +39,7 @@ _PRIOR_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
-class BOHBSettings(HyperbandSettings):
+class BOHBSettings(BracketSettings):
     """Settings of ``bohb``: Hyperband's plus the model's (hpbandster's names and defaults)."""
 
     random_fraction: float = setting(
@@ -80,23 +80,25 @@ class BOHB(Hyperband):
     name = "bohb"
     settings_class = BOHBSettings
 
+    @property
+    def sampler(self) -> str:
+        """Until its model applies (and for the random fraction), BOHB draws from the prior."""
+        return "random"
+
     def model_data(self, history: History) -> Observations | None:
         """Observations at the largest resource that has enough of them (step 1), or ``None``."""
         settings: BOHBSettings = self.settings
         space = mf.config_space(self.space, self.resource)
         need = (settings.min_points_in_model or space.dim + 1) + 2
         spec = self.space[self.resource]
-        for level in reversed(mf.levels(settings)):
-            value = float(mf.resource_value(spec, level))
-            done = [
-                t
-                for t in mf.at_resource(history, self.resource, value).trials
-                if t.state is TrialState.SUCCEEDED and t.value is not None
-            ]
-            if len(done) >= need:
-                sub = History(history.direction, done)
-                return Observations(value, space.encode(sub.points()), sub.losses())
-        return None
+        values = [float(mf.resource_value(spec, level)) for level in mf.levels(settings)]
+        found = mf.model_rung(history, self.resource, values, need)
+        if found is None:
+            return None
+        value, there = found
+        done = [t for t in there.trials if t.state is TrialState.SUCCEEDED and t.value is not None]
+        sub = History(history.direction, done)
+        return Observations(value, space.encode(sub.points()), sub.losses())
 
     def _new_configs(
         self,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -43,7 +43,6 @@ from katib.suggestion.base import (
     ExperimentInfo,
     Suggestion,
     SuggestResult,
-    draw_distinct,
 )
 from katib.suggestion.history import History
 from katib.suggestion.space import Point, SearchSpace
@@ -53,12 +52,19 @@ _CONFIG = r"b\d+c\d+"
 
 
 @dataclass(frozen=True)
-class HyperbandSettings(mf.ResourceSettings):
-    """Settings of ``hyperband`` (Katib's ``r_l``, ``resource_name``, ``eta``; and ours)."""
+class BracketSettings(mf.ResourceSettings):
+    """The schedule's settings, shared by ``hyperband`` and ``bohb``."""
 
     iterations: int = setting(
         1, ge=0, doc="passes over the s_max + 1 brackets; 0 repeats them until maxTrialCount"
     )
+
+
+@dataclass(frozen=True)
+class HyperbandSettings(BracketSettings):
+    """Settings of ``hyperband`` (Katib's ``r_l``, ``resource_name``, ``eta``; and ours)."""
+
+    sampler: str = mf.sampler_setting()
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class Hyperband(Algorithm):
     """
 
     name = "hyperband"
-    settings_class = HyperbandSettings
+    settings_class: ClassVar[type] = HyperbandSettings
     state_class = HyperbandState
     reruns_configs = True
 
@@ -254,14 +260,28 @@ class Hyperband(Algorithm):
     ) -> list[Point]:
         """``count`` configurations at resource ``value``, distinct from those already run there.
 
-        Hyperband draws them from the prior; :class:`~katib.suggestion.bohb.BOHB` overrides
-        this with its model.
+        Drawn as the ``sampler`` setting says (:func:`~katib.suggestion.multifidelity.
+        new_configs`); :class:`~katib.suggestion.bohb.BOHB` overrides this with its model.
         """
-        space = mf.config_space(self.space, self.resource)
         rng = np.random.default_rng([self.stable_seed, plan.index, len(history)])
-        same = mf.at_resource(history, self.resource, value, batch)
-        configs = draw_distinct(space, rng, lambda n: space.sample(rng, n), count, same)
-        return [mf.with_resource(c, self.resource, value) for c in configs]
+        spec = self.space[self.resource]
+        values = [float(mf.resource_value(spec, r)) for r in mf.levels(self.settings)]
+        return mf.new_configs(
+            self.experiment,
+            self.resource,
+            self.sampler,
+            history,
+            values,
+            value,
+            count,
+            rng,
+            batch,
+        )
+
+    @property
+    def sampler(self) -> str:
+        """How new configurations are drawn: the ``sampler`` setting."""
+        return str(self.settings.sampler)
 
     def _state(
         self,

@@ -87,3 +87,24 @@ def test_resume_promoted_charges_only_the_epochs_beyond_the_parent() -> None:
     assert len(resumed) > len(full)
     assert all(b[0] <= a[0] for a, b in zip(full, resumed, strict=False))
     assert any(b[0] < a[0] for a, b in zip(full, resumed, strict=False))
+
+
+def test_a_sampler_suffix_sets_the_sampler_and_compare_prints_p_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("optuna")
+    argv = ["multifidelity", "--seeds", "3", "--budget", "10", "--compare"]
+    argv += ["--method", "asha+random", "--method", "optuna:sha"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\| asha\+random \| [\d.e-]+ \[", out, re.M), out
+    assert re.search(r"^\| asha\+random \| optuna:sha \| [\d.e-]+ / [\d.e-]+ \|$", out, re.M), out
+    built = multifidelity.build("hyperband+random", seed=0)
+    assert built.settings.sampler == "random"
+    assert multifidelity.build("hyperband", seed=0).settings.sampler == "multivariate-tpe"
+
+
+@pytest.mark.parametrize("method", ["asha+bogus", "bohb+random", "random+tpe"])
+def test_a_bad_sampler_suffix_is_an_error(method: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["multifidelity", "--seeds", "1", "--method", method]) != 0
+    assert "--method" in capsys.readouterr().err
