@@ -48,6 +48,11 @@ def _plugins() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def builtin_names() -> list[str]:
+    """The algorithms this package ships, sorted (no plugins, nothing registered at run time)."""
+    return sorted(_BUILTIN)
+
+
 def names(*, include_nas: bool = True) -> list[str]:
     """Every algorithm name this installation can serve, sorted.
 

@@ -435,7 +435,7 @@ def test_katib_config_runs_our_algorithms() -> None:
                 a.split("=", 1)[1] for a in command if a.startswith("--algorithm=")
             ]
     assert all(served == [name] for name, served in ours.items())
-    assert set(ours) == set(registry.names())
+    assert set(ours) == set(registry.builtin_names())
     (medianstop,) = config["runtime"]["earlyStoppings"]
     assert medianstop == {
         "algorithmName": "medianstop",
