@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from katib.controller.kube import main as controller_main
 from katib.controller.kube.api import KubeApi
 from katib.controller.kube.operator import Operator
 from katib.controller.kube.resources import (
+    CONFIGMAPS,
     EXPERIMENTS,
     JOBS,
     LEASES,
@@ -167,6 +169,23 @@ def pytorch_experiment(name: str) -> dict[str, Any]:
     return exp
 
 
+def template_config_map(exp: dict[str, Any]) -> dict[str, Any]:
+    """Move ``exp``'s trial template into a ConfigMap (returned), as Katib's examples can."""
+    template = exp["spec"]["trialTemplate"]
+    name = f"{exp['metadata']['name']}-template"
+    template["configMap"] = {
+        "configMapName": name,
+        "configMapNamespace": NAMESPACE,
+        "templatePath": "trial.yaml",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "data": {"trial.yaml": yaml.safe_dump(template.pop("trialSpec"))},
+    }
+
+
 def early_stopping_experiment(name: str) -> dict[str, Any]:
     """:func:`experiment` with medianstop, one trial at a time, so later trials carry rules."""
     exp = experiment(name, max_trials=2, parallel=1)
@@ -261,7 +280,9 @@ def test_controller_uses_exactly_the_granted_verbs(
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}}
         client.create(NAMESPACES, None, namespace)
         client.create(EXPERIMENTS, NAMESPACE, early_stopping_experiment("rbac-es"))
-        client.create(EXPERIMENTS, NAMESPACE, pytorch_experiment("rbac-pytorch"))
+        pytorch = pytorch_experiment("rbac-pytorch")
+        client.create(CONFIGMAPS, NAMESPACE, template_config_map(pytorch))
+        client.create(EXPERIMENTS, NAMESPACE, pytorch)
         api = KubeApi(server.api_client())
         with OwnerSampler(server, [SUGGESTIONS, TRIALS, JOBS, PYTORCHJOBS]) as owners:
             controller, thread = run_controller(api, args)
