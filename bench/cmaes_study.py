@@ -1,7 +1,8 @@
 """Our ``cmaes`` against Optuna's CmaEsSampler and pycma on 5-10-D synthetic problems.
 
-    katib-bench cmaes [--seeds 10] [--budgets 200,500] [--problems ...]
+    katib-bench cmaes [--seeds 10] [--seed-start 0] [--budgets 200,500] [--problems ...]
         [--contenders cmaes,cmaes-ipop,cmaes-bipop,optuna:cmaes,cma] [--cache runs.json]
+        [--export runs.csv] [--report-only]
 
 Every contender runs sequentially (one suggestion, then its evaluation) on the same problems and
 seeds through :func:`katib.bench.runner.run_one`. Ours is called in process
@@ -17,6 +18,10 @@ against each peer, a one-sided Mann-Whitney U test over the seeds (p < 0.05) in 
 direction, with the counts after Holm's correction for the number of cells; and the same for
 ``cmaes-ipop`` / ``cmaes-bipop`` against ``cmaes`` (do restarts help?).
 
+``--cache`` keeps every run (best value after each trial), so a study resumes and more seeds
+(``--seed-start``) extend it; ``--export`` writes one CSV row per run (regret after each budget),
+and ``--report-only`` reports the seeds asked for from either file without running anything.
+
 ``cmaes-uniformcat`` is an ablation: categoricals sampled uniformly, as Katib's and Optuna's
 cmaes do (``--problems mixed,mixed-14`` measures what the categorical distributions buy).
 
@@ -27,6 +32,7 @@ off-centre), Levy-5D, Ackley-10D and Rastrigin-5D (multimodal; where restarts sh
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -40,6 +46,7 @@ import numpy as np
 from katib.bench import peers, problems
 from katib.bench.optimizer import Contender, RunSettings
 from katib.bench.problems import Evaluation, Problem, double
+from katib.bench.significance import holm, holm_rejects, mark, one_sided
 from katib.suggestion.base import ExperimentInfo
 from katib.suggestion.history import Direction, History, Trial, TrialState
 from katib.suggestion.space import Point, SearchSpace
@@ -161,39 +168,55 @@ def run_cell(problem: str, name: str, seed: int, budget: int) -> dict[str, Any]:
     }
 
 
-def _mwu_less(a: list[float], b: list[float]) -> float:
-    from scipy.stats import mannwhitneyu
+def regret_table(
+    runs: dict[str, Any], probs: list[str], names: list[str], budgets: list[int], seeds: list[int]
+) -> dict[tuple[str, str, int], list[float]]:
+    """``{(problem, contender, budget): regrets over the seeds that ran}`` from the runs.
 
-    return float(mannwhitneyu(a, b, alternative="less").pvalue)
-
-
-def _holm(p_values: list[float], alpha: float = 0.05) -> int:
-    count = 0
-    for rank, p in enumerate(sorted(p_values)):
-        if p > alpha / (len(p_values) - rank):
-            break
-        count += 1
-    return count
-
-
-def report(runs: dict[str, Any], probs: list[str], names: list[str], budgets: list[int]) -> None:
-    """Print the median-regret table and the significance counts."""
+    A run is either the study's own (``best``: best true value after each trial) or a row read
+    back from ``--export`` (``regret_at``: regret per budget).
+    """
     optimum = {p: get_problem(p).optimum or 0.0 for p in probs}
+    table: dict[tuple[str, str, int], list[float]] = {}
+    for p in probs:
+        for n in names:
+            for b in budgets:
+                values = []
+                for seed in seeds:
+                    run = runs.get(f"{p}|{n}|{seed}")
+                    if run is None:
+                        continue
+                    if "regret_at" in run:
+                        if str(b) in run["regret_at"]:
+                            values.append(float(run["regret_at"][str(b)]))
+                    elif len(run["best"]) >= b:
+                        values.append(run["best"][b - 1] - optimum[p])
+                table[(p, n, b)] = values
+    return table
 
-    def regrets(p: str, n: str, b: int) -> list[float]:
-        out = []
-        for key, run in runs.items():
-            prob, name, _ = key.split("|")
-            if prob == p and name == n:
-                out.append(run["best"][b - 1] - optimum[p])
-        return out
 
+def _median_cell(regrets: list[float]) -> str:
+    return f"{np.median(regrets):.3g} ({len(regrets)})" if regrets else "-"
+
+
+def report(
+    runs: dict[str, Any],
+    probs: list[str],
+    names: list[str],
+    budgets: list[int],
+    seeds: list[int] | None = None,
+) -> None:
+    """Print the median-regret table, the significance counts and every cell's p-values."""
+    if seeds is None:
+        seeds = sorted({int(key.split("|")[2]) for key in runs})
+    table = regret_table(runs, probs, names, budgets, seeds)
     print("| problem | trials | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
     for p in probs:
         for b in budgets:
-            cells = [f"{np.median(regrets(p, n, b)):.3g}" for n in names]
+            cells = [_median_cell(table[(p, n, b)]) for n in names]
             print(f"| {p} | {b} | " + " | ".join(cells) + " |")
+    print("(median regret over seeds; number of seeds in brackets)")
     pairs = [(o, q) for o in names if o in OURS for q in names if q not in OURS]
     pairs = [(o, q) for o, q in pairs if o != "cmaes-uniformcat"]
     variants = ("cmaes-ipop", "cmaes-bipop")
@@ -201,26 +224,88 @@ def report(runs: dict[str, Any], probs: list[str], names: list[str], budgets: li
     if "cmaes" in names and "cmaes-uniformcat" in names:
         pairs.append(("cmaes", "cmaes-uniformcat"))
     for ours, other in pairs:
-        better, worse = [], []
+        cells, better, worse = [], [], []
         for p in probs:
             for b in budgets:
-                a, c = regrets(p, ours, b), regrets(p, other, b)
-                pb, pw = _mwu_less(a, c), _mwu_less(c, a)
+                a, c = table[(p, ours, b)], table[(p, other, b)]
+                if len(a) < 3 or len(c) < 3:
+                    continue
+                pb, pw = one_sided(a, c)
+                cells.append(f"{p}@{b}")
                 better.append(pb)
                 worse.append(pw)
-                if pb < 0.05 or pw < 0.05:
-                    verdict = "better" if pb < 0.05 else "worse"
-                    print(f"  {ours} {verdict} than {other} on {p}@{b}: p = {min(pb, pw):.3g}")
+        print()
         print(
             f"{ours} vs {other}: better in {sum(p < 0.05 for p in better)} cells "
-            f"({_holm(better)} after Holm), worse in {sum(p < 0.05 for p in worse)} "
-            f"({_holm(worse)} after Holm) of {len(better)}"
+            f"({holm(better)} after Holm), worse in {sum(p < 0.05 for p in worse)} "
+            f"({holm(worse)} after Holm) of {len(better)}"
         )
-    lat = {
-        n: np.median([r["latency"] for k, r in runs.items() if k.split("|")[1] == n])
+        print(f"| cell | p ({ours} better) | p ({ours} worse) |")
+        print("|---|---|---|")
+        holm_better, holm_worse = holm_rejects(better), holm_rejects(worse)
+        for i, cell in enumerate(cells):
+            print(
+                f"| {cell} | {mark(better[i], holm_better[i])} | {mark(worse[i], holm_worse[i])} |"
+            )
+    print("(* p < 0.05; ** also after Holm's correction over the cells)")
+    lat: dict[str, list[float]] = {n: [] for n in names}
+    for key, run in runs.items():
+        _, name, seed = key.split("|")
+        if name in lat and int(seed) in seeds:
+            lat[name].append(run["latency"])
+    medians = {n: float(np.median(v)) for n, v in lat.items() if v}
+    print(
+        "median seconds per ask: " + ", ".join(f"{n} {v * 1e3:.2f} ms" for n, v in medians.items())
+    )
+
+
+def export_csv(runs: dict[str, Any], budgets: list[int], path: Path) -> None:
+    """One row per run: regret after each budget and the median ms per ask."""
+    probs = sorted({key.split("|")[0] for key in runs})
+    names = sorted({key.split("|")[1] for key in runs})
+    seeds = sorted({int(key.split("|")[2]) for key in runs})
+    table = {
+        (p, n, seed, b): values[0]
+        for p in probs
         for n in names
+        for seed in seeds
+        for b in budgets
+        if (values := regret_table(runs, [p], [n], [b], [seed])[(p, n, b)])
     }
-    print("median seconds per ask: " + ", ".join(f"{n} {v * 1e3:.2f} ms" for n, v in lat.items()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["problem", "contender", "seed", "ask_ms", *(f"regret@{b}" for b in budgets)])
+        for p in probs:
+            for n in names:
+                for seed in seeds:
+                    run = runs.get(f"{p}|{n}|{seed}")
+                    if run is None:
+                        continue
+                    regrets = [table.get((p, n, seed, b)) for b in budgets]
+                    out.writerow(
+                        [p, n, seed, f"{1e3 * run['latency']:.3f}"]
+                        + ["" if v is None else repr(float(v)) for v in regrets]
+                    )
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Runs: the study's JSON cache, or a CSV written by ``--export``."""
+    if path.suffix != ".csv":
+        result: dict[str, Any] = json.loads(path.read_text())
+        return result
+    runs: dict[str, Any] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            runs[f"{row['problem']}|{row['contender']}|{row['seed']}"] = {
+                "regret_at": {
+                    k.split("@")[1]: float(v)
+                    for k, v in row.items()
+                    if k.startswith("regret@") and v
+                },
+                "latency": float(row["ask_ms"]) / 1e3,
+            }
+    return runs
 
 
 def latency(history: int = 1000, calls: int = 200) -> dict[str, float]:
@@ -281,11 +366,18 @@ def latency(history: int = 1000, calls: int = 200) -> dict[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The study's options (``katib-bench cmaes`` and ``python -m katib.bench.cmaes_study``)."""
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=10, help="how many seeds")
+    parser.add_argument("--seed-start", type=int, default=0, help="the first seed")
     parser.add_argument("--budgets", default="200,500")
     parser.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS))
     parser.add_argument("--contenders", default="cmaes,cmaes-ipop,cmaes-bipop,optuna:cmaes,cma")
     parser.add_argument("--cache", type=Path, default=None, help="JSON file of runs to reuse")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: report the runs in --cache (its JSON, or a CSV written by --export)",
+    )
+    parser.add_argument("--export", type=Path, help="also write one CSV row per run")
     parser.add_argument("--latency", action="store_true", help="only measure request latency")
 
 
@@ -298,21 +390,30 @@ def run(args: argparse.Namespace) -> int:
         return 0
     budgets = [int(b) for b in args.budgets.split(",")]
     probs, names = args.problems.split(","), args.contenders.split(",")
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    if args.cache and args.cache.suffix == ".csv" and not args.report_only:
+        raise SystemExit("katib-bench cmaes: a CSV --cache can only be read (--report-only)")
     runs: dict[str, Any] = {}
     if args.cache and args.cache.exists():
-        runs = json.loads(args.cache.read_text())
+        runs = load(args.cache)
+    elif args.report_only:
+        raise SystemExit("katib-bench cmaes: --report-only needs an existing --cache file")
     start = time.time()
     for p in probs:
+        if args.report_only:
+            break
         for n in names:
-            for seed in range(args.seeds):
+            for seed in seeds:
                 key = f"{p}|{n}|{seed}"
-                if key in runs and len(runs[key]["best"]) >= max(budgets):
+                if key in runs and len(runs[key].get("best", ())) >= max(budgets):
                     continue
                 runs[key] = run_cell(p, n, seed, max(budgets))
                 if args.cache:
                     args.cache.write_text(json.dumps(runs))
         print(f"# {p} done after {time.time() - start:.0f} s, load {os.getloadavg()[0]:.1f}")
-    report(runs, probs, names, budgets)
+    report(runs, probs, names, budgets, seeds)
+    if args.export is not None:
+        export_csv(runs, budgets, args.export)
     return 0
 
 

@@ -12,12 +12,15 @@ other one in both directions; the counts of cells where either is significantly 
 ``p < 0.05`` follow, then the counts that survive Holm's correction over all cells (with ``m``
 cells about ``0.05 m`` spurious ones are expected per direction without it), as the TPE study
 did. ``--cache`` keeps finished runs in a JSON file, so an interrupted study resumes and a
-re-run only computes what is missing; runs are saved as they finish.
+re-run only computes what is missing; runs are saved as they finish. ``--export runs.csv``
+writes one row per run (regret at each checkpoint, wall time), small enough to keep beside the
+README's figures; ``--report-only --cache runs.csv`` reports from it again.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from collections.abc import Sequence
@@ -30,6 +33,7 @@ from katib.bench import peers, problems
 from katib.bench.optimizer import Contender, RunSettings
 from katib.bench.runner import run_one
 from katib.bench.service import Services
+from katib.bench.significance import holm, holm_rejects, mark, one_sided
 
 DEFAULT_PROBLEMS = (
     "branin",
@@ -96,19 +100,64 @@ def run_study(
 
 def _cell(cache: dict[str, Any], key: str, checkpoint: int) -> float | None:
     run = cache.get(key)
-    if run is None or len(run["regret"]) < checkpoint:
+    if run is None:
+        return None
+    if "regret_at" in run:  # read back from an --export CSV
+        value = run["regret_at"].get(str(checkpoint))
+        return None if value is None else float(value)
+    if len(run["regret"]) < checkpoint:
         return None
     return float(run["regret"][checkpoint - 1])
 
 
-def _holm(p_values: Sequence[float], alpha: float) -> int:
-    """How many hypotheses Holm's step-down procedure rejects at family-wise ``alpha``."""
-    rejected = 0
-    for k, p in enumerate(sorted(p_values)):
-        if p >= alpha / (len(p_values) - k):
-            break
-        rejected += 1
-    return rejected
+def _trials(run: dict[str, Any]) -> int:
+    return int(run["trials"]) if "trials" in run else len(run["regret"])
+
+
+def export_csv(cache: dict[str, Any], budget: int, path: Path) -> None:
+    """One row per run of ``budget`` trials: regret at each checkpoint and the wall time."""
+    checkpoints = [c for c in CHECKPOINTS if c <= budget] or [budget]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        head = ["problem", "contender", "seed", "budget", "trials", "wall_s", "error"]
+        out.writerow(head + [f"regret@{c}" for c in checkpoints])
+        for key in sorted(cache, key=lambda k: (*k.split("/")[:2], int(k.split("/")[2]))):
+            name, label, seed, run_budget = key.split("/")
+            if int(run_budget) != budget:
+                continue
+            run = cache[key]
+            cells = [_cell(cache, key, c) for c in checkpoints]
+            fields = [name, label, seed, budget, _trials(run), f"{run['wall_s']:.3f}"]
+            fields.append(run.get("error") or "")
+            out.writerow(fields + ["" if v is None else repr(v) for v in cells])
+
+
+def load_csv(path: Path) -> dict[str, Any]:
+    """An :func:`export_csv` file as a cache that :func:`report` reads (checkpoints only)."""
+    cache: dict[str, Any] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            key = f"{row['problem']}/{row['contender']}/{row['seed']}/{row['budget']}"
+            cache[key] = {
+                "regret_at": {
+                    k.split("@")[1]: float(v)
+                    for k, v in row.items()
+                    if k.startswith("regret@") and v
+                },
+                "trials": int(row["trials"]),
+                "wall_s": float(row["wall_s"]),
+                "error": row["error"] or None,
+            }
+    return cache
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A cache: the study's JSON file, or a CSV written by ``--export``."""
+    if path.suffix == ".csv":
+        return load_csv(path)
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
 
 
 def report(
@@ -119,9 +168,7 @@ def report(
     budget: int,
     alpha: float = 0.05,
 ) -> str:
-    """The median-regret table (Markdown) and the significance summary."""
-    from scipy.stats import mannwhitneyu
-
+    """The median-regret table (Markdown), the significance summary and every cell's p-values."""
     checkpoints = [c for c in CHECKPOINTS if c <= budget] or [budget]
     head = "| problem | trials | " + " | ".join(contender_names) + " |"
     lines = [head, "|" + "---|" * (len(contender_names) + 2)]
@@ -139,36 +186,40 @@ def report(
     lines.append("(median regret over seeds; number of seeds in brackets)")
     ours = contender_names[0]
     for rival in contender_names[1:]:
-        worse, better, cells, notes = [], [], [], []
+        cells: list[str] = []
+        better: list[float] = []  # p that ours has the smaller regrets
+        worse: list[float] = []  # p that the rival has
         for name in problem_names:
             for c in checkpoints:
                 a, b = samples[(name, ours, c)], samples[(name, rival, c)]
                 if len(a) < 3 or len(b) < 3:
                     continue
                 cells.append(f"{name}@{c}")
-                if np.array_equal(np.sort(a), np.sort(b)):
-                    worse.append(1.0)
-                    better.append(1.0)
-                    continue
-                worse.append(float(mannwhitneyu(a, b, alternative="greater").pvalue))
-                better.append(float(mannwhitneyu(a, b, alternative="less").pvalue))
-                if worse[-1] < alpha:
-                    notes.append(f"{rival} better on {name}@{c} (p={worse[-1]:.3f})")
-                if better[-1] < alpha:
-                    notes.append(f"{ours} better on {name}@{c} (p={better[-1]:.3f})")
+                p_better, p_worse = one_sided(a, b)
+                better.append(p_better)
+                worse.append(p_worse)
+        lines.append("")
         lines.append(
             f"{ours} vs {rival}, one-sided Mann-Whitney U over {len(cells)} cells: {rival} "
             f"better in {sum(p < alpha for p in worse)}, {ours} better in "
             f"{sum(p < alpha for p in better)} (p < {alpha}); after Holm's correction: "
-            f"{rival} {_holm(worse, alpha)}, {ours} {_holm(better, alpha)}"
+            f"{rival} {holm(worse, alpha)}, {ours} {holm(better, alpha)}"
         )
-        lines.extend(f"  {n}" for n in notes)
+        lines.append(f"| cell | p ({ours} better) | p ({rival} better) |")
+        lines.append("|---|---|---|")
+        holm_better, holm_worse = holm_rejects(better, alpha), holm_rejects(worse, alpha)
+        for i, cell in enumerate(cells):
+            lines.append(
+                f"| {cell} | {mark(better[i], holm_better[i], alpha)} "
+                f"| {mark(worse[i], holm_worse[i], alpha)} |"
+            )
+    lines.append(f"(* p < {alpha}; ** also after Holm's correction over the cells)")
     walls: dict[str, list[float]] = {}
     for key, run in cache.items():
         parts = key.split("/")
         label = parts[1]
-        if int(parts[3]) == budget and label in contender_names:
-            walls.setdefault(label, []).append(run["wall_s"] / max(len(run["regret"]), 1))
+        if int(parts[3]) == budget and label in contender_names and int(parts[2]) in seeds:
+            walls.setdefault(label, []).append(run["wall_s"] / max(_trials(run), 1))
     lines.append(
         "mean wall time per trial (suggestion + evaluation): "
         + ", ".join(f"{k} {1e3 * float(np.mean(v)):.0f} ms" for k, v in walls.items())
@@ -192,7 +243,12 @@ def add_parser(sub: Any) -> None:
         default=[],
         help="another cache to read (runs by other processes); repeatable",
     )
-    p.add_argument("--report-only", action="store_true", help="print the table from the cache")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="print the table from --cache (the JSON file, or a CSV written by --export)",
+    )
+    p.add_argument("--export", type=Path, help="also write one CSV row per run (checkpoints)")
     p.set_defaults(func=main)
 
 
@@ -201,13 +257,17 @@ def main(args: argparse.Namespace) -> int:
     problem_names = [n for n in args.problems.split(",") if n]
     contender_names = [n for n in args.contenders.split(",") if n]
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    if args.cache is not None and args.cache.suffix == ".csv" and not args.report_only:
+        raise SystemExit("katib-bench gp-study: a CSV --cache can only be read (--report-only)")
     t0 = time.perf_counter()
     if args.report_only:
-        cache = json.loads(args.cache.read_text()) if args.cache else {}
+        cache = load(args.cache) if args.cache else {}
     else:
         cache = run_study(problem_names, contender_names, seeds, args.budget, args.cache)
     for extra in args.merge:
-        cache = {**json.loads(extra.read_text()), **cache}
+        cache = {**load(extra), **cache}
     print(report(cache, problem_names, contender_names, seeds, args.budget))
+    if args.export is not None:
+        export_csv(cache, args.budget, args.export)
     print(f"study time {time.perf_counter() - t0:.0f} s")
     return 0

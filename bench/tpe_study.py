@@ -40,6 +40,7 @@ from katib.api.errors import KatibError
 from katib.api.settings import parse_settings
 from katib.api.trials import Direction, Trial, TrialState
 from katib.bench.peers import optuna_distribution
+from katib.bench.significance import holm
 from katib.bench.synthetic import FUNCTIONS
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo, SuggestResult
@@ -271,16 +272,6 @@ def format_table(
             )
             lines.append(row)
     return "\n".join(lines)
-
-
-def holm(p_values: Sequence[float], alpha: float) -> int:
-    """How many of the hypotheses Holm's step-down procedure rejects at family-wise ``alpha``."""
-    rejected = 0
-    for k, p in enumerate(sorted(p_values)):
-        if p >= alpha / (len(p_values) - k):
-            break
-        rejected += 1
-    return rejected
 
 
 @dataclass(frozen=True)

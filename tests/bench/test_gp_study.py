@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from katib.bench.cli import main
-from katib.bench.gp_study import _holm
 
 
 def test_gp_study_runs_caches_and_reports(
@@ -34,13 +33,24 @@ def test_gp_study_runs_caches_and_reports(
     runs = json.loads(cache.read_text())
     assert len(runs) == 6 and all(len(r["regret"]) == 12 for r in runs.values())
     # A second run only reports: everything is cached.
-    assert main([*args, "--report-only"]) == 0
-    assert "| branin | 12 |" in capsys.readouterr().out
+    exported = tmp_path / "runs.csv"
+    assert main([*args, "--report-only", "--export", str(exported)]) == 0
+    from_json = capsys.readouterr().out
+    assert "| branin | 12 |" in from_json and "| branin@12 |" in from_json
+    rows = exported.read_text().splitlines()
+    assert rows[0].startswith("problem,contender,seed,budget,trials,wall_s,error,regret@12")
+    assert len(rows) == 7
+    # The CSV alone gives the same table and p-values (the wall times are rounded to 1 ms).
+    csv_args = [*args[:-1], str(exported), "--report-only"]
+    assert main(csv_args) == 0
+    from_csv = capsys.readouterr().out
+    assert _table(from_csv) == _table(from_json)
+    with pytest.raises(SystemExit, match="only be read"):
+        main(csv_args[:-1])
 
 
-def test_holm_rejects_step_down() -> None:
-    assert _holm([0.001, 0.03, 0.04], 0.05) == 1  # 0.001 < 0.05 / 3, 0.03 > 0.05 / 2
-    assert _holm([0.001, 0.01, 0.04], 0.05) == 3
+def _table(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("|")]
 
 
 def test_gp_latency_prints_the_ratio(capsys: pytest.CaptureFixture[str]) -> None:
