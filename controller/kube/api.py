@@ -604,14 +604,23 @@ class WatchStream(Iterator[tuple[str, dict[str, Any]]]):
         self.close()
 
 
+#: Connections kept per host: one per open watch (an informer each) plus the reconcile workers
+#: and their parallel creates, which the client's default (5 per CPU: 10 here) cannot hold, so
+#: urllib3 would discard and reopen connections under load.
+POOL_SIZE = 32
+
+
 def _leave_retries_to_us(api_client: kubernetes.client.ApiClient) -> None:
     """Turn off urllib3's own retries in the client's pool, so that every attempt is counted and
     paced by :class:`RetryPolicy` (urllib3 would otherwise silently repeat 429/503 answers that
-    carry ``Retry-After``, and reject fractional values)."""
+    carry ``Retry-After``, and reject fractional values); keep :data:`POOL_SIZE` connections."""
     pool = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
     if pool is not None:
         pool.connection_pool_kw["retries"] = urllib3.Retry(
             total=0, redirect=False, respect_retry_after_header=False
+        )
+        pool.connection_pool_kw["maxsize"] = max(
+            POOL_SIZE, int(pool.connection_pool_kw.get("maxsize") or 0)
         )
         pool.clear()
 
