@@ -33,7 +33,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,27 +213,9 @@ class _Parser:
     def query(self) -> Query:
         """The inside of ``#(...)``, up to and including ``)``."""
         start = self.pos
-        depth, quoted = 0, False
-        end = None
-        i = start
         text = self.text
-        while i < len(text):
-            ch = text[i]
-            if quoted:
-                if ch == "\\":
-                    i += 1
-                elif ch == '"':
-                    quoted = False
-            elif ch == '"':
-                quoted = True
-            elif ch == "(":
-                depth += 1
-            elif ch == ")":
-                if depth == 0:
-                    end = i
-                    break
-                depth -= 1
-            i += 1
+        closes = (i for i, depth in _unquoted(text, start) if depth == 0 and text[i] == ")")
+        end = next(closes, None)
         if end is None:
             raise self.error("unclosed '#('")
         inner = text[start:end]
@@ -254,28 +236,32 @@ class _Parser:
 def _split_query(inner: str) -> tuple[str, str, str]:
     """``key``, ``op``, ``value`` of a query's inside, the operator found outside quotes and
     outside nested parentheses."""
-    depth, quoted, i = 0, False, 0
-    while i < len(inner):
-        ch = inner[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "\\":
-            i += 1
-        elif depth == 0:
+    for i, depth in _unquoted(inner):
+        if depth == 0:
             for op in _OPS:
                 if inner.startswith(op, i):
                     return inner[:i].strip(), op, inner[i + len(op) :].strip()
-        i += 1
     return inner.strip(), "", ""
+
+
+def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, int]]:
+    """``(index, depth)`` of each character of ``text`` from ``start`` outside quoted strings,
+    ``depth`` counting the parentheses still open before it; a backslash escapes the next
+    character (it and its escapee are skipped)."""
+    depth, quoted, i = 0, False, start
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if quoted:
+            quoted = ch != '"'
+        elif ch == '"':
+            quoted = True
+        else:
+            yield i, depth
+            depth += (ch == "(") - (ch == ")")
+        i += 1
 
 
 def _literal(text: str, inner: str) -> Any:
