@@ -205,6 +205,10 @@ def run(services: Sequence[ServiceSpec], host: str, port: int, max_workers: int 
     signal.signal(signal.SIGINT, _stop)
     stopped.wait()
     running.stop()
+    for spec in services:
+        close = getattr(spec.servicer, "close", None)
+        if callable(close):  # outgoing channels (the early-stopping service's to the DB)
+            close()  # closed before interpreter exit, where gRPC may wait on open ones
     logger.info("stopped")
     return 0
 
