@@ -858,7 +858,14 @@ def _early_stopped(api: KubeApi, trial: Mapping[str, Any], run: Mapping[str, Any
     from katib.controller.kube.resources import PODS
 
     meta = trial["metadata"]
-    labels = {ob.LABEL_TRIAL: meta["name"], **(spec.get("primaryPodLabels") or {})}
+    # A TrainJob's pods come from its JobSet, not from a template we label: they carry the
+    # JobSet's name (the run object's) instead of the trial label.
+    if run.get("kind") == "TrainJob":
+        run_name = (run.get("metadata") or {}).get("name") or meta["name"]
+        owner = {"jobset.sigs.k8s.io/jobset-name": str(run_name)}
+    else:
+        owner = {ob.LABEL_TRIAL: meta["name"]}
+    labels = {**owner, **(spec.get("primaryPodLabels") or {})}
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
     pods, _ = api.list(PODS, meta["namespace"], label_selector=selector)
     container = spec.get("primaryContainerName")
