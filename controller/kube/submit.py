@@ -19,35 +19,22 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from katib.api.errors import InvalidArgument
 from katib.controller import reconcile as rec
 from katib.controller.kube import conditions, render
+from katib.controller.kube import objects as ob
 from katib.controller.kube.api import Conflict, KubeApi
 from katib.controller.kube.resources import EXPERIMENTS, TRIALS
 from katib.controller.spec import Experiment, ParameterType
-from katib.controller.trials import MetricValue, TrialCondition, TrialRecord
+from katib.controller.trials import TrialCondition, TrialRecord
 from katib.controller.validation import load_experiment
 
 #: Spec fields Katib lets a user change on an existing experiment.
 MUTABLE_SPEC = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
 DEFAULT_NAMESPACE = "default"
 _CONFLICT_RETRIES = 5
-_TERMINAL_TRIAL = (
-    TrialCondition.EARLY_STOPPED,
-    TrialCondition.METRICS_UNAVAILABLE,
-    TrialCondition.KILLED,
-    TrialCondition.FAILED,
-    TrialCondition.SUCCEEDED,
-)
-_EXPERIMENT_ORDER = (
-    rec.Condition.SUCCEEDED,
-    rec.Condition.FAILED,
-    rec.Condition.RESTARTING,
-    rec.Condition.RUNNING,
-)
 
 
 def namespace_of(raw: Mapping[str, Any], namespace: str | None) -> str:
@@ -186,82 +173,22 @@ def _check_update(existing: Mapping[str, Any], new: Experiment) -> None:
 # -- reading the cluster ------------------------------------------------------------------
 
 
-def _true(conds: Any) -> set[str]:
-    if not isinstance(conds, list):
-        return set()
-    return {
-        str(c.get("type"))
-        for c in conds
-        if isinstance(c, Mapping) and str(c.get("status", "")).lower() == "true"
-    }
-
-
-def _condition(conds: Any, kind: str) -> Mapping[str, Any]:
-    for c in conds if isinstance(conds, list) else []:
-        if isinstance(c, Mapping) and c.get("type") == kind:
-            return c
-    return {}
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def trial_record(trial: Mapping[str, Any], index: int) -> TrialRecord:
-    """A Trial CR as the record local runs keep (the latest condition that holds)."""
-    metadata = trial.get("metadata") or {}
-    spec = trial.get("spec") or {}
-    status = trial.get("status") or {}
-    conds = status.get("conditions")
-    holding = _true(conds)
-    condition = next((c for c in _TERMINAL_TRIAL if c.value in holding), None)
-    if condition is None:
-        condition = TrialCondition.RUNNING if "Running" in holding else TrialCondition.CREATED
-    current = _condition(conds, condition.value)
-    metrics = ((status.get("observation") or {}).get("metrics")) or []
-    return TrialRecord(
-        name=str(metadata.get("name", "")),
-        index=index,
-        assignments=tuple(
-            (str(a.get("name", "")), str(a.get("value", "")))
-            for a in spec.get("parameterAssignments") or []
-        ),
-        condition=condition,
-        reason=str(current.get("reason", "")),
-        message=str(current.get("message", "")),
-        labels=tuple(sorted((str(k), str(v)) for k, v in (metadata.get("labels") or {}).items())),
-        start_time=_time(status.get("startTime")),
-        completion_time=_time(status.get("completionTime")),
-        observation=tuple(
-            MetricValue(
-                str(m.get("name", "")),
-                str(m.get("min", "unavailable")),
-                str(m.get("max", "unavailable")),
-                str(m.get("latest", "unavailable")),
-            )
-            for m in metrics
-            if isinstance(m, Mapping)
-        ),
-    )
+    """A Trial CR as the record local runs keep, read as the operator reads it, with the
+    Trial's own labels."""
+    labels = ((trial.get("metadata") or {}).get("labels")) or {}
+    return ob.trial_record(trial, index, sorted((str(k), str(v)) for k, v in labels.items()))
 
 
 def experiment_status(experiment: Mapping[str, Any]) -> dict[str, Any]:
     """The Experiment CR's status in the shape local results keep."""
     status = experiment.get("status") or {}
-    conds = status.get("conditions")
-    holding = _true(conds)
-    condition = next((c for c in _EXPERIMENT_ORDER if c.value in holding), rec.Condition.CREATED)
-    current = _condition(conds, condition.value)
+    condition, reason, message = ob.experiment_condition(experiment)
     best = (status.get("currentOptimalTrial") or {}).get("bestTrialName") or None
     return {
         "condition": condition.value,
-        "reason": str(current.get("reason", "")),
-        "message": str(current.get("message", "")),
+        "reason": reason,
+        "message": message,
         "start_time": status.get("startTime"),
         "completion_time": status.get("completionTime"),
         "best_trial": best,
