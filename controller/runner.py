@@ -24,8 +24,6 @@ of its trials.
 from __future__ import annotations
 
 import logging
-import secrets
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -50,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 _COUNT_FIELDS = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
-_NAME_ALPHABET = string.ascii_lowercase + string.digits
 Progress = Callable[[rec.Decision, list[TrialRecord]], None]
 
 
@@ -473,11 +470,7 @@ class ExperimentRunner:
         }
 
     def _new_name(self, avoid: set[str] | None = None) -> str:
-        while True:
-            suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(8))
-            name = f"{self.spec.name}-{suffix}"
-            if name not in self.trials and name not in (avoid or ()):
-                return name
+        return tr.new_trial_name(self.spec.name, self.trials, avoid or ())
 
     def _result(self, note: str = "") -> RunResult:
         trials = list(self.trials.values())

@@ -8,7 +8,9 @@ with no numeric value.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+import secrets
+import string
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -193,6 +195,18 @@ class _Slot:
             max=self.high_value or UNAVAILABLE,
             latest=self.latest or UNAVAILABLE,
         )
+
+
+_NAME_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_trial_name(experiment: str, *taken: Container[str]) -> str:
+    """A fresh trial name, ``<experiment>-<8 random [a-z0-9]>``, in none of ``taken``."""
+    while True:
+        suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(8))
+        name = f"{experiment}-{suffix}"
+        if not any(name in names for names in taken):
+            return name
 
 
 def start(trial: TrialRecord, now: datetime) -> TrialRecord:

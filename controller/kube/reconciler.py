@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import logging
 import secrets
-import string
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -74,13 +73,13 @@ from katib.controller.trials import (
     ObservationSummary,
     TrialCondition,
     TrialRecord,
+    new_trial_name,
 )
 from katib.controller.validation import load_experiment, load_objective
 from katib.earlystopping.rules import RuleSet
 
 logger = logging.getLogger(__name__)
 
-_NAME_ALPHABET = string.ascii_lowercase + string.digits
 #: How soon a trial whose run kind has no watch is looked at again (seconds).
 RUN_POLL_SECONDS = 2.0
 #: Trials an experiment pass creates at once.
@@ -385,6 +384,7 @@ class Reconciler:
         before = rec.Counts.of(records)
         overlay = dict(view.overlay)
         validated = view.validated
+        names = {r.name for r in records}
         try:
             if not validated:
                 client.validate(spec)
@@ -394,8 +394,8 @@ class Reconciler:
             suggested = check_reply(
                 spec,
                 reply,
-                [r.name for r in records],
-                lambda avoid: _new_name(spec.name, {r.name for r in records} | set(avoid)),
+                names,
+                lambda avoid: new_trial_name(spec.name, names, avoid),
                 resource_parameter(spec, {**overlay, **settings}),
             )
         except InvalidArgument as exc:
@@ -812,14 +812,6 @@ def _final(
     return rec.Decision(
         condition, why, message, rec.Counts.of(records), best.name if best else None
     )
-
-
-def _new_name(experiment: str, taken: set[str]) -> str:
-    while True:
-        suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(8))
-        name = f"{experiment}-{suffix}"
-        if name not in taken:
-            return name
 
 
 def _run_resource(run_spec: Mapping[str, Any]) -> Resource | None:
