@@ -69,15 +69,14 @@ SAMPLERS = ("random", "tpe", "multivariate-tpe")
 def sampler_setting() -> Any:
     """The ``sampler`` setting: how ``hyperband`` and ``asha`` draw new configurations.
 
-    The default, ``multivariate-tpe``, had the lowest median regret at 120R for both in
-    ``katib-bench multifidelity`` (20 seeds, promotions resumed); independent ``tpe`` was worse
-    than ``random`` for ASHA there, since the problem's parameters interact (README).
+    The default, ``multivariate-tpe``: see the multi-fidelity benchmark in the README.
     """
     return setting(
         "multivariate-tpe",
         choices=SAMPLERS,
-        doc="new configurations: random (the prior), or TPE fitted on the highest rung with "
-        "d + 3 results (d: configuration parameters), independent or multivariate",
+        doc="new configurations: random (the prior), or TPE, independent or multivariate, "
+        "fitted on every configuration tried, ranked by the rung it reached, then its value "
+        "there (from d + 3 results on; d: configuration parameters)",
     )
 
 
@@ -293,8 +292,8 @@ def model_rung(
     """The largest resource in ``values`` with at least ``need`` successful trials, and every
     trial run there (``None`` while no resource has that many).
 
-    The data a model of configurations is fitted on: BOHB's rule (Falkner et al. 2018, section
-    4.1), shared by BOHB and the ``tpe`` samplers of Hyperband and ASHA.
+    The data BOHB fits its model on (Falkner et al. 2018, section 4.1); the ``tpe`` samplers of
+    Hyperband and ASHA fit on every configuration instead (:func:`lineage_model`).
     """
     for value in sorted(values, reverse=True):
         there = at_resource(history, resource_name, value)
@@ -302,6 +301,64 @@ def model_rung(
         if done >= need:
             return float(value), there
     return None
+
+
+def lineage_model(
+    history: History, space: SearchSpace, resource_name: str, values: Sequence[float]
+) -> History:
+    """One trial per configuration, ranked by how far it got: what the ``tpe`` samplers fit.
+
+    A configuration's data point is its result at the largest resource in ``values`` where it
+    finished with a value. Losses are shifted by depth so that every configuration that reached
+    a higher level ranks above every one that stopped lower, and within a level the observed
+    losses order them (Optuna's TPE ranks pruned trials the same way: by the step reached, then
+    the value there). An early-stopped run ranks below the completed ones of its level and above
+    those that only reached the level under it. So the good group is the configurations the
+    schedule promoted furthest, and every configuration tried so far is in the model, not only
+    those of one rung. Configurations with no result yet (their bottom-rung trials still running)
+    are pending; returned points hold only ``space``'s parameters.
+    """
+    depth_of = {float(v): k for k, v in enumerate(sorted(values))}
+    best: dict[tuple[str, ...], tuple[float, float, Point]] = {}
+    running: dict[tuple[str, ...], Point] = {}
+    for trial in history.trials:
+        if trial.point is None:
+            continue
+        level = next(
+            (
+                k
+                for v, k in depth_of.items()
+                if same_resource(float(trial.point[resource_name]), v)
+            ),
+            None,
+        )
+        if level is None:
+            continue
+        config = {name: trial.point[name] for name in space.names}
+        key = space.key(config)
+        if trial.state is TrialState.PENDING:
+            running.setdefault(key, config)
+            continue
+        if not trial.is_complete:
+            continue
+        value = loss(trial, history.direction)
+        depth = level - 0.5 if trial.state is TrialState.EARLY_STOPPED else float(level)
+        if key not in best or (depth, -value) > (best[key][0], -best[key][1]):
+            best[key] = (depth, value, config)
+    finite = [v for _, v, _ in best.values() if math.isfinite(v)]
+    spread = (max(finite) - min(finite)) if finite else 0.0
+    gap = 2 * spread + 1.0
+    top = max((d for d, _, _ in best.values()), default=0.0)
+    trials = []
+    for i, (depth, value, config) in enumerate(best.values()):
+        shifted = value if math.isfinite(value) else (max(finite, default=0.0) + spread + 0.5)
+        trials.append(Trial(f"_c{i}", config, TrialState.SUCCEEDED, shifted + (top - depth) * gap))
+    trials += [
+        Trial(f"_r{i}", config, TrialState.PENDING)
+        for i, (key, config) in enumerate(running.items())
+        if key not in best
+    ]
+    return History(Direction.MINIMIZE, trials)
 
 
 def new_configs(
@@ -319,19 +376,19 @@ def new_configs(
     distinct from those run there, drawn by ``sampler`` (one of :data:`SAMPLERS`).
 
     ``random`` draws from the prior. ``tpe`` and ``multivariate-tpe`` fit our TPE
-    (:mod:`katib.suggestion.tpe`, with no start-up phase) on the trials at the largest resource
-    in ``values`` with ``d + 3`` successes (:func:`model_rung`); trials still running there or at
-    ``value``, and this batch, are its pending liars, so a batch spreads out. Until a rung has
-    enough, and for whatever TPE cannot place in a finite space, the prior.
+    (:mod:`katib.suggestion.tpe`, with no start-up phase) on every configuration tried, ranked by
+    the level in ``values`` it reached and then by its loss there (:func:`lineage_model`);
+    configurations still running at their first level and this batch are its pending liars, so
+    a batch spreads out. Until ``d + 3`` configurations have a result, and for whatever TPE
+    cannot place in a finite space, the prior.
     """
     space = config_space(experiment.space, resource)
     same = at_resource(history, resource, value, batch)
     out: list[Point] = []
-    model = None
     if sampler != "random" and count > 0:
-        model = model_rung(history, resource, values, space.dim + 3)
-    if model is not None:
-        out = _tpe_configs(experiment, sampler, space, model[1], same, count, rng)
+        model = lineage_model(history, space, resource, values)
+        if len(model.completed) >= space.dim + 3:
+            out = _tpe_configs(experiment, sampler, space, model, same, count, rng)
     if len(out) < count:
         extra = [Trial(f"_new{i}", p, TrialState.PENDING) for i, p in enumerate(out)]
         taken = History(history.direction, (*same.trials, *extra))
@@ -348,7 +405,10 @@ def _tpe_configs(
     count: int,
     rng: np.random.Generator,
 ) -> list[Point]:
-    """Up to ``count`` TPE picks fitted on ``model``, none already run at ``same``'s resource."""
+    """Up to ``count`` TPE picks fitted on ``model``, none already run at ``same``'s resource.
+
+    ``same``'s pending trials whose configuration is not in ``model`` are added as liars.
+    """
     from katib.suggestion.tpe import TPE, MultivariateTPE, TPESettings
 
     cls = MultivariateTPE if sampler == "multivariate-tpe" else TPE
@@ -358,10 +418,13 @@ def _tpe_configs(
         for i, t in enumerate(model.trials)
         if t.point is not None
     ]
+    known = {space.key(t.point) for t in trials if t.point is not None}
     trials += [
         Trial(f"_p{i}", {k: t.point[k] for k in names}, TrialState.PENDING)
         for i, t in enumerate(same.trials)
-        if t.state is TrialState.PENDING and t.point is not None
+        if t.state is TrialState.PENDING
+        and t.point is not None
+        and space.key({k: t.point[k] for k in names}) not in known
     ]
     tpe_settings = TPESettings(n_startup_trials=0, random_state=int(rng.integers(2**31)))
     algo = cls(ExperimentInfo(experiment.name, space), tpe_settings)

@@ -29,7 +29,7 @@ from katib.suggestion import multifidelity as mf
 from katib.suggestion import registry
 from katib.suggestion.base import Algorithm, ExperimentInfo, SuggestResult
 from katib.suggestion.bohb import BOHB
-from katib.suggestion.history import History, Trial, TrialState
+from katib.suggestion.history import Direction, History, Trial, TrialState
 from katib.suggestion.hyperband import HyperbandSettings, HyperbandState, schedule
 from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
 from tests.suggestion.requests import assignments, experiment, request, trial
@@ -642,7 +642,7 @@ def test_tpe_samplers_draw_near_the_good_observations(name: str, sampler: str) -
     assert regret[0] < 0.5 * regret[1], regret
 
 
-def test_the_model_uses_the_highest_rung_with_enough_results() -> None:
+def test_bohb_models_the_highest_rung_with_enough_results() -> None:
     # d = 2: five successes are needed. Four at 9 epochs are too few, six at 3 are enough.
     trials = observed_at(9, 4) + observed_at(3, 6, seed=1) + observed_at(1, 20, seed=2)
     found = mf.model_rung(History("minimize", trials), "epochs", [1.0, 3.0, 9.0], 5)
@@ -651,11 +651,91 @@ def test_the_model_uses_the_highest_rung_with_enough_results() -> None:
     assert mf.model_rung(History("minimize", trials[:4]), "epochs", [1.0, 3.0, 9.0], 5) is None
 
 
+XY = SearchSpace((ParameterSpec("x", D, low=0, high=1), ParameterSpec("y", D, low=0, high=1)))
+
+
+def at(x: float, epochs: float, state: TrialState, value: float | None, name: str) -> Trial:
+    return Trial(name, {"x": x, "y": 0.5, "epochs": epochs}, state, value)
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_the_lineage_model_ranks_configurations_by_the_rung_reached_then_value(
+    direction: str,
+) -> None:
+    sign = 1.0 if direction == "minimize" else -1.0
+    ok, stopped = TrialState.SUCCEEDED, TrialState.EARLY_STOPPED
+    trials = [
+        # x = 0.1 went to 9 epochs with a poor value there; x = 0.2 reached 9 with a better one.
+        at(0.1, 1, ok, sign * 0.01, "a1"), at(0.1, 3, ok, sign * 0.5, "a3"),
+        at(0.1, 9, ok, sign * 0.9, "a9"),
+        at(0.2, 1, ok, sign * 0.3, "b1"), at(0.2, 3, ok, sign * 0.4, "b3"),
+        at(0.2, 9, ok, sign * 0.8, "b9"),
+        # x = 0.3 was early-stopped on its way to 9: below every run that finished 9, above 3.
+        at(0.3, 1, ok, sign * 0.2, "c1"), at(0.3, 3, ok, sign * 0.1, "c3"),
+        at(0.3, 9, stopped, sign * 0.05, "c9"),
+        # x = 0.4 stopped at 3 with the best value of all, x = 0.5 only ran 1 epoch.
+        at(0.4, 1, ok, sign * 0.6, "d1"), at(0.4, 3, ok, sign * 0.0, "d3"),
+        at(0.5, 1, ok, sign * -1.0, "e1"),
+        # x = 0.6 failed, x = 0.7 is running its first rung, x = 0.8 at an unscheduled resource.
+        at(0.6, 1, TrialState.FAILED, None, "f1"), at(0.7, 1, TrialState.PENDING, None, "g1"),
+        at(0.8, 5, ok, sign * -5.0, "h5"),
+        # x = 0.2 is also running at 27: its result at 9 stands meanwhile.
+        at(0.2, 27, TrialState.PENDING, None, "b27"),
+    ]  # fmt: skip
+    model = mf.lineage_model(History(direction, trials), XY, "epochs", [1.0, 3.0, 9.0, 27.0])
+    assert model.direction is Direction.MINIMIZE
+    order = [model.completed[i].point["x"] for i in np.argsort(model.losses(), kind="stable")]
+    assert order == [0.2, 0.1, 0.3, 0.4, 0.5]
+    assert [t.point for t in model.pending] == [{"x": 0.7, "y": 0.5}]
+    assert all(set(t.point) == {"x", "y"} for t in model.trials)
+
+
+def test_the_lineage_model_keeps_non_finite_values_last_within_their_rung() -> None:
+    ok = TrialState.SUCCEEDED
+    trials = [
+        at(0.1, 3, ok, float("nan"), "a3"), at(0.2, 3, ok, 0.7, "b3"),
+        at(0.3, 1, ok, 0.1, "c1"),
+    ]  # fmt: skip
+    model = mf.lineage_model(History("minimize", trials), XY, "epochs", [1.0, 3.0])
+    losses = dict(zip((t.point["x"] for t in model.completed), model.losses(), strict=True))
+    assert losses[0.2] < losses[0.1] < losses[0.3] and np.isfinite(losses[0.1])
+
+
+def test_the_tpe_sampler_learns_from_how_far_configurations_got() -> None:
+    # One-epoch values are noise; only the configurations near (0.3, 0.6) were promoted, and
+    # too few of them for any one rung above the first to fit a model on (d + 3 = 5).
+    rng = np.random.default_rng(3)
+    points = rng.random((40, 3))
+    dist = (points[:, 0] - 0.3) ** 2 + (points[:, 1] - 0.6) ** 2
+    depth = np.ones(40, dtype=int)
+    depth[np.argsort(dist)[:4]] = 2  # the nearest four ran 3 epochs, the nearest two 9
+    depth[np.argsort(dist)[:2]] = 3
+    trials = []
+    for i, (x, y, noise) in enumerate(points):
+        values = [noise, dist[i], dist[i]]
+        for k, epochs in enumerate((1, 3, 9)[: depth[i]]):
+            point = {"x": float(x), "y": float(y), "epochs": epochs}
+            trials.append(Trial(f"t{i}-{k}", point, TrialState.SUCCEEDED, values[k]))
+    regret = []
+    for sampler in ("multivariate-tpe", "random"):
+        algo = make("asha", r_l=9, sampler=sampler)
+        new = [s.point for s in ask(algo, trials, 12).suggestions if s.point["epochs"] == 1]
+        assert len(new) >= 8
+        regret.append(np.mean([(p["x"] - 0.3) ** 2 + (p["y"] - 0.6) ** 2 for p in new]))
+    assert regret[0] < 0.5 * regret[1], regret
+
+
 def test_with_too_few_results_the_tpe_sampler_is_the_prior() -> None:
-    trials = observed_at(9, 4) + observed_at(3, 4, seed=1)
+    # d = 2: five configurations with a result are needed; four (at two rungs) are too few.
+    trials = observed_at(9, 2) + observed_at(3, 2, seed=1)
     tpe = ask(make("hyperband", r_l=9, sampler="tpe"), trials, 9).suggestions
     prior = ask(make("hyperband", r_l=9, sampler="random"), trials, 9).suggestions
     assert tpe == prior
+    more = trials + observed_at(1, 1, seed=2)
+    assert (
+        ask(make("hyperband", r_l=9, sampler="tpe"), more, 9).suggestions
+        != ask(make("hyperband", r_l=9, sampler="random"), more, 9).suggestions
+    )
 
 
 @pytest.mark.parametrize("name", ["hyperband", "asha"])
