@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ OBSERVATIONS_DB = "observations.db"
 #: gRPC metadata on the controller's own DB calls, so that an in-process DB service can tell its
 #: reports from those a trial pushes itself (``report_metrics()``).
 CONTROLLER_METADATA = (("x-katib-reporter", "controller"),)
+#: How many experiments' trial messages :class:`Suggestions` keeps between requests.
+_CACHED_EXPERIMENTS = 64
 
 
 class PushTracker:
@@ -133,7 +136,10 @@ class Suggestions:
     def __init__(self, address: str, cancelled: Callable[[], bool] = lambda: False) -> None:
         self.address = address
         self.client = SuggestionClient(address, cancelled)
-        self._trial_cache: dict[str, tuple[TrialRecord, pb.Trial]] = {}
+        #: Per experiment (least recently asked first): the trial messages of its last request.
+        self._trial_cache: OrderedDict[str, dict[str, tuple[TrialRecord, pb.Trial]]] = (
+            OrderedDict()
+        )
 
     def validate(self, spec: Experiment) -> None:
         """ValidateAlgorithmSettings for the experiment, without the settings overlay."""
@@ -156,15 +162,23 @@ class Suggestions:
         return self.client.get_suggestions(request)
 
     def _trials(self, spec: Experiment, records: Sequence[TrialRecord]) -> list[pb.Trial]:
-        """Trial messages, rebuilt only for records that changed since the last request."""
-        result = []
+        """Trial messages, rebuilt only for records that changed since the last request.
+
+        The cache holds the trials of the last request of the :data:`_CACHED_EXPERIMENTS`
+        experiments asked about most recently, so it stays bounded while one client serves
+        every experiment of an operator (deleted trials and experiments drop out).
+        """
+        previous = self._trial_cache.pop(spec.name, {})
+        current: dict[str, tuple[TrialRecord, pb.Trial]] = {}
         for record in protos.sent_trials(spec, records):
-            cached = self._trial_cache.get(record.name)
+            cached = previous.get(record.name)
             if cached is None or cached[0] is not record:
                 cached = (record, protos.trial(spec, record))
-                self._trial_cache[record.name] = cached
-            result.append(cached[1])
-        return result
+            current[record.name] = cached
+        self._trial_cache[spec.name] = current
+        while len(self._trial_cache) > _CACHED_EXPERIMENTS:
+            self._trial_cache.popitem(last=False)
+        return [message for _, message in current.values()]
 
     def close(self) -> None:
         """Close the channel."""
