@@ -2,7 +2,7 @@
 
     katib-bench multifidelity [--seeds 10] [--budget 60] [--batch 4] [--resume-promoted]
         [--method hyperband --method asha+random --method optuna:hyperband ...]
-        [--compare] [--out anytime.png]
+        [--compare [--versus METHOD]] [--out anytime.png]
 
 The problem is a synthetic learning curve over four continuous parameters and a resource
 ``epochs`` (``R = r_l = 27``, ``eta = 3``). The loss after ``r`` epochs is
@@ -29,7 +29,8 @@ anytime plot: median regret with the quartile band against resource spent.
 ``multivariate-tpe``; without a suffix, the algorithm's default). ``--resume-promoted`` charges
 a promoted trial of ours only the epochs beyond its parent's, as a trial that resumes from its
 parent's checkpoint (``KATIB_PARENT_CHECKPOINT_DIR``) costs. ``--compare`` prints one-sided
-Mann-Whitney U p-values of each of ours against each peer at every mark.
+Mann-Whitney U p-values of each of ours against each peer at every mark; ``--versus METHOD``
+adds that method (one of those run) to the peers.
 """
 
 from __future__ import annotations
@@ -200,6 +201,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also print one-sided Mann-Whitney U p-values of each of ours against each peer",
     )
+    parser.add_argument(
+        "--versus",
+        action="append",
+        default=[],
+        metavar="METHOD",
+        help="repeatable, with --compare: compare the other methods against this one too "
+        "(e.g. bohb against --versus hyperband+random)",
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -232,6 +241,9 @@ def _methods(requested: list[str] | None) -> list[str]:
 def command(args: argparse.Namespace) -> int:
     """Run every method on every seed, print the table and write the plot."""
     methods = _methods(args.method)
+    missing = [m for m in args.versus if m not in methods]
+    if missing:
+        raise ValueError(f"--versus {missing[0]!r} is not one of the methods run")
     if args.seeds < 1 or not args.budget > 0 or args.batch < 1:
         raise ValueError("--seeds, --budget and --batch must be positive")
     marks = [m * R for m in range(10, int(args.budget) + 1, 10)] or [args.budget * R]
@@ -259,7 +271,7 @@ def command(args: argparse.Namespace) -> int:
             cells.append(f"{q2:.3g} [{q1:.2g}, {q3:.2g}]")
         print(f"| {method} | " + " | ".join(cells) + f" | {elapsed:.1f} s |", flush=True)
     if args.compare:
-        print_comparison(at_marks, marks)
+        print_comparison(at_marks, marks, args.versus)
     if args.out is not None:
         from katib.bench.plots import plot_anytime
 
@@ -277,13 +289,17 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_comparison(at_marks: dict[str, np.ndarray], marks: Sequence[float]) -> None:
-    """For each of ours against each peer present, at each mark: one-sided Mann-Whitney U
-    p-values that ours is lower (better) and that ours is higher (worse), over the seeds."""
+def print_comparison(
+    at_marks: dict[str, np.ndarray], marks: Sequence[float], versus: Sequence[str] = ()
+) -> None:
+    """For each of ours against each peer present (Optuna's, and the ``versus`` methods), at
+    each mark: one-sided Mann-Whitney U p-values that ours is lower (better) and that ours is
+    higher (worse), over the seeds."""
     from scipy.stats import mannwhitneyu
 
-    ours = [m for m in at_marks if m not in multifidelity_peers.PEERS]
-    peers = [m for m in at_marks if m in multifidelity_peers.PEERS]
+    is_peer = [m in multifidelity_peers.PEERS or m in versus for m in at_marks]
+    ours = [m for m, peer in zip(at_marks, is_peer, strict=True) if not peer]
+    peers = [m for m, peer in zip(at_marks, is_peer, strict=True) if peer]
     if not peers:
         return
     print("\none-sided Mann-Whitney U over seeds: p(ours better) / p(ours worse)")

@@ -108,3 +108,15 @@ def test_a_sampler_suffix_sets_the_sampler_and_compare_prints_p_values(
 def test_a_bad_sampler_suffix_is_an_error(method: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["multifidelity", "--seeds", "1", "--method", method]) != 0
     assert "--method" in capsys.readouterr().err
+
+
+def test_versus_adds_one_of_ours_to_the_peers(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["multifidelity", "--seeds", "3", "--budget", "10", "--compare"]
+    argv += ["--method", "bohb", "--method", "hyperband+random", "--versus", "hyperband+random"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\| bohb \| hyperband\+random \| [\d.e-]+ / [\d.e-]+ \|$", out, re.M), out
+    assert not re.search(r"^\| hyperband\+random \| hyperband\+random \|", out, re.M), out
+    argv = ["multifidelity", "--seeds", "1", "--method", "bohb", "--compare", "--versus", "asha"]
+    assert main(argv) != 0
+    assert "--versus 'asha' is not one of the methods run" in capsys.readouterr().err
