@@ -26,7 +26,8 @@ trial costs the epochs it ran; :mod:`katib.bench.multifidelity_peers`). ``--out`
 anytime plot: median regret with the quartile band against resource spent.
 
 ``hyperband+SAMPLER`` and ``asha+SAMPLER`` set the ``sampler`` setting (``random``, ``tpe``,
-``multivariate-tpe``; without a suffix, the algorithm's default). ``--resume-promoted`` charges
+``multivariate-tpe``; without a suffix, the algorithm's default); ``bohb+MODEL`` sets BOHB's
+``model`` (``largest-rung``, ``all-rungs``). ``--resume-promoted`` charges
 a promoted trial of ours only the epochs beyond its parent's, as a trial that resumes from its
 parent's checkpoint (``KATIB_PARENT_CHECKPOINT_DIR``) costs. ``--compare`` prints one-sided
 Mann-Whitney U p-values of each of ours against each peer at every mark; ``--versus METHOD``
@@ -50,6 +51,7 @@ from katib.api.trials import Trial, TrialState
 from katib.bench import multifidelity_peers
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo, SuggestResult
+from katib.suggestion.bohb import MODELS as BOHB_MODELS
 from katib.suggestion.history import History
 from katib.suggestion.multifidelity import PARENT_LABEL, SAMPLERS
 from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
@@ -67,8 +69,12 @@ MULTI_FIDELITY = {
     "asha": {},
 }
 FULL_BUDGET = ("random", "tpe")
-#: Ours whose new configurations come from the ``sampler`` setting.
-SAMPLED = ("hyperband", "asha")
+#: The setting a ``+suffix`` sets, and its values, per algorithm.
+SUFFIXES = {
+    "hyperband": ("sampler", SAMPLERS),
+    "asha": ("sampler", SAMPLERS),
+    "bohb": ("model", BOHB_MODELS),
+}
 
 
 def final_loss(p: dict[str, Any]) -> float:
@@ -97,7 +103,8 @@ def split_method(method: str) -> tuple[str, str | None]:
 
 
 def build(method: str, seed: int) -> Any:
-    """The algorithm, built as the service builds it; ``name+sampler`` sets the ``sampler``."""
+    """The algorithm, built as the service builds it; ``name+value`` sets the ``sampler``
+    (``model`` for ``bohb``)."""
     method, sampler = split_method(method)
     cls = registry.get(method)
     pairs = [("random_state", str(seed))]
@@ -105,7 +112,7 @@ def build(method: str, seed: int) -> Any:
         pairs += [("resource_name", "epochs"), ("r_l", str(R)), ("eta", "3")]
         pairs += list(MULTI_FIDELITY[method].items())
     if sampler is not None:
-        pairs.append(("sampler", sampler))
+        pairs.append((SUFFIXES[method][0], sampler))
     settings: Any = parse_settings(cls.settings_class, pairs, method)
     info = ExperimentInfo(f"bench-{seed}", SPACE)
     if method in FULL_BUDGET:  # the resource is fixed at R for full-budget methods
@@ -188,7 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="repeatable; default: ours, random, tpe and Optuna's pruners (when installed); "
         "hyperband+SAMPLER or asha+SAMPLER sets the sampler of new configurations "
-        "(random, tpe, multivariate-tpe)",
+        "(random, tpe, multivariate-tpe), bohb+MODEL BOHB's model (largest-rung, all-rungs)",
     )
     parser.add_argument(
         "--resume-promoted",
@@ -224,12 +231,13 @@ def _methods(requested: list[str] | None) -> list[str]:
     known = [*MULTI_FIDELITY, *FULL_BUDGET, *multifidelity_peers.PEERS]
     if requested:
         for method in requested:
-            name, sampler = split_method(method)
-            if name not in known or (sampler is not None and name not in SAMPLED):
+            name, suffix = split_method(method)
+            if name not in known or (suffix is not None and name not in SUFFIXES):
                 raise ValueError(f"--method: unknown method {method!r}; known: {', '.join(known)}")
-            if sampler is not None and sampler not in SAMPLERS:
+            if suffix is not None and suffix not in SUFFIXES[name][1]:
+                setting, values = SUFFIXES[name]
                 raise ValueError(
-                    f"--method {method!r}: unknown sampler; known: {', '.join(SAMPLERS)}"
+                    f"--method {method!r}: unknown {setting}; known: {', '.join(values)}"
                 )
         return requested
     if importlib.util.find_spec("optuna") is None:

@@ -6,7 +6,9 @@ the new configurations of a bracket's first rung differ:
 
 1. The model is fitted on the largest resource with at least ``min_points_in_model + 2``
    successful observations (``N_min = d + 1`` by default, ``d`` the number of configuration
-   parameters); until one exists, configurations are random (section 4.1).
+   parameters); until one exists, configurations are random (section 4.1). With ``model =
+   all-rungs`` (not the paper's) it is fitted instead on every configuration tried, ranked by
+   the rung it reached and then its value there, once that many have a result.
 2. A fraction ``random_fraction`` of configurations is always random (``rho = 1/3``).
 3. The best ``max(N_min, top_n_percent% of n)`` observations form the good group and the worst
    ``max(N_min, (100 - top_n_percent)% of n)`` the bad group (eq. 1 and section 4.1); running
@@ -36,6 +38,8 @@ from katib.suggestion.space import Point, SearchSpace
 
 #: Weight of the prior kernel in ``l`` and ``g``, relative to one observation.
 _PRIOR_WEIGHT = 1.0
+#: Values of the ``model`` setting.
+MODELS = ("largest-rung", "all-rungs")
 
 
 @dataclass(frozen=True)
@@ -53,15 +57,25 @@ class BOHBSettings(BracketSettings):
     bandwidth_factor: float = setting(
         3.0, gt=0, doc="widening of l(x)'s bandwidths when drawing candidates"
     )
+    model: str = setting(
+        "largest-rung",
+        choices=MODELS,
+        doc="data of the model: largest-rung (the paper's: observations at the largest "
+        "resource with enough of them) or all-rungs (every configuration, ranked by the rung "
+        "it reached, then its value there, as the tpe samplers of hyperband and asha)",
+    )
 
 
 @dataclass(frozen=True)
 class Observations:
-    """Successful configurations at one resource: ``u`` ``(n, d)``, ``losses`` ``(n,)``."""
+    """What the model is fitted on: configurations ``u`` ``(n, d)`` and ``losses`` ``(n,)``
+    observed at ``resource`` (``None``: at every rung), and the configurations still running
+    (``pending``: the liars of the bad group)."""
 
-    resource: float
+    resource: float | None
     u: np.ndarray
     losses: np.ndarray
+    pending: list[Point]
 
 
 class BOHB(Hyperband):
@@ -85,20 +99,46 @@ class BOHB(Hyperband):
         """Until its model applies (and for the random fraction), BOHB draws from the prior."""
         return "random"
 
-    def model_data(self, history: History) -> Observations | None:
-        """Observations at the largest resource that has enough of them (step 1), or ``None``."""
+    def model_data(
+        self, history: History, batch: Sequence[Suggestion] = ()
+    ) -> Observations | None:
+        """The model's data (step 1), or ``None`` while there is not enough of it.
+
+        ``largest-rung``: the observations at the largest resource with ``min_points_in_model
+        + 2`` of them, and the trials running there and this batch's picks there as pending.
+        ``all-rungs``: every configuration (:func:`~katib.suggestion.multifidelity.
+        lineage_model`) once that many have a result; configurations running their first rung
+        and this batch's new ones are pending.
+        """
         settings: BOHBSettings = self.settings
         space = mf.config_space(self.space, self.resource)
         need = (settings.min_points_in_model or space.dim + 1) + 2
         spec = self.space[self.resource]
         values = [float(mf.resource_value(spec, level)) for level in mf.levels(settings)]
+        if settings.model == "all-rungs":
+            model = mf.lineage_model(history, space, self.resource, values)
+            if len(model.completed) < need:
+                return None
+            known = {space.key(p) for p in model.points()}
+            new = [{k: s.point[k] for k in space.names} for s in batch]
+            pending = [p for p in new if space.key(p) not in known]
+            done = History(model.direction, model.completed)
+            pending += [t.point for t in model.pending if t.point is not None]
+            return Observations(None, space.encode(done.points()), done.losses(), pending)
         found = mf.model_rung(history, self.resource, values, need)
         if found is None:
             return None
         value, there = found
-        done = [t for t in there.trials if t.state is TrialState.SUCCEEDED and t.value is not None]
-        sub = History(history.direction, done)
-        return Observations(value, space.encode(sub.points()), sub.losses())
+        done_trials = [
+            t for t in there.trials if t.state is TrialState.SUCCEEDED and t.value is not None
+        ]
+        sub = History(history.direction, done_trials)
+        pending = [
+            {k: t.point[k] for k in space.names}
+            for t in mf.at_resource(history, self.resource, value, batch).trials
+            if t.state is TrialState.PENDING and t.point is not None
+        ]
+        return Observations(value, space.encode(sub.points()), sub.losses(), pending)
 
     def _new_configs(
         self,
@@ -110,19 +150,14 @@ class BOHB(Hyperband):
     ) -> list[Point]:
         """Model-based configurations (a ``random_fraction`` of them random), distinct."""
         settings: BOHBSettings = self.settings
-        data = self.model_data(history)
+        data = self.model_data(history, batch)
         if data is None:
             return super()._new_configs(history, plan, value, count, batch)
         space = mf.config_space(self.space, self.resource)
         rng = np.random.default_rng([self.stable_seed, plan.index, len(history), 1])
         same = mf.at_resource(history, self.resource, value, batch)
         taken = same.taken_keys(space) if space.cardinality is not None else None
-        pending = [
-            t.point
-            for t in mf.at_resource(history, self.resource, data.resource, batch).trials
-            if t.state is TrialState.PENDING and t.point is not None
-        ]
-        liars = space.encode(pending)
+        liars = space.encode(data.pending)
         out: list[Point] = []
         for _ in range(count):
             point = None

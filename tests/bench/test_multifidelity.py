@@ -102,9 +102,11 @@ def test_a_sampler_suffix_sets_the_sampler_and_compare_prints_p_values(
     built = multifidelity.build("hyperband+random", seed=0)
     assert built.settings.sampler == "random"
     assert multifidelity.build("hyperband", seed=0).settings.sampler == "multivariate-tpe"
+    assert multifidelity.build("bohb+all-rungs", seed=0).settings.model == "all-rungs"
+    assert multifidelity.build("bohb", seed=0).settings.model == "largest-rung"
 
 
-@pytest.mark.parametrize("method", ["asha+bogus", "bohb+random", "random+tpe"])
+@pytest.mark.parametrize("method", ["asha+bogus", "bohb+random", "random+tpe", "asha+all-rungs"])
 def test_a_bad_sampler_suffix_is_an_error(method: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["multifidelity", "--seeds", "1", "--method", method]) != 0
     assert "--method" in capsys.readouterr().err

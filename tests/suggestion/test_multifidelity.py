@@ -546,6 +546,32 @@ def test_bohb_samples_near_the_good_observations() -> None:
     assert regret[0] < 0.5 * regret[1], regret
 
 
+def test_bohb_all_rungs_models_every_configuration_by_how_far_it_got() -> None:
+    hb = make("hyperband", r_l=9)
+    trials: list[Trial] = []
+    add(trials, ask(hb, trials, 17))
+    finish(trials)
+    add(trials, ask(hb, trials, 1))  # one promotion still running
+    bohb = make("bohb", r_l=9, model="all-rungs")
+    assert isinstance(bohb, BOHB)
+    data = bohb.model_data(History("minimize", trials))
+    # Every configuration of the first rungs once (17), the promoted one not again.
+    assert data is not None and data.resource is None and len(data.losses) == 17
+    assert data.pending == []
+    paper = make("bohb", r_l=9, iterations=0)
+    assert isinstance(paper, BOHB)
+    found = paper.model_data(History("minimize", trials))
+    assert found is not None and found.resource == 3 and len(found.losses) == 5
+    assert len(found.pending) == 1  # the promotion running at 3 epochs
+    # The next iteration's new configurations come from the two models.
+    again = make("bohb", r_l=9, model="all-rungs", iterations=0, random_fraction=0)
+    first = make("bohb", r_l=9, iterations=0, random_fraction=0)
+    new = [s.point for s in ask(again, trials, 12).suggestions if s.point["epochs"] == 1]
+    assert new and new != [s.point for s in ask(first, trials, 12).suggestions][-len(new) :]
+    with pytest.raises(InvalidArgument, match="setting 'model': must be one of"):
+        make("bohb", r_l=9, model="lineage")
+
+
 def test_bohb_random_fraction_one_is_random_search() -> None:
     trials: list[Trial] = []
     for i in range(12):
