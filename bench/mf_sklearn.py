@@ -8,7 +8,7 @@ configuration has one learning curve; a trial's loss is that curve (``draw_noise
 
 ``mlp-digits`` (``R = 27`` epochs) searches ``learning_rate_init`` (log, ``[1e-4, 0.3]``),
 ``alpha`` (log, ``[1e-6, 1]``), ``units`` (one hidden layer, int log, ``[8, 128]``) and
-``batch_size`` (int log, ``[16, 256]``). Curves are trained on demand and memoised per
+``batch_size`` (int log, ``[32, 256]``). Curves are trained on demand and memoised per
 configuration (:class:`CurveMemo`: a configuration asked for more epochs continues from its
 model), so a run costs about as much training as the epochs it spends. Its regret is the
 validation error after ``R`` epochs minus the best of a random sample of 256 configurations
@@ -178,7 +178,7 @@ def mlp_digits(samples: int = REFERENCE_SAMPLES, max_resource: int = R) -> MFPro
             _log_double("learning_rate_init", 1e-4, 0.3),
             _log_double("alpha", 1e-6, 1.0),
             _log_int("units", 8, 128),
-            _log_int("batch_size", 16, 256),
+            _log_int("batch_size", 32, 256),
             resource_param(max_resource),
         )
     )

@@ -237,7 +237,7 @@ def test_the_problem_reaches_the_peers(
 
     spied = dataclasses.replace(grid, curve=spy)
     monkeypatch.setitem(mf_problems.PROBLEMS, "mlp-grid", lambda: spied)
-    argv = ["multifidelity", "--problem", "mlp-grid", "--seeds", "1", "--budget", "3"]
+    argv = ["multifidelity", "--problem", "mlp-grid", "--seeds", "1", "--budget", "10"]
     assert main([*argv, "--method", "optuna:hyperband", "--method", "optuna:sha"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("mlp-grid: median regret") and "(R = 9 epochs" in out, out
