@@ -30,6 +30,7 @@ import itertools
 import json
 import logging
 import warnings
+import zipfile
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -215,8 +216,13 @@ def _reference(
     tag = f"R{max_resource}-reference{samples}-sklearn{sklearn.__version__}"
     path = cache_dir() / f"{name}-{tag}.json"
     if path.exists():
-        stored = json.loads(path.read_text())
-        return float(stored["best_error"]), dict(stored["best_config"])
+        try:
+            stored = json.loads(path.read_text())
+            return float(stored["best_error"]), dict(stored["best_config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{path}: not a reference this version wrote ({exc}); delete it"
+            ) from exc
     logger.warning("%s: training %d random configurations once for the reference", name, samples)
     configs = SearchSpace(tuple(p for p in space.params if p.name != "epochs"))
     best: tuple[float, Point] = (np.inf, {})
@@ -290,10 +296,13 @@ def _table(space: SearchSpace, max_resource: int) -> dict[tuple[Any, ...], np.nd
     tag = f"{zlib.crc32(spec.encode()):08x}"
     path = cache_dir() / f"mlp-grid-R{max_resource}-{tag}-sklearn{sklearn.__version__}.npz"
     if path.exists():
-        with np.load(path) as stored:
-            curves = check_curve(stored["curves"])
-            if str(stored["spec"]) != spec or curves.shape != (len(points), max_resource):
-                raise ValueError(f"{path}: the cached table is for another grid; delete it")
+        try:
+            with np.load(path) as stored:
+                curves, stored_spec = check_curve(stored["curves"]), str(stored["spec"])
+        except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: not a table this version wrote ({exc}); delete it") from exc
+        if stored_spec != spec or curves.shape != (len(points), max_resource):
+            raise ValueError(f"{path}: the cached table is for another grid; delete it")
     else:
         logger.warning("mlp-grid: training %d configurations once for the table", len(points))
         memo = CurveMemo(digits(), max_resource, keep=0)

@@ -269,3 +269,19 @@ def test_a_tiny_run_of_every_problem(
     for method in methods:
         assert re.search(rf"^\| {method} \| [\d.e-]+ \[", out, re.M), out
     assert ("p(ours better)" in out) == peers
+
+
+def test_a_corrupt_cache_is_an_error_that_says_what_to_delete(small_problems: Path) -> None:
+    digits = mf_problems.get("mlp-digits")
+    assert digits.best is not None
+    digits.best()  # writes the reference; building mlp-grid wrote the table
+    mf_problems.get("mlp-grid")
+    assert len(list(small_problems.iterdir())) == 2
+    for cached in small_problems.iterdir():
+        cached.write_text("{not json")
+    with pytest.raises(ValueError, match=r"mlp-grid-R9-.*delete it"):
+        mf_problems.get("mlp-grid")
+    digits = mf_problems.get("mlp-digits")
+    assert digits.best is not None
+    with pytest.raises(ValueError, match=r"mlp-digits-R9-.*delete it"):
+        digits.best()
