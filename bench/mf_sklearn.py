@@ -33,6 +33,7 @@ import functools
 import itertools
 import json
 import logging
+import os
 import warnings
 import zipfile
 import zlib
@@ -244,7 +245,7 @@ def _reference(
 def _write(path: Path, text: str) -> None:
     """Write ``path`` atomically (another process may read it meanwhile)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # another process may write too
     tmp.write_text(text)
     tmp.replace(path)
 
@@ -314,7 +315,7 @@ def _table(space: SearchSpace, max_resource: int) -> dict[tuple[Any, ...], np.nd
             [memo.errors(config_key(space, p), p, max_resource) for p in points], dtype=float
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, curves=curves, spec=np.array(spec))
         tmp.replace(path)
     return {config_key(space, p): curves[i] for i, p in enumerate(points)}
