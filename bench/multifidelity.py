@@ -1,11 +1,16 @@
 """Multi-fidelity search against random search at equal total resource, in-process.
 
-    katib-bench multifidelity [--seeds 10] [--budget 60] [--batch 4] [--resume-promoted]
-        [--method hyperband --method asha+random --method optuna:hyperband ...]
+    katib-bench multifidelity [--problem synthetic] [--seeds 10] [--budget 60] [--batch 4]
+        [--resume-promoted] [--method hyperband --method asha+random --method optuna:hyperband ...]
         [--compare [--versus METHOD]] [--out anytime.png]
 
-The problem is a synthetic learning curve over four continuous parameters and a resource
-``epochs`` (``R = r_l = 27``, ``eta = 3``). The loss after ``r`` epochs is
+``--problem`` picks the learning curve (:mod:`katib.bench.mf_problems`): ``synthetic`` (the
+default, below), ``mlp-digits`` (scikit-learn's ``MLPClassifier`` trained epoch by epoch on
+digits) or ``mlp-grid`` (a table of 256 such configurations, trained once and cached). Every
+problem has a resource ``epochs`` with ``R = r_l`` a power of ``eta = 3``.
+
+The synthetic problem is a learning curve over four continuous parameters and ``epochs``
+(``R = r_l = 27``). The loss after ``r`` epochs is
 
     loss(x, r) = f(x) + (0.1 + 0.9 x3) exp(-3 r / (R (0.15 + x2))) + noise,
 
@@ -18,12 +23,13 @@ and ``tpe`` run every trial at ``R``.
 Each method is driven as a controller with ``--batch`` workers would: ask for the free slots,
 finish the batch, repeat (Hyperband and BOHB repeat their brackets: ``iterations = 0``). The
 incumbent is the trial with the lowest observed loss among those run at the largest resource
-reached so far; its regret is ``f`` of its configuration (the true final loss). The table shows,
-per method, the median and quartiles over seeds of the regret once ``B`` units of resource are
-spent, at ``B = 10R, 20R, ... , budget * R``. Optuna's ``HyperbandPruner`` and
-``SuccessiveHalvingPruner`` with TPE run on the same curve with the same accounting (a pruned
-trial costs the epochs it ran; :mod:`katib.bench.multifidelity_peers`). ``--out`` writes the
-anytime plot: median regret with the quartile band against resource spent.
+reached so far; its regret is the problem's ``regret`` of its configuration (for ``synthetic``,
+``f``: the true final loss). The table shows, per method, the median and quartiles over seeds
+of the regret once ``B`` units of resource are spent, at ``B = 10R, 20R, ... , budget * R``.
+Optuna's ``HyperbandPruner`` and ``SuccessiveHalvingPruner`` with TPE run on the same problem
+with the same accounting (a pruned trial costs the epochs it ran;
+:mod:`katib.bench.multifidelity_peers`). ``--out`` writes the anytime plot: median regret with
+the quartile band against resource spent.
 
 ``hyperband+SAMPLER`` and ``asha+SAMPLER`` set the ``sampler`` setting (``random``, ``tpe``,
 ``multivariate-tpe``; without a suffix, the algorithm's default); ``bohb+MODEL`` sets BOHB's
@@ -48,21 +54,20 @@ import numpy as np
 
 from katib.api.settings import parse_settings
 from katib.api.trials import Trial, TrialState
-from katib.bench import multifidelity_peers
+from katib.bench import mf_problems, multifidelity_peers
+from katib.bench.mf_problems import MFProblem
+from katib.bench.mf_problems import final_loss as final_loss  # the synthetic curve, kept
+from katib.bench.mf_problems import learning_curve as learning_curve  # importable from here
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo, SuggestResult
 from katib.suggestion.bohb import MODELS as BOHB_MODELS
 from katib.suggestion.history import History
 from katib.suggestion.multifidelity import PARENT_LABEL, SAMPLERS
-from katib.suggestion.space import ParameterSpec, ParameterType, SearchSpace
 
-R = 27
-SPACE = SearchSpace(
-    (
-        *(ParameterSpec(f"x{i}", ParameterType.DOUBLE, low=0, high=1) for i in range(4)),
-        ParameterSpec("epochs", ParameterType.INT, low=1, high=R),
-    )
-)
+#: The synthetic problem's ``R`` and space (the default problem).
+SYNTHETIC = mf_problems.synthetic()
+R = SYNTHETIC.max_resource
+SPACE = SYNTHETIC.space
 MULTI_FIDELITY = {
     "hyperband": {"iterations": "0"},
     "bohb": {"iterations": "0"},
@@ -77,53 +82,39 @@ SUFFIXES = {
 }
 
 
-def final_loss(p: dict[str, Any]) -> float:
-    """``f(x)``: the loss after training to convergence; 0 at the optimum."""
-    x1, x2 = 15 * p["x0"] - 5, 15 * p["x1"]
-    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
-    branin = (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
-    return (branin - 0.397887) / 30 + 0.3 * (p["x2"] - 0.7) ** 2
-
-
-def learning_curve(p: dict[str, Any], epochs: float) -> float:
-    """The noiseless loss after ``epochs`` epochs."""
-    early = (0.1 + 0.9 * p["x3"]) * math.exp(-3 * epochs / (R * (0.15 + p["x2"])))
-    return final_loss(p) + early
-
-
-def observed(p: dict[str, Any], epochs: float, rng: np.random.Generator) -> float:
-    """The loss a trial reports after ``epochs`` epochs (one noise draw per trial)."""
-    return learning_curve(p, epochs) + float(rng.normal(0, 0.005))
-
-
 def split_method(method: str) -> tuple[str, str | None]:
     """``hyperband+random`` -> ``("hyperband", "random")``; ``asha`` -> ``("asha", None)``."""
     name, _, sampler = method.partition("+")
     return name, sampler or None
 
 
-def build(method: str, seed: int) -> Any:
+def build(method: str, seed: int, problem: MFProblem = SYNTHETIC) -> Any:
     """The algorithm, built as the service builds it; ``name+value`` sets the ``sampler``
     (``model`` for ``bohb``)."""
     method, sampler = split_method(method)
     cls = registry.get(method)
     pairs = [("random_state", str(seed))]
     if method in MULTI_FIDELITY:
-        pairs += [("resource_name", "epochs"), ("r_l", str(R)), ("eta", "3")]
+        pairs += [("resource_name", mf_problems.RESOURCE), ("r_l", str(problem.max_resource))]
+        pairs += [("eta", "3")]
         pairs += list(MULTI_FIDELITY[method].items())
     if sampler is not None:
         pairs.append((SUFFIXES[method][0], sampler))
     settings: Any = parse_settings(cls.settings_class, pairs, method)
-    info = ExperimentInfo(f"bench-{seed}", SPACE)
+    info = ExperimentInfo(f"bench-{seed}", problem.space)
     if method in FULL_BUDGET:  # the resource is fixed at R for full-budget methods
-        fixed = tuple(p for p in SPACE.params if p.name != "epochs")
-        info = ExperimentInfo(f"bench-{seed}", SearchSpace(fixed))
+        info = ExperimentInfo(f"bench-{seed}", problem.config_space)
     cls.check(info, settings)
     return cls(ExperimentInfo(info.name, cls.space_for(info, settings)), settings)
 
 
 def run(
-    method: str, seed: int, budget: float, batch: int, resume: bool = False
+    method: str,
+    seed: int,
+    budget: float,
+    batch: int,
+    resume: bool = False,
+    problem: MFProblem = SYNTHETIC,
 ) -> list[tuple[float, float]]:
     """``(resource spent, regret of the incumbent)`` after each batch.
 
@@ -131,7 +122,7 @@ def run(
     from the parent's checkpoint), the accounting Optuna's pruners get; without it, all of them.
     """
     ran: dict[str, float] = {}
-    algo = build(method, seed)
+    algo = build(method, seed, problem)
     noise = np.random.default_rng([seed, 99])
     trials: list[Trial] = []
     spent, curve = 0.0, []
@@ -143,8 +134,8 @@ def run(
         if not points:
             break
         for i, point in enumerate(points):
-            epochs = float(point.get("epochs", R))
-            loss = observed(point, epochs, noise)
+            epochs = float(point.get(mf_problems.RESOURCE, problem.max_resource))
+            loss = problem.loss(point, epochs, problem.draw_noise(noise))
             name = suggestions[i].name if suggestions else f"t{len(trials)}"
             labels = dict(suggestions[i].labels) if suggestions else {}
             parent = labels.get(PARENT_LABEL, "")
@@ -152,7 +143,7 @@ def run(
             ran[str(name)] = epochs
             trials.append(Trial(str(name), point, TrialState.SUCCEEDED, loss, labels=labels))
             if (epochs, -loss) > (best[0], -best[1]):
-                best = (epochs, loss, final_loss(point))
+                best = (epochs, loss, problem.regret(point))
         curve.append((spent, best[2]))
     return curve
 
@@ -168,12 +159,17 @@ def regret_at(curve: list[tuple[float, float]], budget: float) -> float:
 
 
 def curve_of(
-    method: str, seed: int, budget: float, batch: int, resume: bool = False
+    method: str,
+    seed: int,
+    budget: float,
+    batch: int,
+    resume: bool = False,
+    problem: MFProblem = SYNTHETIC,
 ) -> list[tuple[float, float]]:
     """The anytime curve of one of ours or one of Optuna's pruner peers."""
     if method in multifidelity_peers.PEERS:
-        return multifidelity_peers.run_peer(method, seed, budget, batch)
-    return run(method, seed, budget, batch, resume)
+        return multifidelity_peers.run_peer(method, seed, budget, batch, problem)
+    return run(method, seed, budget, batch, resume, problem)
 
 
 def on_grid(curve: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
@@ -187,6 +183,11 @@ def on_grid(curve: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's options (shared by ``katib-bench multifidelity`` and ``python -m``)."""
+    parser.add_argument(
+        "--problem",
+        default=mf_problems.names()[0],
+        help=f"learning curve to run on: {', '.join(mf_problems.names())} (default synthetic)",
+    )
     parser.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     parser.add_argument("--budget", type=float, default=60, help="total resource, in units of R")
     parser.add_argument("--batch", type=int, default=4, help="workers (trials per request)")
@@ -254,20 +255,23 @@ def command(args: argparse.Namespace) -> int:
         raise ValueError(f"--versus {missing[0]!r} is not one of the methods run")
     if args.seeds < 1 or not args.budget > 0 or args.batch < 1:
         raise ValueError("--seeds, --budget and --batch must be positive")
-    marks = [m * R for m in range(10, int(args.budget) + 1, 10)] or [args.budget * R]
-    grid = np.linspace(0, args.budget * R, 301)[1:]
+    problem = mf_problems.get(args.problem)
+    r_max = problem.max_resource
+    marks = [m * r_max for m in range(10, int(args.budget) + 1, 10)] or [args.budget * r_max]
+    grid = np.linspace(0, args.budget * r_max, 301)[1:]
+    named = "" if problem.name == SYNTHETIC.name else f"{problem.name}: "
     print(
-        f"median regret [quartiles] over {args.seeds} seeds vs total resource "
-        f"(R = {R} epochs, eta = 3, {args.batch} workers)"
+        f"{named}median regret [quartiles] over {args.seeds} seeds vs total resource "
+        f"(R = {r_max} epochs, eta = 3, {args.batch} workers)"
     )
-    print("| method | " + " | ".join(f"{int(m // R)}R" for m in marks) + " | time/run |")
+    print("| method | " + " | ".join(f"{int(m // r_max)}R" for m in marks) + " | time/run |")
     print("|---|" + "---|" * (len(marks) + 1))
     plotted: dict[str, np.ndarray] = {}
     at_marks: dict[str, np.ndarray] = {}
     for method in methods:
         start = time.perf_counter()
         curves = [
-            curve_of(method, seed, args.budget * R, args.batch, args.resume_promoted)
+            curve_of(method, seed, args.budget * r_max, args.batch, args.resume_promoted, problem)
             for seed in range(args.seeds)
         ]
         elapsed = (time.perf_counter() - start) / args.seeds
@@ -279,18 +283,18 @@ def command(args: argparse.Namespace) -> int:
             cells.append(f"{q2:.3g} [{q1:.2g}, {q3:.2g}]")
         print(f"| {method} | " + " | ".join(cells) + f" | {elapsed:.1f} s |", flush=True)
     if args.compare:
-        print_comparison(at_marks, marks, args.versus)
+        print_comparison(at_marks, marks, r_max, args.versus)
     if args.out is not None:
         from katib.bench.plots import plot_anytime
 
         kinds = {m: "peer" if m in multifidelity_peers.PEERS else "katib" for m in methods}
         plot_anytime(
             args.out,
-            grid / R,
+            grid / r_max,
             plotted,
             kinds,
-            xlabel=f"resource spent (units of R = {R} epochs)",
-            title=f"synthetic learning curve, {args.batch} workers, {args.seeds} seeds "
+            xlabel=f"resource spent (units of R = {r_max} epochs)",
+            title=f"{problem.title}, {args.batch} workers, {args.seeds} seeds "
             "(median, quartile band)",
         )
         print(f"wrote {args.out}")
@@ -298,7 +302,10 @@ def command(args: argparse.Namespace) -> int:
 
 
 def print_comparison(
-    at_marks: dict[str, np.ndarray], marks: Sequence[float], versus: Sequence[str] = ()
+    at_marks: dict[str, np.ndarray],
+    marks: Sequence[float],
+    unit: float = R,
+    versus: Sequence[str] = (),
 ) -> None:
     """For each of ours against each peer present (Optuna's, and the ``versus`` methods), at
     each mark: one-sided Mann-Whitney U p-values that ours is lower (better) and that ours is
@@ -311,7 +318,7 @@ def print_comparison(
     if not peers:
         return
     print("\none-sided Mann-Whitney U over seeds: p(ours better) / p(ours worse)")
-    print("| ours | peer | " + " | ".join(f"{int(m // R)}R" for m in marks) + " |")
+    print("| ours | peer | " + " | ".join(f"{int(m // unit)}R" for m in marks) + " |")
     print("|---|---|" + "---|" * len(marks))
     for mine in ours:
         for peer in peers:

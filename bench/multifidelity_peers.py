@@ -18,10 +18,12 @@ from scratch (as Katib does: a trial is a process). So the peers are driven the 
 used: ``--batch`` workers each train one trial an epoch at a time, reporting the loss after every
 epoch (``trial.report``) and asking ``trial.should_prune()``; a worker whose trial is pruned or
 reaches ``R`` epochs tells the study and asks for a new trial. Each epoch costs 1, so a pruned
-trial costs the epochs it ran. A trial's loss after ``e`` epochs is the same curve as ours
-(:func:`katib.bench.multifidelity.learning_curve` plus one noise draw per trial). The incumbent
-follows the same rule as for ours: among finished trials, the lowest loss at the largest
-resource any finished trial reached.
+trial costs the epochs it ran. A trial's loss after ``e`` epochs is the same problem's as ours
+(:meth:`katib.bench.mf_problems.MFProblem.loss`, with one noise draw per trial), and the study
+searches the same space (:func:`distributions`: double -> ``FloatDistribution``, int ->
+``IntDistribution``, both log when the parameter is log-uniform; discrete and categorical ->
+``CategoricalDistribution`` of the values). The incumbent follows the same rule as for ours:
+among finished trials, the lowest loss at the largest resource any finished trial reached.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from katib.bench import mf_problems
+from katib.bench.mf_problems import MFProblem
+from katib.suggestion.space import Distribution, ParameterType, SearchSpace
 
 #: Peer name -> the pruner it uses.
 PEERS = ("optuna:hyperband", "optuna:sha")
@@ -69,26 +75,58 @@ class _Worker:
     losses: list[float] = field(default_factory=list)
 
 
-def run_peer(name: str, seed: int, budget: float, batch: int) -> list[tuple[float, float]]:
+def distributions(space: SearchSpace) -> dict[str, Any]:
+    """Optuna's distributions of ``space`` (its resource parameter left out)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    out: dict[str, Any] = {}
+    for p in space.params:
+        if p.name == mf_problems.RESOURCE:
+            continue
+        if p.distribution not in (Distribution.UNIFORM, Distribution.LOG_UNIFORM):
+            raise ValueError(f"{p.name}: Optuna has no {p.distribution} distribution")
+        log = p.distribution is Distribution.LOG_UNIFORM
+        if p.type is ParameterType.DOUBLE:
+            assert p.low is not None and p.high is not None
+            step = None if log else p.step
+            out[p.name] = FloatDistribution(float(p.low), float(p.high), log=log, step=step)
+        elif p.type is ParameterType.INT:
+            assert p.low is not None and p.high is not None
+            step = 1 if log else int(p.step or 1)
+            out[p.name] = IntDistribution(int(p.low), int(p.high), log=log, step=step)
+        elif p.type is ParameterType.DISCRETE:
+            out[p.name] = CategoricalDistribution(tuple(float(c) for c in p.choices))
+        else:
+            out[p.name] = CategoricalDistribution(p.choices)
+    return out
+
+
+def run_peer(
+    name: str, seed: int, budget: float, batch: int, problem: MFProblem | None = None
+) -> list[tuple[float, float]]:
     """``(resource spent, regret of the incumbent)`` after each epoch of any worker."""
-    from katib.bench import multifidelity as mf
+    problem = problem or mf_problems.synthetic()
+    study = make_study(name, seed, batch, problem.max_resource)
+    return drive(study, seed, budget, batch, problem)
 
-    return drive(make_study(name, seed, batch, mf.R), seed, budget, batch)
 
-
-def drive(study: Any, seed: int, budget: float, batch: int) -> list[tuple[float, float]]:
+def drive(
+    study: Any, seed: int, budget: float, batch: int, problem: MFProblem | None = None
+) -> list[tuple[float, float]]:
     """Train ``batch`` trials at a time in ``study`` until ``budget`` epochs are spent."""
-    from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState
 
-    from katib.bench import multifidelity as mf
-
-    dists = {f"x{i}": FloatDistribution(0.0, 1.0) for i in range(4)}
+    problem = problem or mf_problems.synthetic()
+    dists = distributions(problem.space)
     noise = np.random.default_rng([seed, 99])
 
     def start() -> _Worker:
         trial = study.ask(dists)
-        return _Worker(trial, dict(trial.params), float(noise.normal(0, 0.005)))
+        return _Worker(trial, dict(trial.params), problem.draw_noise(noise))
 
     workers = [start() for _ in range(batch)]
     spent, curve = 0.0, []
@@ -97,16 +135,16 @@ def drive(study: Any, seed: int, budget: float, batch: int) -> list[tuple[float,
         for i, w in enumerate(workers):
             w.epochs += 1
             spent += 1
-            loss = mf.learning_curve(w.point, w.epochs) + w.noise
+            loss = problem.loss(w.point, w.epochs, w.noise)
             w.trial.report(loss, w.epochs)
             pruned = w.trial.should_prune()
-            if pruned or w.epochs >= mf.R:
+            if pruned or w.epochs >= problem.max_resource:
                 if pruned:
                     study.tell(w.trial, state=TrialState.PRUNED)
                 else:
                     study.tell(w.trial, loss)
                 if (w.epochs, -loss) > (best[0], -best[1]):
-                    best = (w.epochs, loss, mf.final_loss(w.point))
+                    best = (w.epochs, loss, problem.regret(w.point))
                 workers[i] = start()
             curve.append((spent, best[2]))
             if spent >= budget:
