@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from katib.api.cache import DEFAULT_MAX_BYTES, shared
+from katib.api.signals import Interrupts
 
 logger = logging.getLogger(__name__)
 
@@ -189,26 +190,25 @@ def start(
 
 
 def run(services: Sequence[ServiceSpec], host: str, port: int, max_workers: int = 16) -> int:
-    """Serve until SIGTERM or SIGINT, then stop gracefully. Returns the process exit code."""
-    try:
-        running = start(services, host=host, port=port, max_workers=max_workers)
-    except OSError as exc:
-        logger.error("%s", exc)
-        return 1
-    stopped = threading.Event()
+    """Serve until SIGTERM or SIGINT, then stop gracefully. Returns the process exit code.
 
-    def _stop(signum: int, _frame: object) -> None:
-        logger.info("received %s, stopping", signal.Signals(signum).name)
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    stopped.wait()
-    running.stop()
-    for spec in services:
-        close = getattr(spec.servicer, "close", None)
-        if callable(close):  # outgoing channels (the early-stopping service's to the DB)
-            close()  # closed before interpreter exit, where gRPC may wait on open ones
+    Call from the main thread. The signals are handled from before the server listens, so a
+    SIGTERM sent once ``listening on`` is logged always stops it cleanly, whichever of the
+    process's threads the kernel hands it to (see :mod:`katib.api.signals`).
+    """
+    with Interrupts() as interrupts:
+        try:
+            running = start(services, host=host, port=port, max_workers=max_workers)
+        except OSError as exc:
+            logger.error("%s", exc)
+            return 1
+        signum = interrupts.wait()
+        logger.info("received %s, stopping", signal.Signals(signum or signal.SIGTERM).name)
+        running.stop()
+        for spec in services:
+            close = getattr(spec.servicer, "close", None)
+            if callable(close):  # outgoing channels (the early-stopping service's to the DB)
+                close()
     logger.info("stopped")
     return 0
 

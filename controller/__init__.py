@@ -7,6 +7,6 @@ records), :mod:`runner` (the I/O loop) talking to a :mod:`backend` (the ``Backen
 :mod:`local` runs trial processes), :mod:`collector` (metrics collection and early-stopping
 rules, shared by backends) over :mod:`metrics` (line parsers), :mod:`replies` (checks on what
 the suggestion service says), :mod:`services` and :mod:`earlystop` (gRPC clients and
-in-process services), :mod:`signals` (SIGINT/SIGTERM as data), :mod:`store` (the results
-directory), :mod:`push` (``report_metrics``), :mod:`cli` (``katib``).
+in-process services), :mod:`store` (the results directory), :mod:`push` (``report_metrics``),
+:mod:`cli` (``katib``). SIGINT and SIGTERM arrive as data (:mod:`katib.api.signals`).
 """

@@ -32,10 +32,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from katib.api.errors import InvalidArgument, KatibError
+from katib.api.signals import Interrupts
 from katib.controller import checks, report
 from katib.controller import reconcile as rec
 from katib.controller.runner import ExperimentRunner
-from katib.controller.signals import Interrupts
 from katib.controller.spec import Experiment
 from katib.controller.store import ResultsStore
 from katib.controller.validation import load_experiment

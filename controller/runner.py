@@ -8,7 +8,7 @@ and stops trials through a :class:`~katib.controller.backend.Backend` (local pro
 another is given), turns what the backend reports into trial conditions, and persists every
 change in the results directory before acting on it.
 
-Signals are data (:class:`~katib.controller.signals.Interrupts`): the loop checks for one at
+Signals are data (:class:`~katib.api.signals.Interrupts`): the loop checks for one at
 every step and wakes from its poll when one arrives; it then stops the running trials and
 returns a result with ``interrupted`` set. A trial that had already exited when the experiment
 ended (or was interrupted) keeps its own result; only trials still running are stopped.
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from katib.api.errors import InvalidArgument, KatibError
+from katib.api.signals import Interrupts
 from katib.controller import reconcile as rec
 from katib.controller import trials as tr
 from katib.controller.backend import Backend, BackendFactory, Finished
@@ -38,7 +39,6 @@ from katib.controller.collector import Collector
 from katib.controller.earlystop import EarlyStopping
 from katib.controller.replies import check_reply, resource_parameter
 from katib.controller.services import Endpoints, ObservationLog, Suggestions, start_local
-from katib.controller.signals import Interrupts
 from katib.controller.spec import Experiment
 from katib.controller.store import ResultsStore
 from katib.controller.trials import TrialCondition, TrialRecord

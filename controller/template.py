@@ -24,7 +24,6 @@ META_REFERENCE = re.compile(r"^\$\{trialSpec\.(.+?)\}$")
 PLACEHOLDER = re.compile(r"\$\{trialParameters\.(.+?)\}")
 _META_KEYED = re.compile(r"^(Labels|Annotations)\[(.+)\]$")
 _META_PLAIN = ("Name", "Namespace", "Kind", "APIVersion")
-_K8S_VAR = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 #: Variables the controller defines for every trial, which ``$(VAR)`` may name besides the
 #: container's own env (Katib injects ``KATIB_TRIAL_NAME`` into the container the same way).
 CONTROLLER_VARS = (
@@ -145,15 +144,38 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
 
 
 def expand_k8s_vars(text: str, env: Mapping[str, str]) -> str:
-    """Kubernetes ``$(VAR)`` expansion: defined names replaced, ``$$`` -> ``$``, others kept."""
+    """Kubernetes' ``$(VAR)`` expansion of a command, an argument or an env value.
 
-    def repl(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group(1)
-        return env.get(name, match.group(0))
-
-    return _K8S_VAR.sub(repl, text)
+    A scanner with the kubelet's rules (``third_party/forked/golang/expansion``), used by local
+    runs and the fake cluster's kubelet alike: ``$$`` is an escaped ``$``; ``$(`` opens a
+    reference that ends at the *first* ``)``, and everything between is the name, replaced when
+    ``env`` defines it and kept verbatim otherwise; any other ``$`` is kept, and so is a ``$(``
+    never closed. References do not nest and an expanded value is not scanned again, so
+    ``$(x$(y))`` names the variable ``x$(y`` (undefined: the text stays as written, the inner
+    ``$(y)`` included), ``$$(X)`` is the literal ``$(X)``, and ``$($(X)`` stays as written.
+    """
+    out: list[str] = []
+    start = i = 0
+    while i < len(text) - 1:
+        if text[i] != "$":
+            i += 1
+            continue
+        out.append(text[start:i])
+        nxt = text[i + 1]
+        end = text.find(")", i + 2) if nxt == "(" else -1
+        if nxt == "$":
+            out.append("$")
+            i += 2
+        elif end != -1:
+            name = text[i + 2 : end]
+            out.append(env[name] if name in env else text[i : end + 1])
+            i = end + 1
+        else:  # a lone "$", or "$(" never closed: both characters kept
+            out.append(text[i : i + 2])
+            i += 2
+        start = i
+    out.append(text[start:])
+    return "".join(out)
 
 
 class TemplateError(ValueError):

@@ -10,10 +10,12 @@ The controller, the early-stopping service and metrics pushers talk to ``katib-d
 ['0.25']
 
 Status codes come back as the project's errors: INVALID_ARGUMENT -> ``InvalidArgument``,
-NOT_FOUND -> ``NotFound``, UNAVAILABLE and DEADLINE_EXCEEDED -> ``Unavailable``; others are
-raised as the original ``grpc.RpcError``.
+NOT_FOUND -> ``NotFound``, UNAVAILABLE, DEADLINE_EXCEEDED and CANCELLED -> ``Unavailable``;
+others are raised as the original ``grpc.RpcError``.
 
-Transient errors are retried. UNAVAILABLE and DEADLINE_EXCEEDED are tried again with
+Transient errors are retried. UNAVAILABLE, DEADLINE_EXCEEDED and CANCELLED (a server in its
+graceful stop cancels the calls that reach it after the stop began, without running them; this
+client never cancels its own, except by :meth:`DBClient.close`) are tried again with
 exponential back-off (0.1 s doubling to 5 s, jittered) for up to ``retry_for`` seconds in all
 (default 60, as the controller's suggestion client), then raised as ``Unavailable``. Reads and
 deletes are idempotent and always retried. A report is retried without ever storing its rows
@@ -61,7 +63,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_RETRY_FOR = 60.0
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_TRANSIENT = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+)
 #: gRPC's words for a call that failed before any connection existed (nothing was sent).
 _NOT_CONNECTED = ("failed to connect to all addresses", "Failed to connect to remote host")
 #: Reconnect quickly after the server comes back (gRPC's default back-off reaches 120 s).
@@ -129,6 +135,7 @@ class DBClient:
         self._channel = grpc.insecure_channel(address, options=options)
         self._stub = api_pb2_grpc.DBManagerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._closed = False  # calls cut by close() fail CANCELLED: never retried
 
     def report(self, trial_name: str, logs: Iterable[LogTuple]) -> None:
         """Store ``(timestamp, metric_name, value)`` tuples for a trial, all or none.
@@ -190,7 +197,8 @@ class DBClient:
         self._probe(max(deadline - time.monotonic(), 1.0))
 
     def close(self) -> None:
-        """Close the channel."""
+        """Close the channel (calls in flight on other threads fail at once)."""
+        self._closed = True
         self._channel.close()
 
     def __enter__(self) -> DBClient:
@@ -228,7 +236,8 @@ class DBClient:
                 code, details = exc.code(), exc.details() or ""
                 remaining = deadline - time.monotonic()
                 never_sent = any(words in details for words in _NOT_CONNECTED)
-                if code in _TRANSIENT and remaining > 0 and (never_sent or resend_safe()):
+                retry = code in _TRANSIENT and remaining > 0 and not self._closed
+                if retry and (never_sent or resend_safe()):
                     pause = min(delay * random.uniform(0.5, 1.0), remaining)
                     logger.warning(
                         "DB manager %s: %s (%s); retrying in %.2f s",

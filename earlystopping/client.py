@@ -10,8 +10,10 @@ It asks for rules in the ``any`` form (:mod:`katib.earlystopping.rules`) unless 
 A service that answers in that form echoes the metadata; one that does not (Katib's own) has
 answered in Katib's form, and :meth:`EarlyStoppingClient.rule_set` says so, so that the
 :class:`~katib.earlystopping.rules.RuleEvaluator` it builds applies Katib's evaluation. Status
-codes come back as the project's errors: INVALID_ARGUMENT -> ``InvalidArgument``, UNAVAILABLE
-and DEADLINE_EXCEEDED -> ``Unavailable``; others are raised as the original ``grpc.RpcError``.
+codes come back as the project's errors: INVALID_ARGUMENT -> ``InvalidArgument``; UNAVAILABLE,
+DEADLINE_EXCEEDED and CANCELLED (a service in its graceful stop cancels, unrun, the calls that
+reach it after the stop began) -> ``Unavailable``; others are raised as the original
+``grpc.RpcError``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from katib.api.server import GRPC_OPTIONS, wait_serving
 from katib.earlystopping.rules import SEMANTICS_KEY, Comparison, Rule, RuleSet, Semantics
 
 HEALTH_NAME = "manager.v1beta1.EarlyStopping"
+_UNAVAILABLE = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+)
 
 
 def answered(call: Any) -> Semantics:
@@ -125,6 +132,6 @@ class EarlyStoppingClient:
             code, details = exc.code(), exc.details() or ""
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(details) from exc
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if code in _UNAVAILABLE:
                 raise Unavailable(f"{self.address}: {code.name}: {details}") from exc
             raise

@@ -44,18 +44,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import yaml
-
 from katib.api.errors import InvalidArgument, KatibError
 from katib.controller import reconcile as rec
 from katib.controller.earlystop import EarlyStopping
 from katib.controller.kube import objects as ob
 from katib.controller.kube import render
+from katib.controller.kube.admission import load_with_template
 from katib.controller.kube.api import AlreadyExists, Conflict, Invalid, KubeApi, NotFound
 from katib.controller.kube.conditions import run_outcome
 from katib.controller.kube.config import OperatorConfig
 from katib.controller.kube.resources import (
-    CONFIGMAPS,
     EVENTS,
     EXPERIMENTS,
     SUGGESTIONS,
@@ -75,7 +73,7 @@ from katib.controller.trials import (
     TrialRecord,
     new_trial_name,
 )
-from katib.controller.validation import load_experiment, load_objective
+from katib.controller.validation import load_objective
 from katib.earlystopping.rules import RuleSet
 
 logger = logging.getLogger(__name__)
@@ -250,9 +248,7 @@ class Reconciler:
     def _admit(self, exp: dict[str, Any]) -> Experiment | None:
         """The validated experiment; ``None`` (and the experiment Failed) if it is invalid."""
         try:
-            spec = load_experiment(exp, check_algorithm=False)
-            if spec.trial_template.config_map is not None:
-                spec = self._inline_template(exp, spec.trial_template.config_map)
+            spec = load_with_template(self.api, exp)
         except InvalidArgument as exc:
             self._invalid(exp, exc.problems or [str(exc)])
             return None
@@ -288,30 +284,6 @@ class Reconciler:
                 self._waiting[uid] = state.waiting_at
             if not (got or state.failed_message or state.exhausted):
                 return decision, records
-
-    def _inline_template(self, exp: Mapping[str, Any], source: Mapping[str, str]) -> Experiment:
-        """The experiment with its ConfigMap template inlined and admitted like an inline one
-        (``InvalidArgument`` naming ``spec.trialTemplate.configMap`` if it cannot be read)."""
-        at = "spec.trialTemplate.configMap"
-        namespace, name = source["configMapNamespace"], source["configMapName"]
-        config_map = self.api.get(CONFIGMAPS, namespace, name)
-        if config_map is None:
-            raise InvalidArgument(f"{at}: ConfigMap {namespace}/{name} does not exist")
-        text = (config_map.get("data") or {}).get(source["templatePath"])
-        if not isinstance(text, str):
-            raise InvalidArgument(
-                f"{at}.templatePath: ConfigMap {namespace}/{name} has no key "
-                f"{source['templatePath']!r}"
-            )
-        try:
-            trial_spec = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InvalidArgument(f"{at}: the template is not YAML: {exc}") from None
-        inlined = copy.deepcopy(dict(exp))
-        template = inlined["spec"]["trialTemplate"]
-        del template["configMap"]
-        template["trialSpec"] = trial_spec
-        return load_experiment(inlined, check_algorithm=False)
 
     def _invalid(self, exp: dict[str, Any], problems: Sequence[str]) -> None:
         message = "Experiment is invalid: " + "; ".join(problems)

@@ -25,6 +25,7 @@ from katib.api.errors import InvalidArgument
 from katib.controller import reconcile as rec
 from katib.controller.kube import conditions, render
 from katib.controller.kube import objects as ob
+from katib.controller.kube.admission import load_with_template
 from katib.controller.kube.api import Conflict, KubeApi
 from katib.controller.kube.resources import EXPERIMENTS, TRIALS
 from katib.controller.spec import Experiment, ParameterType
@@ -53,6 +54,8 @@ def cluster_problems(spec: Experiment, raw: Mapping[str, Any]) -> list[str]:
     A dry run of rendering: one trial (every parameter at its lower end or first value) is
     rendered into its Trial and run object, so a template without a command to wrap, an
     unsupported collector or a condition outside the GJSON subset shows up before submission.
+    A ConfigMap template is rendered only once inlined (``spec`` from
+    :func:`~katib.controller.kube.admission.load_with_template`); NAS trials are not rendered.
     """
     problems = []
     template = spec.trial_template
@@ -87,11 +90,19 @@ def _sample(spec: Experiment) -> list[tuple[str, str]]:
     return out
 
 
-def admit(raw: Mapping[str, Any]) -> Experiment:
+def admit(raw: Mapping[str, Any], api: KubeApi | None = None) -> Experiment:
     """Katib's admission plus :func:`cluster_problems`; ``InvalidArgument`` lists them all.
-    The algorithm name is left to the cluster's suggestion service."""
+    The algorithm name is left to the cluster's suggestion service.
+
+    With ``api``, a ConfigMap trial template is read from the cluster, admitted and rendered
+    like an inline one (the experiment returned keeps the ConfigMap reference); without, it is
+    left to the operator.
+    """
     spec = load_experiment(raw, check_algorithm=False)
-    problems = cluster_problems(spec, raw)
+    if api is not None and spec.trial_template.config_map is not None:
+        problems = cluster_problems(load_with_template(api, raw), raw)
+    else:
+        problems = cluster_problems(spec, raw)
     if problems:
         raise InvalidArgument(problems)
     return spec
@@ -100,8 +111,9 @@ def admit(raw: Mapping[str, Any]) -> Experiment:
 def submit(
     api: KubeApi, raw: Mapping[str, Any], namespace: str | None = None
 ) -> tuple[dict[str, Any], bool]:
-    """Create the Experiment CR, or update the fields Katib lets change; (object, created)."""
-    spec = admit(raw)
+    """Create the Experiment CR, or update the fields Katib lets change; (object, created).
+    Admission reads a ConfigMap trial template through ``api`` (see :func:`admit`)."""
+    spec = admit(raw, api)
     ns = namespace_of(raw, namespace)
     body = copy.deepcopy(dict(raw))
     body.pop("status", None)

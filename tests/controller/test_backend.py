@@ -261,18 +261,23 @@ def test_a_resumed_run_sends_the_algorithm_settings_of_the_last_reply(tmp_path: 
     assert sent["state"] == f"after-{len(first.requests[-1].trials)}"
 
 
-#: The first trial to start reaches the goal after a moment; the other reports loss=0.7 at once
-#: and would run for a minute.
+#: The first trial to start reaches the goal once the other has reported loss=0.7 (it waits for
+#: the other's marker file, written after the flushed line, not for a fixed moment that a
+#: loaded machine may not honour); the other would then run for a minute.
 GOAL_WHILE_ANOTHER_RUNS = textwrap.dedent(
     """
     import os, sys, time
     lock = os.path.join(sys.argv[1], "first")
+    reported = os.path.join(sys.argv[1], "reported")
     try:
         os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(reported) and time.monotonic() < deadline:
+            time.sleep(0.01)
         print("loss=0.0", flush=True)
     except FileExistsError:
         print("loss=0.7", flush=True)
+        open(reported, "w").close()
         time.sleep(60)
     """
 )

@@ -1,6 +1,7 @@
 """A brief DB outage costs a retry, never a lost or a doubled row (issue 13 item 9).
 
-``DBClient`` retries UNAVAILABLE and DEADLINE_EXCEEDED with back-off. A report whose reply is
+``DBClient`` retries UNAVAILABLE, DEADLINE_EXCEEDED and CANCELLED (a stopping server's answer to
+calls that arrive during its graceful stop) with back-off. A report whose reply is
 lost after its rows were committed is resent under the same report id, which our service stores
 once; a server that never announced that (as Katib's does not) gets no resend after the request
 may have reached it.
@@ -160,6 +161,71 @@ def test_a_server_without_report_ids_gets_no_ambiguous_resend(store: Observation
             with pytest.raises(Unavailable, match="reply lost"):
                 db.report("t", [("", "loss", "0.5")])
             assert [e.value for e in db.get("t")] == ["0.5"]  # stored once, not resent
+    finally:
+        running.stop(grace=1)
+
+
+class CancelFirst(DBManagerServicer):
+    """Our DB manager, but its first ``cancel`` reports and reads are cancelled unrun, as gRPC
+    cancels the calls that reach a server after its graceful stop began."""
+
+    def __init__(self, store: ObservationStore, cancel: int) -> None:
+        super().__init__(store)
+        self.cancel = {"report": cancel, "read": cancel}
+
+    def _maybe_cancel(self, kind: str, context: grpc.ServicerContext) -> None:
+        if self.cancel[kind] > 0:
+            self.cancel[kind] -= 1
+            context.abort(grpc.StatusCode.CANCELLED, "CANCELLED")
+
+    def ReportObservationLog(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._maybe_cancel("report", context)
+        return super().ReportObservationLog(request, context)
+
+    def GetObservationLog(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if request.trial_name == "t":  # not wait_ready's feature probe
+            self._maybe_cancel("read", context)
+        return super().GetObservationLog(request, context)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_calls_cancelled_by_a_stopping_server_are_retried(store: ObservationStore) -> None:
+    servicer = CancelFirst(store, cancel=2)
+    spec = build_service(store)
+    running = serve(ServiceSpec(spec.register, servicer, spec.health_names))
+    try:
+        with DBClient(running.address, timeout=10, retry_for=30) as db:
+            db.wait_ready(timeout=10)
+            db.report("t", [("", "loss", "0.5")])
+            assert [e.value for e in db.get("t")] == ["0.5"]
+            assert servicer.cancel == {"report": 0, "read": 0}  # each cancelled twice, retried
+    finally:
+        running.stop(grace=1)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_cancelled_report_to_a_katib_like_server_is_not_resent(
+    store: ObservationStore,
+) -> None:
+    class CancelledKatibLike(KatibLikeServicer):
+        reports = 0
+
+        def ReportObservationLog(self, request: Any, context: grpc.ServicerContext) -> Any:
+            self.reports += 1
+            context.abort(grpc.StatusCode.CANCELLED, "CANCELLED")
+
+    servicer = CancelledKatibLike(store)
+    spec = ServiceSpec(
+        api_pb2_grpc.add_DBManagerServicer_to_server, servicer, ("", "api.v1.beta1.DBManager")
+    )
+    running = serve(spec)
+    try:
+        with DBClient(running.address, timeout=10, retry_for=30) as db:
+            db.wait_ready(timeout=10)
+            assert not db.dedupes_reports
+            with pytest.raises(Unavailable, match="CANCELLED"):
+                db.report("t", [("", "loss", "0.5")])
+            assert servicer.reports == 1  # it may have been stored: never sent twice
     finally:
         running.stop(grace=1)
 

@@ -81,3 +81,25 @@ def test_client_errors(es_server):
         rule_from_proto(bad)
     unknown = pb.EarlyStoppingRule(name="loss", value="1", start_step=0)
     assert rule_from_proto(unknown).comparison is Comparison.EQUAL
+
+
+class Stopping(api_pb2_grpc.EarlyStoppingServicer):
+    """Cancels every call unrun, as gRPC does to calls that reach a server in its graceful stop."""
+
+    def ValidateEarlyStoppingSettings(self, request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.CANCELLED, "CANCELLED")
+
+
+def test_a_call_cancelled_by_a_stopping_service_is_unavailable():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    api_pb2_grpc.add_EarlyStoppingServicer_to_server(Stopping(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with (
+            EarlyStoppingClient(f"127.0.0.1:{port}", timeout=10) as es,
+            pytest.raises(Unavailable, match="CANCELLED"),
+        ):
+            es.validate("medianstop")
+    finally:
+        server.stop(None)

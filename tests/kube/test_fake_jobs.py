@@ -3,6 +3,7 @@ real client."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,9 +14,9 @@ import pytest
 
 from katib.controller.kube.api import KubeApi
 from katib.controller.kube.fake.jobs import SimulatedJobs
-from katib.controller.kube.fake.kubelet import expand
 from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.resources import JOBS, PODS, Resource
+from katib.controller.template import Command, render_command
 
 PYTORCHJOBS = Resource("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
 DEADLINE = 30.0
@@ -72,11 +73,25 @@ def pods_of(api: KubeApi, name: str, label: str = "job-name") -> list[dict[str, 
     return api.list(PODS, "default", label_selector=f"{label}={name}")[0]
 
 
-def test_expand_follows_kubernetes_rules() -> None:
-    env = {"A": "1", "B": "two"}
-    assert expand("$(A)-$(B)", env) == "1-two"
-    assert expand("$(MISSING) $$(A) $$ $", env) == "$(MISSING) $(A) $ $"
-    assert expand("$(A", env) == "$(A"
+def test_a_pods_command_expands_variables_as_a_local_run_does(
+    cluster: tuple[FakeApiServer, KubeApi, Path],
+) -> None:
+    _, api, _ = cluster
+    code = "import json, sys; print(json.dumps(sys.argv[1:]))"
+    args = ["$(Y)", "$(x$(Y))", "$$(Y)", "$(Z)", "$(HOME)", "$(Y"]
+    env = [{"name": "Y", "value": "1"}, {"name": "Z", "value": "$(Y)-z"}]
+    api.create(JOBS, "default", job("vars", code, args=args, env=env))
+    wait_for("Complete", lambda: condition(api.get(JOBS, "default", "vars"), "Complete"))
+    (pod,) = pods_of(api, "vars")
+    log = b"".join(api.pod_log("default", pod["metadata"]["name"])).decode()
+    expected = ["1", "$(x$(Y))", "$(Y)", "1-z", "$(HOME)", "$(Y"]
+    assert json.loads(log) == expected
+    local = Command(
+        argv=(sys.executable, "-c", code, *args),
+        env=tuple((e["name"], e["value"]) for e in env),
+    )
+    argv, _ = render_command(local, {}, {"HOME": "/root"})
+    assert argv[3:] == expected
 
 
 def test_a_job_that_succeeds(cluster: tuple[FakeApiServer, KubeApi, Path]) -> None:

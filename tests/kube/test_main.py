@@ -238,9 +238,9 @@ def controller(server: FakeApiServer, *argv: str) -> tuple[Controller, StandInOp
             "--lease-namespace",
             "default",
             "--lease-duration",
-            "4",
+            "10",
             "--renew-deadline",
-            "2",
+            "5",  # a leader beside CPU burners can miss renewals for 1.5 s: keep a margin
             "--retry-period",
             "0.1",
             *argv,

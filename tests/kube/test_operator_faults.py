@@ -35,15 +35,19 @@ from tests.kube.cluster import (
 def operator_process(
     server: FakeApiServer, suggestion: str, db: str, kubeconfig: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``katib-controller`` as a process, with leader election on short timings (a killed
-    leader's Lease expires within two seconds)."""
+    """``katib-controller`` as a process, with leader election on short timings: a killed
+    leader's Lease expires within eight seconds, and a live leader keeps it through six
+    seconds of failed renewals. (With 2 s / 1.5 s a leader beside two CPU burners lost its
+    Lease when the fake API server, in this test's process, answered no renewal for 1.5 s; it
+    then exited, as it must, and the test waited in vain for a controller to reach the next
+    kill point.)"""
     command = [
         str(Path(sys.executable).parent / "katib-controller"),
         *("--kubeconfig", str(kubeconfig), "--namespace", NAMESPACE),
         *("--suggestion-address", suggestion, "--db-manager-address", db),
         *("--health-port", "0", "--workers", "2", "--log-level", "WARNING"),
-        *("--lease-namespace", NAMESPACE, "--lease-duration", "2"),
-        *("--renew-deadline", "1.5", "--retry-period", "0.2"),
+        *("--lease-namespace", NAMESPACE, "--lease-duration", "8"),
+        *("--renew-deadline", "6", "--retry-period", "0.5"),
     ]
     proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -1,7 +1,8 @@
 """The fake cluster's kubelet: a pod's containers run as local processes.
 
 Each container runs ``command + args`` (no shell; the image is ignored) with ``$(VAR)``
-expanded as Kubernetes does, the container ``env`` (values, ``fieldRef``, ``configMapKeyRef``,
+expanded as Kubernetes does (:func:`katib.controller.template.expand_k8s_vars`, shared with
+local runs), the container ``env`` (values, ``fieldRef``, ``configMapKeyRef``,
 ``secretKeyRef``, ``envFrom``) over the environment given to :class:`Kubelet`, in
 ``workdir/<namespace>/<pod>`` (or a relative ``workingDir`` inside it); all of a pod's
 processes share one process group. Output goes to ``pods/log``; a relative
@@ -28,6 +29,7 @@ from typing import Any
 from katib.controller.kube.fake.server import FakeApiServer
 from katib.controller.kube.fake.store import StatusError, clone, now
 from katib.controller.kube.resources import Resource
+from katib.controller.template import expand_k8s_vars
 
 PODS = Resource("", "v1", "pods", "Pod")
 _TERMINATION_DEFAULT = "/dev/termination-log"
@@ -36,30 +38,6 @@ _FIELD = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
 class PodConfigError(ValueError):
     """A container the kubelet cannot start (CreateContainerConfigError)."""
-
-
-def expand(text: str, variables: Mapping[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion: defined names are replaced, undefined references are
-    kept verbatim, and ``$$`` is an escaped ``$``."""
-    out, i = [], 0
-    while i < len(text):
-        char = text[i]
-        if char == "$" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt == "$":
-                out.append("$")
-                i += 2
-                continue
-            if nxt == "(":
-                end = text.find(")", i + 2)
-                if end != -1:
-                    name = text[i + 2 : end]
-                    out.append(variables[name] if name in variables else text[i : end + 1])
-                    i = end + 1
-                    continue
-        out.append(char)
-        i += 1
-    return "".join(out)
 
 
 @dataclass
@@ -267,7 +245,7 @@ class Kubelet:
             )
         variables = self._container_env(pod_obj, container)
         env = dict(self.env, HOSTNAME=pod_obj["metadata"]["name"], **variables)
-        argv = [expand(arg, variables) for arg in argv]
+        argv = [expand_k8s_vars(arg, variables) for arg in argv]
         cwd = directory
         working = container.get("workingDir")
         if working:
@@ -292,7 +270,7 @@ class Kubelet:
         for item in container.get("env") or ():
             var = item.get("name")
             if "value" in item or "valueFrom" not in item:
-                variables[var] = expand(str(item.get("value", "")), variables)
+                variables[var] = expand_k8s_vars(str(item.get("value", "")), variables)
                 continue
             source = item["valueFrom"]
             if "fieldRef" in source:

@@ -3,6 +3,7 @@ the real ``kubernetes`` client and a kubeconfig file."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -20,7 +21,7 @@ from katib.controller import cli
 from katib.controller.kube import submit
 from katib.controller.kube.api import KubeApi
 from katib.controller.kube.fake.server import FakeApiServer
-from katib.controller.kube.resources import EXPERIMENTS, TRIALS
+from katib.controller.kube.resources import CONFIGMAPS, EXPERIMENTS, TRIALS
 from tests.controller.experiments import container, experiment
 from tests.controller.kube import katib_examples
 from tests.controller.kube.conftest import register_katib
@@ -391,3 +392,71 @@ def test_katib_examples_pass_cluster_admission() -> None:
         assert rel not in refused, rel
         admitted += 1
     assert admitted >= 25
+
+
+def config_map_experiment(name: str, trial_spec: dict[str, Any], api: KubeApi) -> dict[str, Any]:
+    """An experiment whose trial template is ``trial_spec`` in ConfigMap ``<name>-template``."""
+    doc = experiment("train.py", name=name)
+    template = doc["spec"]["trialTemplate"]
+    del template["trialSpec"]
+    template["configMap"] = {
+        "configMapName": f"{name}-template",
+        "configMapNamespace": NS,
+        "templatePath": "trial.yaml",
+    }
+    api.create(
+        CONFIGMAPS,
+        NS,
+        {
+            "metadata": {"name": f"{name}-template"},
+            "data": {"trial.yaml": yaml.safe_dump(trial_spec)},
+        },
+    )
+    return doc
+
+
+def test_a_configmap_template_is_rendered_before_submission(
+    server: FakeApiServer,
+    api: KubeApi,
+    kubeconfig: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good = experiment("train.py")["spec"]["trialTemplate"]["trialSpec"]
+    doc = config_map_experiment("cm-good", good, api)
+    code, out = katib(capsys, "submit", write(tmp_path, doc), "--kubeconfig", kubeconfig)
+    assert code == 0, out
+    stored = server.get(EXPERIMENTS, NS, "cm-good")
+    assert stored is not None
+    assert stored["spec"]["trialTemplate"] == doc["spec"]["trialTemplate"]  # still a reference
+
+    bad = copy.deepcopy(good)
+    primary = bad["spec"]["template"]["spec"]["containers"][0]
+    primary["args"] = primary.pop("command")[1:]  # no command for the collector to wrap
+    doc = config_map_experiment("cm-bad", bad, api)
+    with pytest.raises(InvalidArgument, match=r"containers\[0\]\.command: the primary container"):
+        submit.admit(doc, api)
+    submit.admit(doc)  # without cluster access the ConfigMap is left to the operator
+    code, out = katib(capsys, "submit", write(tmp_path, doc), "--kubeconfig", kubeconfig)
+    assert code == 2, out
+    assert "containers[0].command" in out
+    assert server.get(EXPERIMENTS, NS, "cm-bad") is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda source: source.update(configMapName="absent"), "spec.trialTemplate.configMap:"),
+        (lambda source: source.update(templatePath="nope"), "configMap.templatePath:"),
+    ],
+    ids=["no-configmap", "no-key"],
+)
+def test_an_unreadable_configmap_template_is_refused_naming_the_field(
+    api: KubeApi, change: Any, field: str
+) -> None:
+    good = experiment("train.py")["spec"]["trialTemplate"]["trialSpec"]
+    doc = config_map_experiment("cm-gone", good, api)
+    change(doc["spec"]["trialTemplate"]["configMap"])
+    with pytest.raises(InvalidArgument, match=field):
+        submit.submit(api, doc)
+    assert api.get(EXPERIMENTS, NS, "cm-gone") is None
