@@ -17,10 +17,13 @@ status of the service's answer                      raised
 INVALID_ARGUMENT, UNKNOWN, FAILED_PRECONDITION       ``InvalidArgument`` from ``validate``
   (validation only; UNIMPLEMENTED counts as valid)
 UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,  retried for :data:`RETRY_SECONDS`, then
-  ABORTED (:data:`TRANSIENT`)                          ``Unavailable``
+  ABORTED (:data:`TRANSIENT`), CANCELLED               ``Unavailable``
 anything else                                        ``FailedPrecondition``
 ==================================================  =======================================
 
+CANCELLED comes from a service in its graceful stop, which cancels, unrun, the calls that reach
+it after the stop began (the suggestion services are stateless, so a retried call is answered
+the same); a call cut by this client's own :meth:`SuggestionClient.close` is not retried.
 INTERNAL and UNKNOWN from ``GetSuggestions`` are bugs in the service, deterministic for a given
 history, so they are not retried. ``cancelled`` (a callable) lets a caller stop the retry wait,
 e.g. when the user pressed Ctrl-C: the wait then ends at once with ``Unavailable``.
@@ -110,14 +113,19 @@ def call_with_retry(
     what: str,
     cancelled: Callable[[], bool] = _never,
     deadline: float = DEADLINE_SECONDS,
+    closed: Callable[[], bool] = _never,
 ) -> Reply:
-    """Call a unary gRPC ``method``; :func:`retry` it on :data:`TRANSIENT` status codes.
+    """Call a unary gRPC ``method``; :func:`retry` it on :data:`TRANSIENT` status codes, and
+    on CANCELLED unless ``closed()`` (the caller closed the channel itself).
 
     ``what`` names the service in the log.
     """
 
     def transient(exc: Exception) -> bool:
-        return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT
+        if not isinstance(exc, grpc.RpcError):
+            return False
+        code = exc.code()
+        return code in TRANSIENT or (code == grpc.StatusCode.CANCELLED and not closed())
 
     def describe(exc: Exception) -> str:
         rpc = cast(grpc.RpcError, exc)  # only transient errors are described
@@ -139,6 +147,7 @@ class SuggestionClient:
         self.cancelled = cancelled
         self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
         self._stub = api_pb2_grpc.SuggestionStub(self._channel)
+        self._closed = False
 
     def validate(self, experiment: pb.Experiment) -> None:
         """ValidateAlgorithmSettings; ``InvalidArgument`` with the service's message if invalid.
@@ -148,7 +157,11 @@ class SuggestionClient:
         request = pb.ValidateAlgorithmSettingsRequest(experiment=experiment)
         try:
             call_with_retry(
-                self._stub.ValidateAlgorithmSettings, request, self._what, self.cancelled
+                self._stub.ValidateAlgorithmSettings,
+                request,
+                self._what,
+                self.cancelled,
+                closed=self._is_closed,
             )
         except grpc.RpcError as exc:
             code = exc.code()
@@ -161,7 +174,13 @@ class SuggestionClient:
     def get_suggestions(self, request: pb.GetSuggestionsRequest) -> pb.GetSuggestionsReply:
         """GetSuggestions; a reply with more assignments than asked for is an error."""
         try:
-            reply = call_with_retry(self._stub.GetSuggestions, request, self._what, self.cancelled)
+            reply = call_with_retry(
+                self._stub.GetSuggestions,
+                request,
+                self._what,
+                self.cancelled,
+                closed=self._is_closed,
+            )
         except grpc.RpcError as exc:
             raise _failure("GetSuggestions", exc) from None
         reply = cast(pb.GetSuggestionsReply, reply)
@@ -176,8 +195,12 @@ class SuggestionClient:
     def _what(self) -> str:
         return f"suggestion service at {self.address}"
 
+    def _is_closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        """Close the channel."""
+        """Close the channel (calls in flight fail, and are not retried)."""
+        self._closed = True
         self._channel.close()
 
     def __enter__(self) -> SuggestionClient:
@@ -189,6 +212,8 @@ class SuggestionClient:
 
 def _failure(rpc: str, exc: grpc.RpcError) -> Unavailable | FailedPrecondition:
     message = f"{rpc} failed: {exc.code().name}: {exc.details()}"
+    if exc.code() == grpc.StatusCode.CANCELLED:
+        return Unavailable(message)
     if exc.code() in TRANSIENT:
         return Unavailable(f"{message} (gave up after retrying for {RETRY_SECONDS:g} s)")
     return FailedPrecondition(message)

@@ -84,3 +84,22 @@ def test_other_errors_fail_at_once(sleeps: list[float], code: grpc.StatusCode) -
     with pytest.raises(FailedPrecondition, match=code.name):
         get(stub)
     assert (stub.calls, sleeps) == (1, [])
+
+
+def test_cancelled_by_a_stopping_service_is_retried(sleeps: list[float]) -> None:
+    stub = Flaky(grpc.StatusCode.CANCELLED, grpc.StatusCode.CANCELLED)
+    get(stub)
+    assert (stub.calls, sleeps) == (3, [0.5, 1.0])
+
+
+def test_a_call_cut_by_close_is_not_retried(sleeps: list[float]) -> None:
+    client = SuggestionClient("127.0.0.1:1")
+
+    def cut(request: Any, **kwargs: Any) -> pb.GetSuggestionsReply:
+        client.close()  # as another thread closing the client mid-call
+        raise FakeRpcError(grpc.StatusCode.CANCELLED)
+
+    client._stub = type("Stub", (), {"GetSuggestions": staticmethod(cut)})()  # type: ignore[assignment]
+    with pytest.raises(Unavailable, match="CANCELLED"):
+        client.get_suggestions(pb.GetSuggestionsRequest(current_request_number=1))
+    assert sleeps == []
