@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import weakref
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -303,6 +305,14 @@ def model_rung(
     return None
 
 
+#: :func:`lineage_model` results per request history (dropped with it): Hyperband draws new
+#: configurations for several brackets in one request, each from the same model.
+_LINEAGE: weakref.WeakKeyDictionary[History, dict[tuple[Any, ...], History]] = (
+    weakref.WeakKeyDictionary()
+)
+_LINEAGE_LOCK = threading.Lock()
+
+
 def lineage_model(
     history: History, space: SearchSpace, resource_name: str, values: Sequence[float]
 ) -> History:
@@ -316,9 +326,24 @@ def lineage_model(
     those that only reached the level under it. So the good group is the configurations the
     schedule promoted furthest, and every configuration tried so far is in the model, not only
     those of one rung. Configurations with no result yet (their bottom-rung trials still running)
-    are pending; returned points hold only ``space``'s parameters.
+    are pending; returned points hold only ``space``'s parameters. Built once per ``history``
+    and arguments; the result is shared, so callers must not change it.
     """
-    depth_of = {float(v): k for k, v in enumerate(sorted(values))}
+    key = (space, resource_name, tuple(sorted(float(v) for v in values)))
+    with _LINEAGE_LOCK:
+        model = _LINEAGE.get(history, {}).get(key)
+    if model is None:
+        model = _build_lineage(history, space, resource_name, key[2])
+        with _LINEAGE_LOCK:
+            _LINEAGE.setdefault(history, {})[key] = model
+    return model
+
+
+def _build_lineage(
+    history: History, space: SearchSpace, resource_name: str, values: Sequence[float]
+) -> History:
+    """:func:`lineage_model` without the memo (``values`` sorted)."""
+    depth_of = {v: k for k, v in enumerate(values)}
     best: dict[tuple[str, ...], tuple[float, float, Point]] = {}
     running: dict[tuple[str, ...], Point] = {}
     for trial in history.trials:
@@ -352,11 +377,10 @@ def lineage_model(
     trials = []
     for i, (depth, value, config) in enumerate(best.values()):
         shifted = value if math.isfinite(value) else (max(finite, default=0.0) + spread + 0.5)
-        trials.append(Trial(f"_c{i}", config, TrialState.SUCCEEDED, shifted + (top - depth) * gap))
+        trials.append(Trial(f"_m{i}", config, TrialState.SUCCEEDED, shifted + (top - depth) * gap))
+    waiting = [config for key, config in running.items() if key not in best]
     trials += [
-        Trial(f"_r{i}", config, TrialState.PENDING)
-        for i, (key, config) in enumerate(running.items())
-        if key not in best
+        Trial(f"_m{len(best) + i}", config, TrialState.PENDING) for i, config in enumerate(waiting)
     ]
     return History(Direction.MINIMIZE, trials)
 
@@ -405,7 +429,8 @@ def _tpe_configs(
     count: int,
     rng: np.random.Generator,
 ) -> list[Point]:
-    """Up to ``count`` TPE picks fitted on ``model``, none already run at ``same``'s resource.
+    """Up to ``count`` TPE picks fitted on ``model`` (a :func:`lineage_model`), none already run
+    at ``same``'s resource.
 
     ``same``'s pending trials whose configuration is not in ``model`` are added as liars.
     """
@@ -413,19 +438,13 @@ def _tpe_configs(
 
     cls = MultivariateTPE if sampler == "multivariate-tpe" else TPE
     names = space.names
-    trials = [
-        Trial(f"_m{i}", {k: t.point[k] for k in names}, t.state, t.value)
-        for i, t in enumerate(model.trials)
-        if t.point is not None
-    ]
-    known = {space.key(t.point) for t in trials if t.point is not None}
-    trials += [
-        Trial(f"_p{i}", {k: t.point[k] for k in names}, TrialState.PENDING)
-        for i, t in enumerate(same.trials)
-        if t.state is TrialState.PENDING
-        and t.point is not None
-        and space.key({k: t.point[k] for k in names}) not in known
-    ]
+    known = model.taken_keys(space)
+    trials = list(model.trials)
+    for i, t in enumerate(same.trials):
+        if t.state is TrialState.PENDING and t.point is not None:
+            config = {k: t.point[k] for k in names}
+            if space.key(config) not in known:
+                trials.append(Trial(f"_p{i}", config, TrialState.PENDING))
     tpe_settings = TPESettings(n_startup_trials=0, random_state=int(rng.integers(2**31)))
     algo = cls(ExperimentInfo(experiment.name, space), tpe_settings)
     picks = algo.suggest(History(model.direction, trials), count)

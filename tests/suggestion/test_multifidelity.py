@@ -9,9 +9,11 @@ process too.
 from __future__ import annotations
 
 import collections
+import gc
 import re
 import subprocess
 import sys
+import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
@@ -714,6 +716,22 @@ def test_the_lineage_model_ranks_configurations_by_the_rung_reached_then_value(
     assert order == [0.2, 0.1, 0.3, 0.4, 0.5]
     assert [t.point for t in model.pending] == [{"x": 0.7, "y": 0.5}]
     assert all(set(t.point) == {"x", "y"} for t in model.trials)
+
+
+def test_the_lineage_model_is_built_once_per_history_and_dropped_with_it() -> None:
+    trials = [
+        at(0.1, 1, TrialState.SUCCEEDED, 0.5, "a1"),
+        at(0.2, 3, TrialState.SUCCEEDED, 0.4, "b3"),
+    ]
+    history = History("minimize", trials)
+    first = mf.lineage_model(history, XY, "epochs", [1.0, 3.0])
+    assert mf.lineage_model(history, XY, "epochs", [3.0, 1.0]) is first
+    assert mf.lineage_model(history, XY, "epochs", [1.0, 3.0, 9.0]) is not first
+    assert mf.lineage_model(History("minimize", trials), XY, "epochs", [1.0, 3.0]) is not first
+    alive = weakref.ref(history)
+    del history
+    gc.collect()
+    assert alive() is None  # the memo does not keep a request's history alive
 
 
 def test_the_lineage_model_keeps_non_finite_values_last_within_their_rung() -> None:
