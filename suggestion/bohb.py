@@ -119,7 +119,7 @@ class BOHB(Hyperband):
             model = mf.lineage_model(history, space, self.resource, values)
             if len(model.completed) < need:
                 return None
-            known = {space.key(p) for p in model.points()}
+            known = model.taken_keys(space)
             new = [{k: s.point[k] for k in space.names} for s in batch]
             pending = [p for p in new if space.key(p) not in known]
             done = History(model.direction, model.completed)
