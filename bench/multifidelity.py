@@ -56,8 +56,6 @@ from katib.api.settings import parse_settings
 from katib.api.trials import Trial, TrialState
 from katib.bench import mf_problems, multifidelity_peers
 from katib.bench.mf_problems import MFProblem
-from katib.bench.mf_problems import final_loss as final_loss  # the synthetic curve, kept
-from katib.bench.mf_problems import learning_curve as learning_curve  # importable from here
 from katib.suggestion import registry
 from katib.suggestion.base import ExperimentInfo, SuggestResult
 from katib.suggestion.bohb import MODELS as BOHB_MODELS

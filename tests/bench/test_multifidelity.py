@@ -26,7 +26,7 @@ def test_cost_is_counted_in_resource_units() -> None:
     spent = [s for s, _ in curve]
     assert spent == sorted(spent) and spent[0] == 4  # the first batch: 4 trials at 1 epoch
     assert all(math.isfinite(r) and r >= 0 for _, r in curve)
-    assert multifidelity.final_loss({"x0": (math.pi + 5) / 15, "x1": 2.275 / 15, "x2": 0.7}) == (
+    assert mf_problems.final_loss({"x0": (math.pi + 5) / 15, "x1": 2.275 / 15, "x2": 0.7}) == (
         pytest.approx(0, abs=1e-5)
     )
 
@@ -177,9 +177,9 @@ def test_a_problems_curve_is_deterministic_and_its_best_has_zero_regret(
 def test_the_synthetic_problem_is_the_curve_of_the_docstring() -> None:
     problem = mf_problems.get("synthetic")
     point = {"x0": 0.2, "x1": 0.4, "x2": 0.5, "x3": 0.9}
-    assert problem.curve(point, 3) == multifidelity.learning_curve(point, 3)
-    assert problem.regret(point) == multifidelity.final_loss(point)
-    assert problem.loss(point, 3, 0.25) == multifidelity.learning_curve(point, 3) + 0.25
+    assert problem.curve(point, 3) == mf_problems.learning_curve(point, 3)
+    assert problem.regret(point) == mf_problems.final_loss(point)
+    assert problem.loss(point, 3, 0.25) == mf_problems.learning_curve(point, 3) + 0.25
     noise = [problem.draw_noise(np.random.default_rng(5)) for _ in range(2)]
     assert noise[0] == noise[1] == float(np.random.default_rng(5).normal(0, 0.005))
 
